@@ -1,0 +1,90 @@
+"""The tap interface every backbone implements (one forward pass -> aligned outputs of chosen layers).
+
+Layer numbers are the paper's, 1-based (DESIGN.md section 1). A backbone receives the front end's
+``input_values`` and returns, for every requested layer, its Eq.1-aligned features [B, D_l, T_o].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+
+class TappedBackbone(nn.Module):
+    """Base class of the backbones. Subclasses set ``name`` and implement the classmethods + forward."""
+
+    name: ClassVar[str] = ""
+    #: False when no tap has a time axis (AST's token rule): T_o = 1 and Eq.3 is skipped.
+    has_time_axis: ClassVar[bool] = True
+
+    # ---- static description, usable without building the module (config validation, cards) ----
+    @classmethod
+    def default_backbone_config(cls) -> dict[str, Any]:
+        """The backbone's own hyper-parameters (the paper's model) as a JSON-able dict."""
+        raise NotImplementedError
+
+    @classmethod
+    def normalize_backbone_config(cls, backbone_config: Any) -> dict[str, Any]:
+        """Accept a dict, a config object or None; return a complete JSON-able dict."""
+        merged = cls.default_backbone_config()
+        if backbone_config is None:
+            return merged
+        if hasattr(backbone_config, "to_dict"):
+            backbone_config = backbone_config.to_dict()
+        if not isinstance(backbone_config, dict):
+            raise TypeError(
+                f"backbone_config for {cls.name!r} must be a dict or a config object, "
+                f"got {type(backbone_config).__name__}"
+            )
+        merged.update(backbone_config)
+        return merged
+
+    @classmethod
+    def tappable_layers(cls, backbone_config: dict[str, Any]) -> tuple[int, ...]:
+        """The 1-based layer numbers that can be tapped."""
+        raise NotImplementedError
+
+    @classmethod
+    def layer_dims(cls, backbone_config: dict[str, Any], frontend: dict[str, Any]) -> dict[int, int]:
+        """Feature dimension D_l after Eq.1 for every tappable layer."""
+        raise NotImplementedError
+
+    @classmethod
+    def default_frontend(cls, backbone_config: dict[str, Any]) -> dict[str, Any]:
+        """Front-end settings (``name`` of the front end + its parameters, incl. ``sampling_rate``)."""
+        raise NotImplementedError
+
+    @classmethod
+    def default_fusion_layers(cls, backbone_config: dict[str, Any]) -> list[int]:
+        """The paper's (or a sensible) middle + late layer choice."""
+        raise NotImplementedError
+
+    # ---- module behaviour ----
+    def __init__(self, backbone_config: dict[str, Any], frontend: dict[str, Any], attn_implementation=None):
+        """``attn_implementation`` is passed on by transformers-based backbones and ignored by the others."""
+        super().__init__()
+        self.backbone_config = backbone_config
+        self.frontend = frontend
+
+    def check_layers(self, layers: Sequence[int]) -> list[int]:
+        """Validate requested layers; an error lists the valid ones."""
+        valid = self.tappable_layers(self.backbone_config)
+        bad = [layer for layer in layers if layer not in valid]
+        if bad or len(layers) == 0:
+            raise ValueError(
+                f"{self.name}: cannot tap layer(s) {bad or list(layers)}; tappable layers are {list(valid)} "
+                "(1-based, the paper's numbering)"
+            )
+        return list(layers)
+
+    def forward(
+        self, input_values: torch.Tensor, layers: Sequence[int], num_frames: int | None = None
+    ) -> dict[int, torch.Tensor]:
+        """Run once; return {layer: [B, D_l, T_o]} for ``layers``. ``num_frames`` overrides T_o."""
+        raise NotImplementedError
+
+    def init_weights(self, module: nn.Module) -> None:
+        """Initialise one sub-module (called by transformers for weights missing from a checkpoint)."""

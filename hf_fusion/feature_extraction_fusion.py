@@ -1,0 +1,150 @@
+"""``FusedAudioFeatureExtractor``: mono waveforms -> the backbone's front-end ``input_values`` (batched torch)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import BatchFeature, SequenceFeatureExtractor
+from transformers.utils import logging
+
+from .backbones import get_backbone_class
+# `from .module import name` (not `from . import module`): transformers copies only such imports as remote code.
+from .frontends import ast_fbank
+
+logger = logging.get_logger(__name__)
+
+#: front-end name (``frontend["name"]``) -> batched function(waveforms [B, N], lengths [B], **settings)
+FRONTEND_FUNCTIONS = {
+    "ast_fbank": ast_fbank,
+}
+
+
+class FusedAudioFeatureExtractor(SequenceFeatureExtractor):
+    """One feature extractor for every backbone; its saved config names the backbone's front end.
+
+    Args:
+        backbone: backbone name; selects the front end and its defaults.
+        frontend: settings overriding the defaults (e.g. ``{"max_length": 512}`` for AST).
+        sampling_rate: shortcut for ``frontend["sampling_rate"]``.
+
+    ``fe(audio, sampling_rate=16000, return_tensors="pt")`` takes one mono clip (1-D) or a batch
+    (list of 1-D arrays/tensors, or a 2-D [B, N] array) of float audio and returns ``input_values``
+    (AST: [B, max_length, num_mel_bins]).
+    """
+
+    model_input_names = ["input_values"]
+
+    def __init__(
+        self,
+        backbone: str = "ast",
+        frontend: dict[str, Any] | None = None,
+        sampling_rate: int | None = None,
+        feature_size: int = 1,
+        padding_value: float = 0.0,
+        **kwargs,
+    ):
+        backbone_cls = get_backbone_class(backbone)
+        defaults = backbone_cls.default_frontend(backbone_cls.normalize_backbone_config(None))
+        merged = {**defaults, **(frontend or {})}
+        if sampling_rate is not None:
+            merged["sampling_rate"] = int(sampling_rate)
+        if merged["name"] not in FRONTEND_FUNCTIONS:
+            raise ValueError(f"unknown front end {merged['name']!r}; known: {sorted(FRONTEND_FUNCTIONS)}")
+        super().__init__(
+            feature_size=feature_size,
+            sampling_rate=int(merged["sampling_rate"]),
+            padding_value=padding_value,
+            **kwargs,
+        )
+        self.backbone = backbone
+        self.frontend = merged
+
+    @classmethod
+    def from_fusion_config(cls, config) -> "FusedAudioFeatureExtractor":
+        """The extractor matching an :class:`AudioFusionConfig` (same backbone and front-end settings)."""
+        return cls(backbone=config.backbone, frontend=dict(config.frontend))
+
+    def __call__(
+        self,
+        raw_audio,
+        sampling_rate: int | None = None,
+        return_tensors: str | None = None,
+        device: str | torch.device | None = None,
+        **kwargs,
+    ) -> BatchFeature:
+        """Mono float audio at ``self.sampling_rate`` -> BatchFeature(input_values=...).
+
+        ``device`` runs the front end there (e.g. ``"cuda"``); the result stays on it with ``return_tensors="pt"``.
+        """
+        if sampling_rate is None:
+            logger.warning(
+                f"FusedAudioFeatureExtractor: pass sampling_rate= (expected {self.sampling_rate} Hz) to catch "
+                "audio at the wrong rate; assuming it is already correct."
+            )
+        elif int(sampling_rate) != self.sampling_rate:
+            raise ValueError(
+                f"audio is at {sampling_rate} Hz but the {self.backbone} front end expects {self.sampling_rate} Hz; "
+                f"resample it first (e.g. datasets' cast_column('audio', Audio(sampling_rate={self.sampling_rate})))"
+            )
+        clips = _as_mono_clips(raw_audio)
+        lengths = torch.tensor([c.numel() for c in clips], dtype=torch.long)
+        waveforms = torch.zeros(len(clips), int(lengths.max()), dtype=torch.float32)
+        for i, clip in enumerate(clips):
+            waveforms[i, : clip.numel()] = clip
+        if device is not None:
+            waveforms, lengths = waveforms.to(device), lengths.to(device)
+        settings = {k: v for k, v in self.frontend.items() if k != "name"}
+        with torch.no_grad():
+            features = FRONTEND_FUNCTIONS[self.frontend["name"]](waveforms, lengths=lengths, **settings)
+        if return_tensors in ("pt", "torch"):
+            return BatchFeature({"input_values": features})
+        return BatchFeature({"input_values": features.cpu().numpy()}, tensor_type=return_tensors)
+
+
+def _as_mono_clips(raw_audio) -> list[torch.Tensor]:
+    """Validate audio and return 1-D float32 CPU tensors; errors say what was received and what is expected."""
+    if isinstance(raw_audio, (np.ndarray, torch.Tensor)):
+        if raw_audio.ndim == 1:
+            items = [raw_audio]
+        elif raw_audio.ndim == 2:
+            items = list(raw_audio)  # a batch [B, N] of mono clips, as in transformers
+        else:
+            raise ValueError(
+                f"expected mono audio: one 1-D clip, a list of 1-D clips or a [batch, samples] array; "
+                f"got an array of shape {tuple(raw_audio.shape)}"
+            )
+    elif isinstance(raw_audio, (list, tuple)):
+        if len(raw_audio) == 0:
+            raise ValueError("expected one or more audio clips, got an empty list")
+        is_scalar_list = all(isinstance(x, (int, float, np.floating)) for x in raw_audio)
+        items = [raw_audio] if is_scalar_list else list(raw_audio)
+    else:
+        raise TypeError(
+            f"expected mono float audio (numpy array, torch tensor or list of them), got {type(raw_audio).__name__}"
+        )
+    clips = []
+    for i, item in enumerate(items):
+        if isinstance(item, torch.Tensor):
+            item = item.detach().cpu()
+            is_float = item.is_floating_point()
+        else:
+            item = np.asarray(item)
+            is_float = np.issubdtype(item.dtype, np.floating)
+        if item.ndim != 1:
+            hint = " (multi-channel? average the channels first, e.g. audio.mean(axis=0))" if item.ndim == 2 else ""
+            raise ValueError(f"clip {i}: expected mono 1-D audio, got shape {tuple(item.shape)}{hint}")
+        if not is_float:
+            raise ValueError(
+                f"clip {i}: expected float audio in [-1, 1], got dtype {item.dtype}; "
+                "convert integer PCM first (e.g. int16 / 32768)"
+            )
+        if item.shape[0] == 0:
+            raise ValueError(f"clip {i}: audio is empty (0 samples)")
+        clip = torch.as_tensor(item, dtype=torch.float32)
+        bad = int((~torch.isfinite(clip)).sum())
+        if bad:
+            raise ValueError(f"clip {i}: {bad} of {clip.numel()} samples are NaN or infinite")
+        clips.append(clip)
+    return clips

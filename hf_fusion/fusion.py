@@ -1,0 +1,81 @@
+"""Eq.1-3 of Niizumi et al. (2022) as pure tensor functions.
+
+Shapes use B = batch, C = channels, F = frequency bins, T = time frames, D = feature dims.
+Eq.1 ``align_layer``: one layer's output -> [B, D, T_o] (max-pool time, flatten channel x frequency).
+Eq.2 ``concat_layers``: aligned layers -> [B, sum(D_l), T_o].
+Eq.3 ``temporal_pool``: [B, D, T_o] -> [B, D] (mean over time + max over time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+POOLINGS = ("mean+max", "mean", "max")
+
+
+def align_layer(z: torch.Tensor, num_frames: int, name: str = "layer") -> torch.Tensor:
+    """Eq.1: time-align one layer output to ``num_frames`` (T_o) frames.
+
+    Accepted shapes (time is always the LAST axis):
+      [B, C, F, T] (CNN feature map)  -> max-pool T, flatten to [B, C*F, T_o] (channel-major);
+      [B, D, T]    (frame sequence)   -> max-pool T -> [B, D, T_o];
+      [B, D]       (no time axis: FC output, a transformer's [CLS]) -> repeated -> [B, D, T_o].
+    Pooling uses kernel = stride = T // T_o (floor, as ``max_pool1d`` without ``ceil_mode``); frames
+    past T_o that a non-divisible T leaves are dropped. ``name`` only labels error messages.
+    """
+    if not isinstance(num_frames, int) or num_frames < 1:
+        raise ValueError(f"{name}: T_o must be a positive integer, got {num_frames!r}")
+    if z.dim() == 2:
+        return z.unsqueeze(-1).expand(-1, -1, num_frames)
+    if z.dim() == 4:
+        z = z.flatten(1, 2)
+    elif z.dim() != 3:
+        raise ValueError(
+            f"{name}: expected [B, D], [B, D, T] or [B, C, F, T] (time last), got shape {tuple(z.shape)}"
+        )
+    t = z.shape[-1]
+    if t < num_frames:
+        raise ValueError(
+            f"{name}: has {t} time frames, fewer than the T_o={num_frames} frames to align to; "
+            "the input clip is too short for this layer (pad it or lower T_o)"
+        )
+    kernel = t // num_frames
+    if kernel > 1:
+        z = F.max_pool1d(z, kernel_size=kernel, stride=kernel)
+    return z[..., :num_frames]
+
+
+def concat_layers(aligned: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Eq.2: concatenate aligned layers [B, D_l, T_o] per frame -> [B, sum(D_l), T_o]."""
+    if len(aligned) == 0:
+        raise ValueError("Eq.2 needs at least one layer to concatenate")
+    ref = aligned[0].shape
+    for i, a in enumerate(aligned):
+        if a.dim() != 3 or a.shape[0] != ref[0] or a.shape[2] != ref[2]:
+            raise ValueError(
+                "Eq.2: every aligned layer must be [B, D_l, T_o] with the same B and T_o; "
+                f"layer #0 is {tuple(ref)}, layer #{i} is {tuple(a.shape)}"
+            )
+    return torch.cat(list(aligned), dim=1)
+
+
+def temporal_pool(frames: torch.Tensor, pooling: str = "mean+max") -> torch.Tensor:
+    """Eq.3: summarise time of [B, D, T] -> [B, D]; "mean+max" is the paper's (a sum, not a concat)."""
+    if frames.dim() != 3:
+        raise ValueError(f"Eq.3 expects [B, D, T], got shape {tuple(frames.shape)}")
+    if pooling == "mean+max":
+        return frames.mean(dim=-1) + frames.amax(dim=-1)
+    if pooling == "mean":
+        return frames.mean(dim=-1)
+    if pooling == "max":
+        return frames.amax(dim=-1)
+    raise ValueError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
+
+
+def fuse(aligned: Sequence[torch.Tensor], pooling: str = "mean+max") -> tuple[torch.Tensor, torch.Tensor]:
+    """Eq.2 then Eq.3: returns (frames [B, D, T_o], embedding [B, D])."""
+    frames = concat_layers(aligned)
+    return frames, temporal_pool(frames, pooling)

@@ -1,0 +1,105 @@
+"""``AudioFusionModel``: backbone taps -> Eq.1 -> Eq.2 -> Eq.3, as a transformers ``PreTrainedModel``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from transformers import PreTrainedModel
+from transformers.utils import ModelOutput
+
+from .configuration_fusion import AudioFusionConfig
+from .fusion import fuse
+
+
+@dataclass
+class AudioFusionOutput(ModelOutput):
+    """Outputs of :class:`AudioFusionModel`.
+
+    last_hidden_state: [B, T_o, D] fused frames (Eq.2), D = sum of the chosen layers' dims.
+    pooler_output: [B, D] the fused embedding (Eq.3).
+    hidden_states: with ``output_hidden_states=True``, one [B, T_o, D_l] per chosen layer, in
+        ``config.fusion_layers`` order (each layer's Eq.1-aligned features).
+    """
+
+    last_hidden_state: torch.Tensor | None = None
+    pooler_output: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+
+
+class AudioFusionPreTrainedModel(PreTrainedModel):
+    config_class = AudioFusionConfig
+    config: AudioFusionConfig
+    base_model_prefix = "fusion"
+    main_input_name = "input_values"
+    input_modalities = ("audio",)
+    _supports_sdpa = True
+    _supports_flash_attn = True
+
+    def _init_weights(self, module):
+        backbone = getattr(self, "backbone", None)
+        if backbone is not None:
+            backbone.init_weights(module)
+        else:
+            super()._init_weights(module)
+
+
+class AudioFusionModel(AudioFusionPreTrainedModel):
+    """Fused multilayer features of a pre-trained audio model (Niizumi et al., 2022).
+
+    ``model(input_values).pooler_output`` is the [B, D] embedding; ``input_values`` comes from
+    :class:`FusedAudioFeatureExtractor` with the same backbone.
+    """
+
+    def __init__(self, config: AudioFusionConfig):
+        super().__init__(config)
+        self.backbone = config.backbone_class(
+            config.backbone_config, config.frontend, attn_implementation=getattr(config, "_attn_implementation", None)
+        )
+        self.post_init()
+
+    @property
+    def layer_dims(self) -> dict[int, int]:
+        return self.config.layer_dims
+
+    def tap(self, input_values: torch.Tensor, layers: Sequence[int] | str | None = None) -> dict[int, torch.Tensor]:
+        """One backbone pass -> {layer: [B, D_l, T_o]} Eq.1-aligned features.
+
+        ``layers``: ``None`` = the fusion layers, ``"all"`` = every tappable layer, or a list of layer numbers.
+        """
+        if layers is None:
+            layers = self.config.fusion_layers
+        elif layers == "all":
+            layers = list(self.config.backbone_class.tappable_layers(self.config.backbone_config))
+        return self.backbone(input_values, layers, num_frames=self.config.num_output_frames)
+
+    def pool(self, aligned: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eq.2 + Eq.3 on aligned layers -> (frames [B, D, T_o], embedding [B, D]).
+
+        Backbones whose taps have no time axis (AST) give T_o = 1; there Eq.1-3 reduce to
+        concatenation, so the embedding is the concatenated vector (mean+max would only double it).
+        """
+        frames, embedding = fuse(aligned, self.config.pooling)
+        if not self.config.backbone_class.has_time_axis and self.config.num_output_frames is None:
+            embedding = frames[..., 0]
+        return frames, embedding
+
+    def forward(
+        self,
+        input_values: torch.Tensor,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> AudioFusionOutput | tuple:
+        """input_values: the feature extractor's output for this backbone (e.g. AST [B, 1024, 128])."""
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        taps = self.tap(input_values)
+        aligned = [taps[layer] for layer in self.config.fusion_layers]
+        frames, embedding = self.pool(aligned)
+        hidden = tuple(a.transpose(1, 2) for a in aligned) if output_hidden_states else None
+        out = AudioFusionOutput(last_hidden_state=frames.transpose(1, 2), pooler_output=embedding, hidden_states=hidden)
+        return out if return_dict else out.to_tuple()

@@ -1,0 +1,47 @@
+"""Shared fixtures: tiny random-initialised models and synthetic audio (no downloads)."""
+
+import numpy as np
+import pytest
+import torch
+
+TINY_AST = dict(
+    hidden_size=16,
+    num_hidden_layers=12,
+    num_attention_heads=2,
+    intermediate_size=32,
+    max_length=64,
+    num_mel_bins=32,
+)
+
+
+@pytest.fixture
+def tiny_ast_config():
+    import hf_fusion
+
+    return hf_fusion.AudioFusionConfig(backbone="ast", backbone_config=dict(TINY_AST), fusion_layers=[5, 12])
+
+
+@pytest.fixture
+def tiny_ast_model(tiny_ast_config):
+    import hf_fusion
+
+    torch.manual_seed(0)
+    return hf_fusion.AudioFusionModel(tiny_ast_config).eval()
+
+
+def make_clips(lengths_s=(1.0, 0.7, 1.3), sr=16000, seed=0):
+    """Real-looking mono clips: a harmonic tone, a chirp with noise, amplitude-modulated noise."""
+    rng = np.random.default_rng(seed)
+    clips = []
+    for i, seconds in enumerate(lengths_s):
+        t = np.arange(int(seconds * sr)) / sr
+        kind = i % 3
+        if kind == 0:
+            f0 = rng.uniform(150, 600)
+            x = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 5))
+        elif kind == 1:
+            x = np.sin(2 * np.pi * (200 * t + 900 * t**2)) + 0.05 * rng.standard_normal(t.size)
+        else:
+            x = rng.standard_normal(t.size) * (0.5 + 0.5 * np.sin(2 * np.pi * 4 * t))
+        clips.append((0.3 * x / np.abs(x).max()).astype(np.float32))
+    return clips
