@@ -117,6 +117,10 @@ def test_unknown_task_lists_known_names():
     assert "esc-fifty" in msg
     for name in list_tasks(include_synthetic=True):
         assert name in msg
+    with pytest.raises(KeyError, match="known tasks: esc50, us8k"):
+        load_task("nosuchtask")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_task("./nosuchfolder")
 
 
 # ----------------------------------------------------------------------------- (a) EVAR folders

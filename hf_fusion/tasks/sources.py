@@ -464,14 +464,19 @@ def load_task(
       ``root/<name>/metadata.csv``);
     * registered name + ``source``: a Hub id or ``save_to_disk`` folder read with the task's
       documented column mapping (``source`` defaults to the registry's Hub id);
-    * a folder path: EVAR folder if its ``metadata.csv`` has file_name/label/split-or-fold,
-      otherwise an ``audiofolder``.
+    * a folder path (a ``Path``, or a string that is not a registered name): EVAR folder if its
+      ``metadata.csv`` has file_name/label/split-or-fold, a ``save_to_disk`` folder, otherwise
+      an ``audiofolder``.
     ``crop=True`` crops/pads to the registered clip length (``clip_seconds`` overrides it).
     Extra keyword arguments go to the underlying loader.
     """
     spec: Optional[TaskSpec] = task if isinstance(task, TaskSpec) else None
-    if spec is None and isinstance(task, str) and os.path.sep not in task and not Path(task).exists():
-        spec = get_task(task)  # raises with the list of known names
+    if isinstance(task, str):
+        try:
+            spec = get_task(task)  # a registered name wins over a same-named folder (use ./name)
+        except KeyError:
+            if not (os.path.sep in task or task.startswith(".") or Path(task).exists()):
+                raise  # neither a known task nor a folder: the message lists known names
     if crop and clip_seconds is None:
         clip_seconds = spec.clip_seconds if spec is not None else None
         if clip_seconds is None:
