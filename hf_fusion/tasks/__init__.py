@@ -1,0 +1,35 @@
+"""Downstream tasks: registry, loaders (EVAR folder, audiofolder, Hub/save_to_disk), folds,
+clip cropping, audio checks and the offline synthetic suite."""
+
+from hf_fusion.tasks.clips import audio_array, clip_samples, crop_clips, crop_or_pad, crop_start, make_clip_fn
+from hf_fusion.tasks.folds import available_folds, fold_splits, iter_folds, stratified_valid_indices
+from hf_fusion.tasks.registry import (
+    PAPER_TASKS,
+    SYNTHETIC_TASKS,
+    HubSource,
+    TaskSpec,
+    get_task,
+    list_tasks,
+)
+from hf_fusion.tasks.sources import (
+    is_saved_dataset,
+    load_audiofolder_task,
+    load_hub_task,
+    load_task,
+    load_task_dir,
+    normalize_task_data,
+    read_metadata,
+    sorted_label_names,
+)
+from hf_fusion.tasks.synthetic import build_synthetic_suite, build_synthetic_task, load_synthetic_task, synth_clip
+from hf_fusion.tasks.validate import AudioDecodeError, check_audio
+
+__all__ = [
+    "PAPER_TASKS", "SYNTHETIC_TASKS", "HubSource", "TaskSpec", "get_task", "list_tasks",
+    "load_task", "load_task_dir", "load_audiofolder_task", "load_hub_task", "normalize_task_data",
+    "read_metadata", "sorted_label_names", "is_saved_dataset",
+    "fold_splits", "iter_folds", "available_folds", "stratified_valid_indices",
+    "crop_clips", "crop_or_pad", "crop_start", "clip_samples", "make_clip_fn", "audio_array",
+    "check_audio", "AudioDecodeError",
+    "build_synthetic_suite", "build_synthetic_task", "load_synthetic_task", "synth_clip",
+]

@@ -1,0 +1,128 @@
+"""Clip-length handling as EVAR does it: crop or zero-pad every clip to the task's length.
+
+Rules (``n = round(clip_seconds * sampling_rate)`` samples):
+
+* a clip longer than ``n`` is cropped: at a random start for train/valid, at sample 0 for test.
+  The random start is drawn with ``numpy.random.default_rng([seed, index])`` where ``index`` is
+  the example's position in its split, so it is deterministic per (seed, example) and changes
+  with the seed;
+* a clip shorter than ``n`` is zero-padded at the end (never cropped, whatever the split);
+* audio is mono: ``datasets``' decoder returns the mean of the channels for ``["array"]``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable, Optional
+
+import numpy as np
+from datasets import Audio, DatasetDict, List, Value
+
+RANDOM_CROP_SPLITS = ("train", "valid")
+
+
+def audio_array(value) -> tuple[np.ndarray, int]:
+    """Mono float32 samples and sampling rate of a decoded ``audio`` value.
+
+    Accepts a ``datasets`` AudioDecoder (datasets >= 4) or a dict with ``array`` and
+    ``sampling_rate``. Multi-channel input is averaged over channels: an ``array`` of shape
+    (channels, samples) becomes (samples,).
+    """
+    try:
+        array, sr = value["array"], value["sampling_rate"]
+    except (KeyError, TypeError) as err:
+        raise TypeError(f"expected a decoded audio value with 'array' and 'sampling_rate', got {type(value)}") from err
+    array = np.asarray(array, dtype=np.float32)
+    if array.ndim == 2:
+        array = array.mean(axis=0)
+    elif array.ndim != 1:
+        raise ValueError(f"audio array must be 1-D (samples) or 2-D (channels, samples), got shape {array.shape}")
+    return array, int(sr)
+
+
+def clip_samples(clip_seconds: float, sampling_rate: int) -> int:
+    """Clip length in samples: ``round(clip_seconds * sampling_rate)``."""
+    if clip_seconds is None or clip_seconds <= 0:
+        raise ValueError(f"clip_seconds must be > 0, got {clip_seconds}")
+    return int(round(clip_seconds * sampling_rate))
+
+
+def crop_start(n_in: int, n_out: int, random_crop: bool, seed: int = 0, index: int = 0) -> int:
+    """Start sample of the crop of an ``n_in``-sample clip to ``n_out`` samples (0 if it fits)."""
+    if n_in <= n_out or not random_crop:
+        return 0
+    rng = np.random.default_rng([int(seed), int(index)])
+    return int(rng.integers(0, n_in - n_out + 1))
+
+
+def crop_or_pad(wave: np.ndarray, n_out: int, start: int = 0) -> np.ndarray:
+    """``wave[start:start + n_out]``, zero-padded at the end to exactly ``n_out`` samples (float32)."""
+    wave = np.asarray(wave, dtype=np.float32)
+    if wave.ndim != 1:
+        raise ValueError(f"crop_or_pad expects mono samples of shape (samples,), got {wave.shape}")
+    seg = wave[start : start + n_out]
+    if len(seg) < n_out:
+        seg = np.concatenate([seg, np.zeros(n_out - len(seg), dtype=np.float32)])
+    return seg
+
+
+def make_clip_fn(
+    clip_seconds: float,
+    random_crop: bool,
+    seed: int = 0,
+    audio_column: str = "audio",
+    output_column: str = "input_values",
+) -> Callable[[dict, int], dict]:
+    """A function for ``Dataset.map(fn, with_indices=True)`` writing a fixed-length clip.
+
+    The output column holds float32 mono samples of length ``round(clip_seconds * sr)`` where sr
+    is the decoded audio's rate.
+    """
+
+    def fn(example: dict, index: int) -> dict:
+        wave, sr = audio_array(example[audio_column])
+        n = clip_samples(clip_seconds, sr)
+        start = crop_start(len(wave), n, random_crop, seed, index)
+        return {output_column: crop_or_pad(wave, n, start)}
+
+    return fn
+
+
+def crop_clips(
+    data: DatasetDict,
+    clip_seconds: float,
+    seed: int = 0,
+    random_splits: Iterable[str] = RANDOM_CROP_SPLITS,
+    audio_column: str = "audio",
+    output_column: str = "input_values",
+    keep_audio: bool = True,
+    num_proc: Optional[int] = None,
+) -> DatasetDict:
+    """Add a fixed-length ``output_column`` (float32 samples) to every split of ``data``.
+
+    Splits named in ``random_splits`` (train, valid) get random crops, the others (test) start at
+    0; short clips are zero-padded. The audio column must have a fixed ``sampling_rate`` (cast it
+    with ``Audio(sampling_rate=...)``) so the clip length in samples is the same everywhere.
+    The new column is ``List(float32, length=n)``; read it with ``.with_format("numpy")`` or
+    ``"torch"``. The decoded waveform is not re-encoded: ``keep_audio=False`` drops the audio column.
+    """
+    random_splits = set(random_splits)
+    out = {}
+    for split, ds in data.items():
+        feat = ds.features.get(audio_column)
+        if not isinstance(feat, Audio):
+            raise ValueError(f"split {split!r}: column {audio_column!r} is not an Audio feature (got {feat})")
+        if feat.sampling_rate is None:
+            raise ValueError(
+                f"split {split!r}: audio has no fixed sampling rate; load the task with sampling_rate=... "
+                "(or cast_column('audio', Audio(sampling_rate=sr))) before cropping"
+            )
+        n = clip_samples(clip_seconds, feat.sampling_rate)
+        features = ds.features.copy()
+        features[output_column] = List(Value("float32"), length=n)
+        fn = make_clip_fn(clip_seconds, split in random_splits, seed, audio_column, output_column)
+        mapped = ds.map(fn, with_indices=True, features=features, num_proc=num_proc,
+                        desc=f"crop {split} to {clip_seconds} s")
+        if not keep_audio:
+            mapped = mapped.remove_columns(audio_column)
+        out[split] = mapped
+    return DatasetDict(out)

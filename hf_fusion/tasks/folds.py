@@ -1,0 +1,131 @@
+"""Cross-validation folds and stratified validation carving (EVAR protocol).
+
+With fold tasks the held-out fold is the test set and a stratified ``valid_fraction`` (10%) of the
+remaining examples becomes the validation set:
+
+* the total validation size is ``round(valid_fraction * n_rest)``, shared among classes by largest
+  remainder of ``valid_fraction * n_class``;
+* every class with >= 2 remaining examples gets at least 1 validation example and keeps at least
+  1 training example (so the validation set can be a little larger than 10% with many small
+  classes); a class with a single remaining example stays in train;
+* which examples go to validation is drawn with ``numpy.random.default_rng(seed)``; the same seed
+  gives the same split. Example order inside each split follows the original dataset order.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Union
+
+import numpy as np
+from datasets import Dataset, DatasetDict
+
+ALL_SPLIT = "all"
+
+
+def stratified_valid_indices(labels, valid_fraction: float = 0.1, seed: int = 0) -> np.ndarray:
+    """Positions (sorted, into ``labels``) chosen for validation; see the module docstring.
+
+    Args:
+        labels: 1-D sequence of class ids (any hashable, sortable values), length N.
+        valid_fraction: fraction in [0, 1).
+        seed: random seed.
+    Returns:
+        int64 array of positions, sorted ascending.
+    """
+    if not 0.0 <= valid_fraction < 1.0:
+        raise ValueError(f"valid_fraction must be in [0, 1), got {valid_fraction}")
+    labels = np.asarray(labels)
+    n = len(labels)
+    if n == 0 or valid_fraction == 0.0:
+        return np.zeros(0, dtype=np.int64)
+    classes, inverse = np.unique(labels, return_inverse=True)
+    counts = np.bincount(inverse, minlength=len(classes))
+    quota = valid_fraction * counts
+    k = np.floor(quota).astype(np.int64)
+    target = int(round(valid_fraction * n))
+    rng = np.random.default_rng(seed)
+    # Largest remainder; ties broken by a seeded random order.
+    rest = target - int(k.sum())
+    if rest > 0:
+        tie = rng.random(len(classes))
+        order = np.lexsort((tie, -(quota - k)))
+        k[order[:rest]] += 1
+    # Every class with >= 2 examples: at least 1 in valid, at least 1 left in train.
+    k = np.where(counts >= 2, np.clip(k, 1, counts - 1), 0)
+    chosen = []
+    for c in range(len(classes)):
+        pos = np.flatnonzero(inverse == c)
+        if k[c]:
+            chosen.append(rng.permutation(pos)[: k[c]])
+    if not chosen:
+        return np.zeros(0, dtype=np.int64)
+    return np.sort(np.concatenate(chosen)).astype(np.int64)
+
+
+def _as_dataset(dataset: Union[Dataset, DatasetDict]) -> Dataset:
+    if isinstance(dataset, DatasetDict):
+        if len(dataset) != 1:
+            raise ValueError(
+                f"expected a Dataset or a one-split DatasetDict with a fold column, got splits {list(dataset)}"
+            )
+        return next(iter(dataset.values()))
+    return dataset
+
+
+def available_folds(dataset: Union[Dataset, DatasetDict], fold_column: str = "fold") -> list[int]:
+    """Sorted distinct fold numbers of ``dataset``."""
+    ds = _as_dataset(dataset)
+    if fold_column not in ds.column_names:
+        raise ValueError(f"no fold column {fold_column!r}; columns are {ds.column_names}")
+    return sorted(int(f) for f in set(ds[fold_column]))
+
+
+def fold_splits(
+    dataset: Union[Dataset, DatasetDict],
+    test_fold: int,
+    valid_fraction: float = 0.1,
+    seed: int = 0,
+    fold_column: str = "fold",
+    label_column: str = "label",
+) -> DatasetDict:
+    """Split a fold dataset into train/valid/test with ``test_fold`` held out.
+
+    Args:
+        dataset: a Dataset (or one-split DatasetDict, e.g. ``{"all": ...}``) with integer
+            ``fold_column`` and ``label_column`` columns.
+        test_fold: fold number used as the test set.
+        valid_fraction: stratified fraction of the other folds used for validation.
+        seed: seed of the validation draw.
+    Returns:
+        DatasetDict with "train", "valid", "test" (disjoint; union = whole dataset).
+    """
+    ds = _as_dataset(dataset)
+    folds = available_folds(ds, fold_column)
+    if int(test_fold) not in folds:
+        raise ValueError(f"test_fold={test_fold!r} is not one of the folds {folds}")
+    if label_column not in ds.column_names:
+        raise ValueError(f"no label column {label_column!r}; columns are {ds.column_names}")
+    fold = np.asarray(ds[fold_column], dtype=np.int64)
+    labels = np.asarray(ds[label_column])
+    test_idx = np.flatnonzero(fold == int(test_fold))
+    rest_idx = np.flatnonzero(fold != int(test_fold))
+    valid_pos = stratified_valid_indices(labels[rest_idx], valid_fraction, seed)
+    is_valid = np.zeros(len(rest_idx), dtype=bool)
+    is_valid[valid_pos] = True
+    return DatasetDict(
+        train=ds.select(rest_idx[~is_valid]),
+        valid=ds.select(rest_idx[is_valid]),
+        test=ds.select(test_idx),
+    )
+
+
+def iter_folds(
+    dataset: Union[Dataset, DatasetDict],
+    valid_fraction: float = 0.1,
+    seed: int = 0,
+    fold_column: str = "fold",
+    label_column: str = "label",
+) -> Iterator[tuple[int, DatasetDict]]:
+    """Yield ``(test_fold, DatasetDict(train, valid, test))`` for every fold, in fold order."""
+    for f in available_folds(dataset, fold_column):
+        yield f, fold_splits(dataset, f, valid_fraction, seed, fold_column, label_column)

@@ -1,0 +1,184 @@
+"""Registry of the paper's nine downstream tasks (EVAR conventions) and the synthetic suite.
+
+A :class:`TaskSpec` states what the linear evaluation needs to know about a task: class count,
+clip length (seconds; clips are cropped or zero-padded to it), how the data is split, and which
+layer group the paper found best for it ("late" for ESC-50/US8K/GTZAN, "middle" for the rest).
+Where a public copy exists on the Hugging Face Hub, ``hub`` documents its id and column mapping;
+``None`` means no copy we could vouch for (use an EVAR folder via ``root=`` instead).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Mapping, Optional, Sequence
+
+SplitKind = Literal["split", "fold"]
+
+
+@dataclass(frozen=True)
+class HubSource:
+    """Where and how to read a task from a Hub dataset (or a local ``save_to_disk`` folder).
+
+    Columns are renamed to ``audio`` / ``label`` (and ``fold``); ``split_column`` (values mapped by
+    ``split_map`` to train/valid/test) or ``fold_column`` (integer folds) overrides the dataset's
+    own splits; ``drop_labels`` removes classes the paper does not use.
+    """
+
+    dataset_id: str
+    config: Optional[str] = None
+    revision: Optional[str] = None
+    audio_column: str = "audio"
+    label_column: str = "label"
+    split_column: Optional[str] = None
+    fold_column: Optional[str] = None
+    split_map: Optional[Mapping[str, str]] = None
+    drop_labels: Sequence[str] = ()
+    note: str = ""
+
+    def mapping_kwargs(self) -> dict:
+        """Keyword arguments for :func:`hf_fusion.tasks.sources.load_hub_task`."""
+        return dict(
+            config=self.config,
+            revision=self.revision,
+            audio_column=self.audio_column,
+            label_column=self.label_column,
+            split_column=self.split_column,
+            fold_column=self.fold_column,
+            split_map=dict(self.split_map) if self.split_map else None,
+            drop_labels=tuple(self.drop_labels),
+        )
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One classification task.
+
+    Attributes:
+        name: registry key (lower case).
+        n_classes: number of classes.
+        clip_seconds: clip length in seconds (None: keep native lengths).
+        split_kind: "split" (train/valid/test given) or "fold" (integer folds, cross-validation).
+        n_folds: number of folds for "fold" tasks, else None.
+        group: layer group the paper found best ("late" or "middle"); None for synthetic tasks.
+        hub: documented public Hub copy and its column mapping, or None.
+        sampling_rate: native rate of the synthetic tasks (None for paper tasks: many rates).
+        description: one line about the data and its split.
+    """
+
+    name: str
+    n_classes: int
+    clip_seconds: Optional[float]
+    split_kind: SplitKind
+    n_folds: Optional[int] = None
+    group: Optional[Literal["late", "middle"]] = None
+    hub: Optional[HubSource] = None
+    sampling_rate: Optional[int] = None
+    description: str = ""
+
+    def __post_init__(self):
+        if self.split_kind not in ("split", "fold"):
+            raise ValueError(f"task {self.name!r}: split_kind must be 'split' or 'fold', got {self.split_kind!r}")
+        if (self.split_kind == "fold") != (self.n_folds is not None):
+            raise ValueError(f"task {self.name!r}: n_folds must be given exactly for 'fold' tasks")
+
+    @property
+    def folds(self) -> list[int]:
+        """Fold numbers 1..n_folds (empty for "split" tasks)."""
+        return list(range(1, self.n_folds + 1)) if self.n_folds else []
+
+
+PAPER_TASKS: dict[str, TaskSpec] = {
+    t.name: t
+    for t in [
+        TaskSpec(
+            "esc50", 50, 5.0, "fold", n_folds=5, group="late",
+            # Parquet copy of ESC-50 (2000 clips, one "train" split, 44.1 kHz); "target" is the
+            # int id of "category". ClassLabel names are the category strings, sorted.
+            hub=HubSource("ashraq/esc50", label_column="category", fold_column="fold"),
+            description="ESC-50 environmental sounds, 5 official folds",
+        ),
+        TaskSpec(
+            "us8k", 10, 4.0, "fold", n_folds=10, group="late",
+            # Parquet copy of UrbanSound8K (8732 clips, one "train" split); columns include
+            # slice_file_name, fold, classID, class. Mixed native rates / channel counts.
+            hub=HubSource("danavery/urbansound8K", label_column="class", fold_column="fold"),
+            description="UrbanSound8K, 10 official folds",
+        ),
+        TaskSpec(
+            "spcv2", 35, 1.0, "split", group="middle",
+            # The canonical copy, config "v0.02": splits train/validation/test, 16 kHz, label is a
+            # ClassLabel of 35 words + "_silence_" (background-noise chunks, not an EVAR class).
+            # It is a loading-script repo: datasets>=4 cannot run scripts, so it may need the
+            # Hub's parquet conversion (revision="refs/convert/parquet"); not verified offline.
+            hub=HubSource("google/speech_commands", config="v0.02", drop_labels=("_silence_",)),
+            description="Speech Commands v2, official train/validation/test lists",
+        ),
+        TaskSpec(
+            "vc1", 1251, 8.2, "split", group="middle",
+            hub=None,  # VoxCeleb1 is gated (terms of use); no public copy to vouch for.
+            description="VoxCeleb1 speaker identification, official iden split",
+        ),
+        TaskSpec(
+            "voxforge", 6, 5.8, "split", group="middle",
+            hub=None,  # EVAR builds its own speaker-disjoint split; no Hub copy known with it.
+            description="VoxForge language identification, train/valid/test by speaker",
+        ),
+        TaskSpec(
+            "cremad", 6, 2.5, "split", group="middle",
+            hub=None,  # Copies exist but none with EVAR's speaker-disjoint split to vouch for.
+            description="CREMA-D emotion, speaker-disjoint train/valid/test",
+        ),
+        TaskSpec(
+            "gtzan", 10, 30.0, "split", group="late",
+            hub=None,  # Hub copies are loading scripts without the fault-filtered split.
+            description="GTZAN genres, fault-filtered train/valid/test",
+        ),
+        TaskSpec(
+            "nsynth", 11, 4.0, "split", group="middle",
+            hub=None,  # No parquet copy with the official splits that we could verify.
+            description="NSynth instrument family, official train/valid/test",
+        ),
+        TaskSpec(
+            "surge", 88, 4.0, "split", group="middle",
+            hub=None,  # Surge synthesizer pitch set (EVAR); no Hub copy known.
+            description="Surge synthesizer pitch (88 notes), split by tone preset",
+        ),
+    ]
+}
+
+SYNTHETIC_TASKS: dict[str, TaskSpec] = {
+    t.name: t
+    for t in [
+        TaskSpec("synth_pitch", 12, 1.0, "split", sampling_rate=16000,
+                 description="12 pitch classes (chroma) of harmonic tones, random timbre/octave/loudness"),
+        TaskSpec("synth_timbre", 8, 1.0, "split", sampling_rate=16000,
+                 description="8 synthetic instrument timbres (harmonic envelopes, attacks), random pitch"),
+        TaskSpec("synth_events", 8, 1.0, "split", sampling_rate=16000,
+                 description="8 noise/event types: coloured noises, clicks, bursts, sweeps"),
+        TaskSpec("synth_rhythm", 6, 1.0, "split", sampling_rate=16000,
+                 description="6 amplitude-modulation / pulse rates on random carriers"),
+    ]
+}
+
+
+def list_tasks(include_synthetic: bool = False) -> list[str]:
+    """Names of the registered tasks (paper order, then the synthetic ones if asked)."""
+    names = list(PAPER_TASKS)
+    if include_synthetic:
+        names += list(SYNTHETIC_TASKS)
+    return names
+
+
+def get_task(name: str) -> TaskSpec:
+    """Return the :class:`TaskSpec` of a paper or synthetic task (case-insensitive).
+
+    Raises:
+        KeyError: unknown name; the message lists every known name.
+    """
+    key = str(name).strip().lower()
+    if key in PAPER_TASKS:
+        return PAPER_TASKS[key]
+    if key in SYNTHETIC_TASKS:
+        return SYNTHETIC_TASKS[key]
+    known = ", ".join(list_tasks(include_synthetic=True))
+    raise KeyError(f"unknown task {name!r}; known tasks: {known} (or pass a task folder path)")

@@ -1,0 +1,518 @@
+"""Load a classification task as a ``datasets.DatasetDict`` from one of three sources.
+
+Every loader returns splits with an ``audio`` column (``Audio(sampling_rate=sr)``; ``sr=None``
+keeps each file's native rate) and a ``label`` column (``ClassLabel``):
+
+* "split" data: ``DatasetDict(train, valid, test)``;
+* "fold" data: ``DatasetDict(all)`` with an int ``fold`` column, or train/valid/test directly when
+  ``test_fold`` is given (see :func:`hf_fusion.tasks.folds.fold_splits`).
+
+Sources:
+
+(a) EVAR-style folder (:func:`load_task_dir`): ``metadata.csv`` with ``file_name,label,split``
+    (split in train/valid/test) or ``file_name,label,fold`` (integer folds); ``file_name`` is
+    relative to the folder (or to ``root``). Other columns are kept as strings.
+(b) ``audiofolder`` folders (:func:`load_audiofolder_task`): labels from sub-folder names or a
+    metadata file; split sub-folders (train/validation/test) or a ``split``/``fold`` column.
+(c) A Hub dataset id or a local ``save_to_disk`` folder with a column mapping
+    (:func:`load_hub_task`).
+
+Label names: an existing ``ClassLabel`` keeps its names; other labels become strings, sorted
+(numerically when every label is an integer) so ids are deterministic.
+Stereo and multi-channel audio is averaged to mono when decoded (``ex["audio"]["array"]``).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import warnings
+from pathlib import Path
+from typing import Iterable, Mapping, Optional, Sequence, Union
+
+import numpy as np
+from datasets import (
+    Audio,
+    ClassLabel,
+    Dataset,
+    DatasetDict,
+    Features,
+    Value,
+    concatenate_datasets,
+    load_dataset,
+    load_from_disk,
+)
+
+from hf_fusion.tasks.clips import crop_clips
+from hf_fusion.tasks.folds import ALL_SPLIT, fold_splits, stratified_valid_indices
+from hf_fusion.tasks.registry import SYNTHETIC_TASKS, TaskSpec, get_task
+
+PathLike = Union[str, os.PathLike]
+SPLITS = ("train", "valid", "test")
+SPLIT_ALIASES = {
+    "train": "train", "training": "train",
+    "valid": "valid", "validation": "valid", "val": "valid", "dev": "valid",
+    "test": "test", "testing": "test",
+}
+METADATA_NAME = "metadata.csv"
+_INT_RE = re.compile(r"^[+-]?\d+$")
+
+
+# ----------------------------------------------------------------------------- labels
+
+
+def sorted_label_names(values: Iterable) -> list[str]:
+    """Distinct labels as strings, sorted numerically if all are integers, else lexically."""
+    uniq = {str(v).strip() if not isinstance(v, (int, np.integer)) else int(v) for v in values}
+    strs = {str(v) for v in uniq}
+    if strs and all(_INT_RE.match(s) for s in strs):
+        return [str(v) for v in sorted({int(s) for s in strs})]
+    return sorted(strs)
+
+
+def _label_key(v) -> str:
+    s = str(v).strip()
+    return str(int(s)) if _INT_RE.match(s) else s
+
+
+# ----------------------------------------------------------------------------- (a) EVAR folder
+
+
+def read_metadata(csv_path: PathLike) -> tuple[list[dict], str]:
+    """Read an EVAR metadata CSV; returns (rows, kind) with kind "split" or "fold".
+
+    Raises ValueError naming the file and its columns when ``file_name``/``label`` or the
+    ``split``/``fold`` column is missing, or a split/fold value is invalid.
+    """
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise FileNotFoundError(f"no metadata file {csv_path}")
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        columns = [c.strip() for c in (reader.fieldnames or [])]
+        rows = [{k.strip(): (v.strip() if isinstance(v, str) else v) for k, v in r.items() if k} for r in reader]
+    missing = [c for c in ("file_name", "label") if c not in columns]
+    has_split, has_fold = "split" in columns, "fold" in columns
+    if missing or has_split == has_fold:
+        need = "file_name,label and exactly one of split/fold"
+        problem = f"missing {missing}" if missing else ("both split and fold" if has_split else "no split or fold column")
+        raise ValueError(f"{csv_path}: bad columns {columns} ({problem}); expected {need}")
+    if not rows:
+        raise ValueError(f"{csv_path}: no rows")
+    kind = "split" if has_split else "fold"
+    bad = []
+    for i, r in enumerate(rows):
+        if kind == "split":
+            s = SPLIT_ALIASES.get(str(r["split"]).lower())
+            if s is None:
+                bad.append((i + 2, r["split"]))
+            r["split"] = s
+        else:
+            if not _INT_RE.match(str(r["fold"])):
+                bad.append((i + 2, r["fold"]))
+            else:
+                r["fold"] = int(r["fold"])
+    if bad:
+        what = "split values must be train/valid/test" if kind == "split" else "fold values must be integers"
+        raise ValueError(f"{csv_path}: {what}; bad (line, value): {bad[:10]}{' ...' if len(bad) > 10 else ''}")
+    return rows, kind
+
+
+def load_task_dir(
+    task_dir: PathLike,
+    sampling_rate: Optional[int] = None,
+    clip_seconds: Optional[float] = None,
+    *,
+    root: Optional[PathLike] = None,
+    metadata: Optional[PathLike] = None,
+    test_fold: Optional[int] = None,
+    valid_fraction: float = 0.1,
+    seed: int = 0,
+    check_files: bool = True,
+) -> DatasetDict:
+    """Load an EVAR-style task folder (``metadata.csv`` + audio files).
+
+    Args:
+        task_dir: folder holding ``metadata.csv`` (and the audio unless ``root`` is given).
+        sampling_rate: decode/resample to this rate (Hz); None keeps each file's native rate.
+        clip_seconds: None (default) = no cropping, clips keep their lengths. Given: adds a fixed
+            length ``input_values`` column via :func:`hf_fusion.tasks.clips.crop_clips`
+            (random crops for train/valid, start 0 for test, zero padding); needs ``sampling_rate``
+            and, for fold data, ``test_fold``.
+        root: folder the ``file_name`` paths are relative to (default: ``task_dir``).
+        metadata: explicit CSV path (default ``task_dir/metadata.csv``).
+        test_fold: for fold data, return train/valid/test with this fold held out.
+        valid_fraction, seed: validation carving for fold data (see ``fold_splits``).
+        check_files: raise FileNotFoundError naming missing audio files (default True).
+    Returns:
+        DatasetDict (train/valid/test, or ``all`` for fold data without ``test_fold``) with
+        columns ``file_name`` (str), ``audio`` (Audio), ``label`` (ClassLabel), ``fold`` (int,
+        fold data only) and any extra CSV columns (str).
+    """
+    task_dir = Path(task_dir)
+    csv_path = Path(metadata) if metadata is not None else task_dir / METADATA_NAME
+    rows, kind = read_metadata(csv_path)
+    root = Path(root) if root is not None else (task_dir if metadata is None else csv_path.parent)
+    paths = [str((root / r["file_name"]).resolve()) for r in rows]
+    if check_files:
+        missing = [r["file_name"] for r, p in zip(rows, paths) if not os.path.isfile(p)]
+        if missing:
+            more = f" (and {len(missing) - 10} more)" if len(missing) > 10 else ""
+            raise FileNotFoundError(
+                f"{len(missing)} audio file(s) listed in {csv_path} not found under {root}: "
+                f"{', '.join(missing[:10])}{more}"
+            )
+    names = sorted_label_names(r["label"] for r in rows)
+    index = {n: i for i, n in enumerate(names)}
+    extras = [c for c in rows[0] if c not in ("file_name", "label", "split", "fold")]
+    feats = {"file_name": Value("string"), "audio": Audio(sampling_rate=sampling_rate),
+             "label": ClassLabel(names=names)}
+    if kind == "fold":
+        feats["fold"] = Value("int64")
+    feats.update({c: Value("string") for c in extras})
+    features = Features(feats)
+
+    def build(sel: Sequence[int]) -> Dataset:
+        d = {"file_name": [rows[i]["file_name"] for i in sel], "audio": [paths[i] for i in sel],
+             "label": [index[_label_key(rows[i]["label"])] for i in sel]}
+        if kind == "fold":
+            d["fold"] = [rows[i]["fold"] for i in sel]
+        for c in extras:
+            d[c] = [rows[i].get(c) for i in sel]
+        return Dataset.from_dict(d, features=features)
+
+    if kind == "split":
+        parts = {s: [i for i, r in enumerate(rows) if r["split"] == s] for s in SPLITS}
+        empty = [s for s, sel in parts.items() if not sel]
+        if empty:
+            raise ValueError(f"{csv_path}: split(s) {empty} have no rows; need train, valid and test")
+        data = DatasetDict({s: build(sel) for s, sel in parts.items()})
+    else:
+        data = DatasetDict({ALL_SPLIT: build(range(len(rows)))})
+    return _finish(data, clip_seconds, test_fold, valid_fraction, seed)
+
+
+# ----------------------------------------------------------------------------- shared normalisation
+
+
+def _finish(data: DatasetDict, clip_seconds, test_fold, valid_fraction, seed) -> DatasetDict:
+    """Apply the fold choice and the optional crop to a normalised DatasetDict."""
+    is_fold = ALL_SPLIT in data
+    if test_fold is not None:
+        if not is_fold:
+            raise ValueError(f"test_fold={test_fold} given but the data has fixed splits {list(data)}, no folds")
+        data = fold_splits(data[ALL_SPLIT], test_fold, valid_fraction, seed)
+    if clip_seconds is not None:
+        if ALL_SPLIT in data:
+            raise ValueError(
+                "clip_seconds with fold data needs test_fold= (train/valid get random crops, test starts at 0)"
+            )
+        data = crop_clips(data, clip_seconds, seed=seed)
+    return data
+
+
+def _as_dict(obj: Union[Dataset, DatasetDict]) -> DatasetDict:
+    if isinstance(obj, Dataset):
+        return DatasetDict({ALL_SPLIT: obj})
+    if isinstance(obj, DatasetDict):
+        return obj
+    raise TypeError(f"expected a Dataset or DatasetDict, got {type(obj).__name__}")
+
+
+def _concat(data: DatasetDict) -> Dataset:
+    parts = list(data.values())
+    return parts[0] if len(parts) == 1 else concatenate_datasets(parts)
+
+
+def _rename(ds: Dataset, src: str, dst: str) -> Dataset:
+    if src == dst:
+        return ds
+    if dst in ds.column_names:
+        ds = ds.remove_columns(dst)
+    return ds.rename_column(src, dst)
+
+
+def normalize_task_data(
+    obj: Union[Dataset, DatasetDict],
+    *,
+    sampling_rate: Optional[int] = None,
+    audio_column: str = "audio",
+    label_column: str = "label",
+    split_column: Optional[str] = None,
+    fold_column: Optional[str] = None,
+    split_map: Optional[Mapping[str, str]] = None,
+    drop_labels: Sequence[str] = (),
+    valid_fraction: float = 0.1,
+    seed: int = 0,
+    source: str = "dataset",
+) -> DatasetDict:
+    """Rename/cast any audio classification dataset to the task layout of this module.
+
+    * ``split_column``: all rows are pooled and split by this column's values (mapped by
+      ``split_map``, then the usual aliases, e.g. validation -> valid).
+    * ``fold_column``: all rows are pooled into ``all`` with an int ``fold`` column.
+    * otherwise the dataset's own splits are used (train/validation/test aliases); when there is
+      train and test but no validation split, a stratified ``valid_fraction`` of train becomes
+      valid (see ``stratified_valid_indices``).
+    Columns are renamed to ``audio``/``label``/``fold`` (an existing column with the target name
+    is dropped first). Rows whose label is in ``drop_labels`` are removed.
+    """
+    data = _as_dict(obj)
+    for split, ds in data.items():
+        needed = [c for c in (audio_column, label_column, split_column, fold_column) if c]
+        missing = [c for c in needed if c not in ds.column_names]
+        if missing:
+            raise ValueError(f"{source}: split {split!r} lacks column(s) {missing}; columns are {ds.column_names}")
+    aliases = dict(SPLIT_ALIASES)
+    if split_map:
+        aliases.update({str(k).lower(): v for k, v in split_map.items()})
+
+    if fold_column:
+        ds = _rename(_concat(data), fold_column, "fold")
+        if ds.features["fold"] != Value("int64"):
+            ds = ds.cast_column("fold", Value("int64"))
+        data = DatasetDict({ALL_SPLIT: ds})
+    elif split_column:
+        ds = _concat(data)
+        values = [str(v).lower() for v in ds[split_column]]
+        unknown = sorted({v for v in values if aliases.get(v) not in SPLITS})
+        if unknown:
+            raise ValueError(f"{source}: column {split_column!r} has values {unknown} not mapped to train/valid/test; "
+                             "pass split_map={value: 'train'|'valid'|'test'}")
+        target = np.array([aliases[v] for v in values])
+        ds = ds.remove_columns(split_column)
+        data = DatasetDict({s: ds.select(np.flatnonzero(target == s)) for s in SPLITS if (target == s).any()})
+    else:
+        renamed = {}
+        for split, ds in data.items():
+            s = aliases.get(split.lower())
+            if s not in SPLITS:
+                raise ValueError(f"{source}: cannot tell train/valid/test from split names {list(data)}; "
+                                 "give split_column=, fold_column= or split_map=")
+            if s in renamed:
+                raise ValueError(f"{source}: splits {list(data)} map twice to {s!r}")
+            renamed[s] = ds
+        data = DatasetDict(renamed)
+    if ALL_SPLIT not in data:
+        if "valid" not in data and "train" in data and "test" in data:
+            pos = stratified_valid_indices(data["train"][label_column], valid_fraction, seed)
+            keep = np.setdiff1d(np.arange(len(data["train"])), pos)
+            data = DatasetDict(train=data["train"].select(keep), valid=data["train"].select(pos), test=data["test"])
+        missing = [s for s in SPLITS if s not in data]
+        if missing:
+            raise ValueError(f"{source}: split(s) {missing} missing (have {list(data)})")
+        data = DatasetDict({s: data[s] for s in SPLITS})
+
+    data = DatasetDict({k: _rename(_rename(ds, audio_column, "audio"), label_column, "label") for k, ds in data.items()})
+    data = _relabel(data, drop_labels, source)
+    return DatasetDict({k: ds.cast_column("audio", Audio(sampling_rate=sampling_rate)) for k, ds in data.items()})
+
+
+def _relabel(data: DatasetDict, drop_labels: Sequence[str], source: str) -> DatasetDict:
+    """Make ``label`` a ClassLabel shared by all splits; drop rows whose label is in drop_labels."""
+    feats = [ds.features["label"] for ds in data.values()]
+    drop = {str(d) for d in drop_labels}
+    if all(isinstance(f, ClassLabel) for f in feats) and all(f.names == feats[0].names for f in feats):
+        old = feats[0].names
+        if not drop:
+            return data
+        unknown = drop - set(old)
+        if unknown:
+            raise ValueError(f"{source}: drop_labels {sorted(unknown)} are not label names")
+        names = [n for n in old if n not in drop]
+        lut = np.array([names.index(n) if n in names else -1 for n in old])
+    else:
+        if any(isinstance(f, ClassLabel) for f in feats):
+            raise ValueError(f"{source}: splits have different label features {feats}")
+        if any(not isinstance(f, Value) for f in feats):
+            raise ValueError(f"{source}: label column must hold strings or integers, got {feats[0]}")
+        values = set()
+        for ds in data.values():
+            values.update(_label_key(v) for v in ds.unique("label"))
+        names = [n for n in sorted_label_names(values) if n not in drop]
+        lut = {n: i for i, n in enumerate(names)}
+    out = {}
+    for split, ds in data.items():
+        def to_id(batch, _lut=lut):
+            if isinstance(_lut, dict):
+                return {"label": [_lut.get(_label_key(v), -1) for v in batch]}
+            return {"label": _lut[np.asarray(batch, dtype=np.int64)].tolist()}
+
+        feats_new = ds.features.copy()
+        feats_new["label"] = Value("int64")
+        ds = ds.map(to_id, input_columns="label", batched=True, features=feats_new, desc=f"labels {split}")
+        if drop:
+            ds = ds.filter(lambda b: [v >= 0 for v in b], input_columns="label", batched=True)
+        out[split] = ds.cast_column("label", ClassLabel(names=names))
+    return DatasetDict(out)
+
+
+# ----------------------------------------------------------------------------- (b) audiofolder
+
+
+def load_audiofolder_task(
+    data_dir: PathLike,
+    sampling_rate: Optional[int] = None,
+    clip_seconds: Optional[float] = None,
+    *,
+    test_fold: Optional[int] = None,
+    valid_fraction: float = 0.1,
+    seed: int = 0,
+    cache_dir: Optional[PathLike] = None,
+    label_column: str = "label",
+    **load_kwargs,
+) -> DatasetDict:
+    """Load a ``datasets`` ``audiofolder`` directory as a task.
+
+    Labels come from sub-folder names (audiofolder's default) or a metadata file column
+    ``label_column``. Splits come from split sub-folders (train/validation/test), or from a
+    ``split`` or ``fold`` column of the metadata file when everything lands in one split.
+    """
+    if not Path(data_dir).is_dir():
+        raise FileNotFoundError(f"no audiofolder directory {data_dir}")
+    raw = load_dataset("audiofolder", data_dir=str(data_dir), cache_dir=str(cache_dir) if cache_dir else None,
+                       **load_kwargs)
+    first = next(iter(raw.values()))
+    if label_column not in first.column_names:
+        raise ValueError(f"audiofolder {data_dir}: no {label_column!r} column (columns {first.column_names}); "
+                         "put files in one sub-folder per class or give a metadata file with a label column")
+    split_col = fold_col = None
+    if len(raw) == 1:
+        if "split" in first.column_names:
+            split_col = "split"
+        elif "fold" in first.column_names:
+            fold_col = "fold"
+    data = normalize_task_data(raw, sampling_rate=sampling_rate, label_column=label_column, split_column=split_col,
+                               fold_column=fold_col, valid_fraction=valid_fraction, seed=seed,
+                               source=f"audiofolder {data_dir}")
+    return _finish(data, clip_seconds, test_fold, valid_fraction, seed)
+
+
+# ----------------------------------------------------------------------------- (c) Hub / save_to_disk
+
+
+def is_saved_dataset(path: PathLike) -> bool:
+    """True for a folder written by ``Dataset.save_to_disk`` / ``DatasetDict.save_to_disk``."""
+    p = Path(path)
+    return p.is_dir() and ((p / "dataset_dict.json").is_file() or (p / "state.json").is_file())
+
+
+def load_hub_task(
+    source: PathLike,
+    sampling_rate: Optional[int] = None,
+    clip_seconds: Optional[float] = None,
+    *,
+    audio_column: str = "audio",
+    label_column: str = "label",
+    split_column: Optional[str] = None,
+    fold_column: Optional[str] = None,
+    split_map: Optional[Mapping[str, str]] = None,
+    drop_labels: Sequence[str] = (),
+    config: Optional[str] = None,
+    revision: Optional[str] = None,
+    test_fold: Optional[int] = None,
+    valid_fraction: float = 0.1,
+    seed: int = 0,
+    cache_dir: Optional[PathLike] = None,
+    **load_kwargs,
+) -> DatasetDict:
+    """Load a Hub dataset id (``datasets.load_dataset``) or a local ``save_to_disk`` folder
+    (``datasets.load_from_disk``) and map its columns to the task layout
+    (see :func:`normalize_task_data` for the mapping arguments)."""
+    if is_saved_dataset(source):
+        raw = load_from_disk(str(source))
+        desc = f"saved dataset {source}"
+    else:
+        raw = load_dataset(str(source), name=config, revision=revision,
+                           cache_dir=str(cache_dir) if cache_dir else None, **load_kwargs)
+        desc = f"dataset {source}"
+    data = normalize_task_data(raw, sampling_rate=sampling_rate, audio_column=audio_column, label_column=label_column,
+                               split_column=split_column, fold_column=fold_column, split_map=split_map,
+                               drop_labels=drop_labels, valid_fraction=valid_fraction, seed=seed, source=desc)
+    return _finish(data, clip_seconds, test_fold, valid_fraction, seed)
+
+
+# ----------------------------------------------------------------------------- dispatcher
+
+
+def _looks_evar(task_dir: Path) -> bool:
+    csv_path = task_dir / METADATA_NAME
+    if not csv_path.is_file():
+        return False
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        header = [c.strip() for c in next(csv.reader(f), [])]
+    return "file_name" in header and "label" in header and ("split" in header or "fold" in header)
+
+
+def load_task(
+    task: Union[str, PathLike, TaskSpec],
+    sampling_rate: Optional[int] = None,
+    *,
+    root: Optional[PathLike] = None,
+    source: Optional[PathLike] = None,
+    crop: bool = False,
+    clip_seconds: Optional[float] = None,
+    test_fold: Optional[int] = None,
+    valid_fraction: float = 0.1,
+    seed: int = 0,
+    **kwargs,
+) -> DatasetDict:
+    """Load a registered task by name, or any task folder by path.
+
+    * registered name + ``root``: an EVAR folder (``root/metadata.csv``, or
+      ``root/<name>/metadata.csv``);
+    * registered name + ``source``: a Hub id or ``save_to_disk`` folder read with the task's
+      documented column mapping (``source`` defaults to the registry's Hub id);
+    * a folder path (a ``Path``, or a string that is not a registered name): EVAR folder if its
+      ``metadata.csv`` has file_name/label/split-or-fold, a ``save_to_disk`` folder, otherwise
+      an ``audiofolder``.
+    ``crop=True`` crops/pads to the registered clip length (``clip_seconds`` overrides it).
+    Extra keyword arguments go to the underlying loader.
+    """
+    spec: Optional[TaskSpec] = task if isinstance(task, TaskSpec) else None
+    if isinstance(task, str):
+        try:
+            spec = get_task(task)  # a registered name wins over a same-named folder (use ./name)
+        except KeyError:
+            if not (os.path.sep in task or task.startswith(".") or Path(task).exists()):
+                raise  # neither a known task nor a folder: the message lists known names
+    if crop and clip_seconds is None:
+        clip_seconds = spec.clip_seconds if spec is not None else None
+        if clip_seconds is None:
+            raise ValueError(f"crop=True but no clip length is known for {task!r}; pass clip_seconds=")
+    common = dict(test_fold=test_fold, valid_fraction=valid_fraction, seed=seed)
+    if spec is None:
+        path = Path(task)
+        if not path.is_dir():
+            raise FileNotFoundError(f"task folder {path} does not exist")
+        if _looks_evar(path):
+            return load_task_dir(path, sampling_rate, clip_seconds, **common, **kwargs)
+        if is_saved_dataset(path):
+            return load_hub_task(path, sampling_rate, clip_seconds, **common, **kwargs)
+        return load_audiofolder_task(path, sampling_rate, clip_seconds, **common, **kwargs)
+
+    if spec.name in SYNTHETIC_TASKS and root is None and source is None:
+        from hf_fusion.tasks.synthetic import load_synthetic_task
+
+        # ``seed`` is the crop seed; the audio uses build seed 0 (out_dir=, n_per_class= pass through
+        # kwargs); call load_synthetic_task directly for another build seed.
+        return load_synthetic_task(spec.name, sampling_rate=sampling_rate, clip_seconds=clip_seconds,
+                                   crop_seed=seed, test_fold=test_fold, valid_fraction=valid_fraction, **kwargs)
+    if root is not None:
+        root = Path(root)
+        task_dir = root / spec.name if not (root / METADATA_NAME).is_file() else root
+        data = load_task_dir(task_dir, sampling_rate, clip_seconds, **common, **kwargs)
+    else:
+        hub = spec.hub
+        if source is None and hub is None:
+            raise ValueError(f"task {spec.name!r} has no documented Hub copy; pass root= (an EVAR folder with "
+                             "metadata.csv) or source= (a Hub id / save_to_disk folder) with its column mapping")
+        mapping = hub.mapping_kwargs() if hub is not None else {}
+        mapping.update(kwargs)
+        data = load_hub_task(source if source is not None else hub.dataset_id, sampling_rate, clip_seconds,
+                             **common, **mapping)
+    n = data[next(iter(data))].features["label"].num_classes
+    if n != spec.n_classes:
+        warnings.warn(f"task {spec.name!r}: loaded data has {n} classes, the paper's task has {spec.n_classes}")
+    return data
