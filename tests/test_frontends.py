@@ -362,3 +362,19 @@ def test_empty_and_tiny_inputs():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert fe.ast_fbank(torch.zeros(0, 16000)).shape == (0, 1024, 128)
+
+
+@pytest.mark.parametrize("block_frames", [37, 250])
+def test_block_tiling_does_not_change_results(monkeypatch, block_frames):
+    """Blocks split clips along time (37 frames) or hold several clips (250): same numbers."""
+    clips, batch, lengths = ragged_batch(16000, [2.5, 1.3, 3.1])
+    calls = [
+        lambda x, **k: fe.ast_fbank(x, max_length=300, **k),
+        lambda x, **k: fe.vggish_log_mel_examples(x, **k),
+        lambda x, **k: fe.panns_log_mel(x, 16000, **k),
+    ]
+    ref = [[fn(batch), fn(batch, lengths=lengths)] for fn in calls]
+    monkeypatch.setattr(fe, "_CPU_BLOCK_BYTES", block_frames * 512 * 8)
+    for fn, (plain, ragged) in zip(calls, ref):
+        assert maxdiff(fn(batch), plain) <= 1e-5
+        assert maxdiff(fn(batch, lengths=lengths), ragged) <= 1e-5
