@@ -162,6 +162,7 @@ def train_batched(Xtr, ytr, Xva, yva, Xte, yte, num_classes: int, lrs: Sequence[
     Inputs are standardised tensors/arrays X [n, D] and int labels y [n]. Weights are stacked as
     [S, D, L, C] so that one bmm of the per-seed minibatch [S, B, D] with W viewed [S, D, L*C] gives
     every member's logits; Adam runs elementwise with a per-member lr broadcast over [1, 1, L, 1].
+    An lr column is dropped from the stacked tensors once all its seeds have early-stopped.
     """
     device = torch.device(device)
     Xtr, Xva, Xte = (torch.as_tensor(x).to(device=device, dtype=dtype) for x in (Xtr, Xva, Xte))
@@ -181,54 +182,66 @@ def train_batched(Xtr, ytr, Xva, yva, Xte, yte, num_classes: int, lrs: Sequence[
     lr_b = lr_w.view(1, L, 1)
     beta1, beta2, eps = 0.9, 0.999, 1e-8
     mW, vW, mb, vb = (torch.zeros_like(t) for t in (W, W, b, b))
-    gW, bufW = torch.empty_like(W), torch.empty_like(W)
-    bufb = torch.empty_like(b)
 
-    best_W, best_b = W.clone(), b.clone()
+    best_W, best_b = W.clone(), b.clone()  # full-size snapshots [S, D, L, C], [S, L, C]
     best_correct = torch.full((S, L), -1, dtype=torch.long, device=device)
     best_epoch = torch.zeros(S, L, dtype=torch.long, device=device)
     wait = torch.zeros(S, L, dtype=torch.long, device=device)
     active = torch.ones(S, L, dtype=torch.bool, device=device)
     epochs_run = torch.zeros(S, L, dtype=torch.long, device=device)
+    cols = torch.arange(L, device=device)  # lr columns still being trained (W, b, Adam state hold only these)
     history = []
     step = 0
     for epoch in range(1, max_epochs + 1):
+        Lc = int(cols.numel())
         perms = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(device)  # [S, n]
         for start in range(0, n, batch_size):
             idx = perms[:, start:start + batch_size]  # [S, B]
             B = idx.shape[1]
             xb, yb = Xtr[idx], ytr[idx]  # [S, B, D], [S, B]
-            logits = torch.baddbmm(b.view(S, 1, L * C), xb, W.view(S, D, L * C)).view(S, B, L, C)
+            logits = torch.baddbmm(b.view(S, 1, Lc * C), xb, W.view(S, D, Lc * C)).view(S, B, Lc, C)
             grad = torch.softmax(logits, dim=-1)
             # d(mean cross-entropy)/d logits = (softmax - onehot) / B, for every member at once
-            grad.scatter_add_(-1, yb.view(S, B, 1, 1).expand(S, B, L, 1),
-                              torch.full((1, 1, 1, 1), -1.0, dtype=dtype, device=device).expand(S, B, L, 1))
+            grad.scatter_add_(-1, yb.view(S, B, 1, 1).expand(S, B, Lc, 1),
+                              torch.full((1, 1, 1, 1), -1.0, dtype=dtype, device=device).expand(S, B, Lc, 1))
             grad.div_(B)
-            torch.bmm(xb.transpose(1, 2), grad.view(S, B, L * C), out=gW.view(S, D, L * C))
-            gb = grad.sum(1)  # [S, L, C]
+            gW = torch.bmm(xb.transpose(1, 2), grad.view(S, B, Lc * C)).view(S, D, Lc, C)
+            gb = grad.sum(1)  # [S, Lc, C]
             step += 1
             bc1, bc2 = 1 - beta1 ** step, 1 - beta2 ** step
             # torch.optim.Adam's update, elementwise, with the lr broadcast per member
-            for p, g_, m, v, lr, buf in ((W, gW, mW, vW, lr_w, bufW), (b, gb, mb, vb, lr_b, bufb)):
+            for p, g_, m, v, lr in ((W, gW, mW, vW, lr_w), (b, gb, mb, vb, lr_b)):
                 m.lerp_(g_, 1 - beta1)
                 v.mul_(beta2).addcmul_(g_, g_, value=1 - beta2)
-                torch.sqrt(v, out=buf).div_(math.sqrt(bc2)).add_(eps)
+                buf = torch.sqrt(v).div_(math.sqrt(bc2)).add_(eps)
                 p.sub_(buf.reciprocal_().mul_(m).mul_(lr / bc1))
         epochs_run += active.long()
-        correct = torch.zeros(S, L, dtype=torch.long, device=device)
+        correct_c = torch.zeros(S, Lc, dtype=torch.long, device=device)
         for sl, lg in _batched_logits(Xva, W, b):
-            correct += (lg.argmax(-1) == yva[sl, None, None]).sum(0)
+            correct_c += (lg.argmax(-1) == yva[sl, None, None]).sum(0)
+        correct = torch.full((S, L), -1, dtype=torch.long, device=device)
+        correct[:, cols] = correct_c
         if record_history:
-            history.append((correct.double() / yva.shape[0]).t().cpu().numpy())
+            h = (correct.double() / yva.shape[0]).t().cpu().numpy()
+            h[h < 0] = np.nan
+            history.append(h)
         improved = active & (correct > best_correct)
         best_correct = torch.where(improved, correct, best_correct)
         best_epoch = torch.where(improved, torch.full_like(best_epoch, epoch), best_epoch)
-        best_W = torch.where(improved[:, None, :, None], W, best_W)
-        best_b = torch.where(improved[:, :, None], b, best_b)
+        imp_c = improved[:, cols]
+        best_W[:, :, cols] = torch.where(imp_c[:, None, :, None], W, best_W[:, :, cols])
+        best_b[:, cols] = torch.where(imp_c[:, :, None], b, best_b[:, cols])
         wait = torch.where(improved, torch.zeros_like(wait), wait + 1)
         active &= wait < patience
-        if not bool(active.any()):
+        alive = active[:, cols].any(0)  # [Lc]
+        if not bool(alive.any()):
             break
+        if not bool(alive.all()):  # drop lr columns whose every seed has stopped
+            keep = alive.nonzero().squeeze(1)
+            cols = cols[keep]
+            W, mW, vW = (t[:, :, keep].contiguous() for t in (W, mW, vW))
+            b, mb, vb = (t[:, keep].contiguous() for t in (b, mb, vb))
+            lr_w, lr_b = lr_w[:, :, keep].contiguous(), lr_b[:, keep].contiguous()
     test_pred = torch.empty(S, L, Xte.shape[0], dtype=torch.long, device=device)
     for sl, lg in _batched_logits(Xte, best_W, best_b):
         test_pred[:, :, sl] = lg.argmax(-1).permute(1, 2, 0)
