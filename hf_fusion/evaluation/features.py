@@ -1,0 +1,150 @@
+"""In-memory precomputed features of one task for one feature set (a layer or a fusion).
+
+`TaskFeatures` is the unit the linear probe, the layer-wise study and the selection rule work on.
+Either official splits (train/valid/test) or a fold column (EVAR convention: every fold is held out
+in turn as test and 10% of the remaining folds, stratified, becomes validation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+
+SPLITS = ("train", "valid", "test")
+
+
+def _as_xy(name: str, X, y) -> tuple[np.ndarray, np.ndarray]:
+    X = np.asarray(X.detach().cpu() if hasattr(X, "detach") else X)
+    y = np.asarray(y.detach().cpu() if hasattr(y, "detach") else y)
+    if X.ndim != 2:
+        raise ValueError(f"{name}: features must be 2-D [n, D], got shape {X.shape}")
+    if y.ndim != 1 or y.shape[0] != X.shape[0]:
+        raise ValueError(f"{name}: labels must be 1-D [n] with n={X.shape[0]} matching the features, got shape {y.shape}")
+    if not np.issubdtype(y.dtype, np.integer):
+        if np.issubdtype(y.dtype, np.floating) and np.all(np.mod(y, 1) == 0):
+            y = y.astype(np.int64)
+        else:
+            raise ValueError(f"{name}: labels must be integer class indices, got dtype {y.dtype}")
+    if not np.all(np.isfinite(X)):
+        raise ValueError(f"{name}: features contain NaN or Inf")
+    return X.astype(np.float32, copy=False), y.astype(np.int64, copy=False)
+
+
+@dataclass
+class TaskFeatures:
+    """Features and labels of one task for one feature set.
+
+    Attributes:
+        num_classes: number of classes C; labels are integers in [0, C).
+        splits: {"train": (X[n, D] float32, y[n] int64), "valid": ..., "test": ...} or None.
+        folds: (X[n, D] float32, y[n] int64, fold[n] int) or None; exactly one of splits/folds is set.
+        name: optional task name (used in error messages and tables).
+    """
+
+    num_classes: int
+    splits: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None
+    folds: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    name: str = "task"
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if (self.splits is None) == (self.folds is None):
+            raise ValueError(f"{self.name}: give exactly one of `splits` (train/valid/test) or `folds` (X, y, fold)")
+        C = int(self.num_classes)
+        if C < 2:
+            raise ValueError(f"{self.name}: num_classes must be >= 2, got {self.num_classes}")
+        self.num_classes = C
+        if self.splits is not None:
+            missing = [s for s in SPLITS if s not in self.splits]
+            if missing:
+                raise ValueError(f"{self.name}: splits must contain {SPLITS}, missing {missing}")
+            clean = {s: _as_xy(f"{self.name}/{s}", *self.splits[s]) for s in SPLITS}
+            dims = {s: clean[s][0].shape[1] for s in SPLITS}
+            if len(set(dims.values())) != 1:
+                raise ValueError(f"{self.name}: feature dimension differs between splits: {dims}")
+            for s in SPLITS:
+                if clean[s][0].shape[0] == 0:
+                    raise ValueError(f"{self.name}/{s}: split is empty")
+                self._check_labels(f"{self.name}/{s}", clean[s][1])
+            self.splits = clean
+        else:
+            if len(self.folds) != 3:
+                raise ValueError(f"{self.name}: folds must be a tuple (X, y, fold), got {len(self.folds)} items")
+            X, y = _as_xy(self.name, self.folds[0], self.folds[1])
+            fold = np.asarray(self.folds[2])
+            if fold.shape != y.shape:
+                raise ValueError(f"{self.name}: fold ids must have shape {y.shape}, got {fold.shape}")
+            if len(np.unique(fold)) < 2:
+                raise ValueError(f"{self.name}: fold tasks need at least 2 distinct folds, got {np.unique(fold).tolist()}")
+            self._check_labels(self.name, y)
+            self.folds = (X, y, fold)
+
+    def _check_labels(self, where: str, y: np.ndarray) -> None:
+        if y.size and (y.min() < 0 or y.max() >= self.num_classes):
+            raise ValueError(
+                f"{where}: labels must lie in [0, {self.num_classes}), got range [{y.min()}, {y.max()}]"
+            )
+
+    @property
+    def dim(self) -> int:
+        """Feature dimension D."""
+        X = self.splits["train"][0] if self.splits is not None else self.folds[0]
+        return int(X.shape[1])
+
+    @property
+    def is_fold_task(self) -> bool:
+        return self.folds is not None
+
+    @classmethod
+    def from_splits(cls, train, valid, test, num_classes: int | None = None, name: str = "task") -> "TaskFeatures":
+        """Build from (X, y) pairs; num_classes defaults to max label + 1."""
+        if num_classes is None:
+            num_classes = int(max(np.max(np.asarray(s[1])) for s in (train, valid, test))) + 1
+        return cls(num_classes=num_classes, splits={"train": train, "valid": valid, "test": test}, name=name)
+
+    @classmethod
+    def from_folds(cls, X, y, fold, num_classes: int | None = None, name: str = "task") -> "TaskFeatures":
+        """Build from features, labels and fold ids; num_classes defaults to max label + 1."""
+        if num_classes is None:
+            num_classes = int(np.max(np.asarray(y))) + 1
+        return cls(num_classes=num_classes, folds=(X, y, fold), name=name)
+
+
+def stratified_valid_split(y: np.ndarray, fraction: float = 0.1, seed: int = 0) -> np.ndarray:
+    """Boolean mask [n] choosing a stratified validation subset of about `fraction` of each class.
+
+    Every class with at least 2 samples gets at least one validation sample and keeps at least one
+    training sample; a class with a single sample stays in training. Deterministic by `seed`.
+    """
+    y = np.asarray(y)
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"validation fraction must be in (0, 1), got {fraction}")
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(y.shape[0], dtype=bool)
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        if idx.size < 2:
+            continue
+        k = int(round(fraction * idx.size))
+        k = min(max(k, 1), idx.size - 1)
+        mask[rng.choice(idx, size=k, replace=False)] = True
+    return mask
+
+
+def fold_problems(task: TaskFeatures, valid_fraction: float = 0.1, split_seed: int = 0):
+    """Yield (fold_id, train (X, y), valid (X, y), test (X, y)) for each held-out fold, or one split problem.
+
+    Split tasks yield a single problem with fold_id None.
+    """
+    if task.splits is not None:
+        yield None, task.splits["train"], task.splits["valid"], task.splits["test"]
+        return
+    X, y, fold = task.folds
+    for f in np.unique(fold):
+        test = fold == f
+        rest = np.flatnonzero(~test)
+        vmask = stratified_valid_split(y[rest], valid_fraction, seed=split_seed)
+        tr, va = rest[~vmask], rest[vmask]
+        yield (f.item() if hasattr(f, "item") else f), (X[tr], y[tr]), (X[va], y[va]), (X[test], y[test])

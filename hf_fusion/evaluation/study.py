@@ -1,0 +1,201 @@
+"""Layer-wise study: linear-probe every layer on every task; tidy table, CSV/JSON and a heatmap.
+
+Input: {task: {layer: TaskFeatures}}, layers in the package's public 1-based numbering (ints) or
+any labels (e.g. "fusion-10-15"). Output rows: layer, task, accuracy (fraction in [0, 1]), std, lr.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from .features import TaskFeatures
+from .probe import ProbeConfig, ProbeResult, linear_probe
+
+CSV_COLUMNS = ("layer", "task", "accuracy", "std", "lr", "num_seeds", "dim")
+
+
+def _layer_key(layer):
+    """Sort key: ints numerically first, then strings."""
+    return (0, layer, "") if isinstance(layer, (int, np.integer)) else (1, 0, str(layer))
+
+
+def _parse_layer(value: str):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return value
+
+
+@dataclass
+class LayerwiseStudy:
+    """Tidy results: one row per (layer, task). Accuracies are fractions in [0, 1]."""
+
+    rows: list[dict] = field(default_factory=list)
+    results: dict = field(default_factory=dict)  # {(task, layer): ProbeResult}, not serialised
+
+    @property
+    def tasks(self) -> list[str]:
+        seen = []
+        for r in self.rows:
+            if r["task"] not in seen:
+                seen.append(r["task"])
+        return seen
+
+    @property
+    def layers(self) -> list:
+        return sorted({r["layer"] for r in self.rows}, key=_layer_key)
+
+    def matrix(self) -> dict[str, dict]:
+        """{task: {layer: accuracy}} view of the table."""
+        out: dict[str, dict] = {}
+        for r in self.rows:
+            out.setdefault(r["task"], {})[r["layer"]] = r["accuracy"]
+        return out
+
+    def to_csv(self, path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(CSV_COLUMNS), extrasaction="ignore")
+            w.writeheader()
+            for r in self.rows:
+                w.writerow(r)
+        return path
+
+    def to_json(self, path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rows = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in self.rows]
+        path.write_text(json.dumps({"columns": list(CSV_COLUMNS), "rows": rows}, indent=1))
+        return path
+
+    @classmethod
+    def from_csv(cls, path) -> "LayerwiseStudy":
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            missing = {"layer", "task", "accuracy"} - set(reader.fieldnames or [])
+            if missing:
+                raise ValueError(f"{path}: missing columns {sorted(missing)}; expected {CSV_COLUMNS}")
+            rows = []
+            for r in reader:
+                row = {"layer": _parse_layer(r["layer"]), "task": r["task"], "accuracy": float(r["accuracy"])}
+                for k in ("std", "lr"):
+                    row[k] = float(r[k]) if r.get(k) not in (None, "") else float("nan")
+                for k in ("num_seeds", "dim"):
+                    if r.get(k) not in (None, ""):
+                        row[k] = int(r[k])
+                rows.append(row)
+        return cls(rows=rows)
+
+    @classmethod
+    def from_json(cls, path) -> "LayerwiseStudy":
+        data = json.loads(Path(path).read_text())
+        rows = [{k: (float("nan") if v is None else v) for k, v in r.items()} for r in data["rows"]]
+        return cls(rows=rows)
+
+    @classmethod
+    def from_matrix(cls, matrix: Mapping[str, Mapping]) -> "LayerwiseStudy":
+        """Build from {task: {layer: accuracy}} (std and lr unknown)."""
+        rows = [{"layer": layer, "task": task, "accuracy": float(acc), "std": float("nan"), "lr": float("nan")}
+                for task, per in matrix.items() for layer, acc in per.items()]
+        return cls(rows=rows)
+
+
+def run_layerwise_study(features: Mapping[str, Mapping[object, TaskFeatures]], config: ProbeConfig | None = None,
+                        method: str = "batched", progress: bool = True,
+                        callback: Callable[[str, object, ProbeResult], None] | None = None) -> LayerwiseStudy:
+    """Probe every (task, layer) feature set. `callback(task, layer, result)` runs after each probe."""
+    from tqdm.auto import tqdm
+
+    if not features:
+        raise ValueError("run_layerwise_study: no tasks given")
+    jobs = []
+    for task, per_layer in features.items():
+        if not per_layer:
+            raise ValueError(f"run_layerwise_study: task {task!r} has no layers")
+        for layer in sorted(per_layer, key=_layer_key):
+            if not isinstance(per_layer[layer], TaskFeatures):
+                raise TypeError(f"features[{task!r}][{layer!r}] must be TaskFeatures, got {type(per_layer[layer]).__name__}")
+            jobs.append((task, layer))
+    study = LayerwiseStudy()
+    for task, layer in tqdm(jobs, desc="layer-wise probe", disable=not progress):
+        res = linear_probe(features[task][layer], config, method=method)
+        study.rows.append({"layer": layer, "task": task, "accuracy": res.accuracy, "std": res.std, "lr": res.lr,
+                           "num_seeds": len(res.seeds), "dim": res.dim})
+        study.results[(task, layer)] = res
+        if callback is not None:
+            callback(task, layer, res)
+    return study
+
+
+def plot_heatmap(study: LayerwiseStudy, path, groups: Mapping[str, Sequence[str]] | None = None,
+                 title: str | None = None, layers_as_rows: bool = True, dpi: int = 120) -> Path:
+    """Heatmap PNG in the style of the paper's Fig. 2-4: accuracy (%) written in every cell.
+
+    Colours are normalised per task column (each task's best layer is darkest), so that the layer
+    trend is visible for tasks of different difficulty. `groups` ({"middle": [...], "late": [...]},
+    e.g. `LayerChoice.groups`) adds one average column per group; an "all" average is always added.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    mat = study.matrix()
+    tasks, layers = study.tasks, study.layers
+    if not tasks or not layers:
+        raise ValueError("plot_heatmap: the study has no rows")
+    A = np.array([[mat[t].get(l, np.nan) for t in tasks] for l in layers], dtype=float) * 100  # [layers, tasks]
+    cols, colnames = [A], list(tasks)
+    for gname, gtasks in (groups or {}).items():
+        idx = [tasks.index(t) for t in gtasks if t in tasks]
+        if idx:
+            cols.append(np.nanmean(A[:, idx], axis=1, keepdims=True))
+            colnames.append(f"avg {gname}")
+    cols.append(np.nanmean(A, axis=1, keepdims=True))
+    colnames.append("avg all")
+    M = np.concatenate(cols, axis=1)
+    lo, hi = np.nanmin(M, axis=0, keepdims=True), np.nanmax(M, axis=0, keepdims=True)
+    norm = np.where(hi > lo, (M - lo) / np.where(hi > lo, hi - lo, 1), 1.0)
+    rowlab = [str(l) for l in layers]
+    if not layers_as_rows:
+        M, norm = M.T, norm.T
+    nr, nc = M.shape
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * nc + 1.5), max(3.0, 0.45 * nr + 1.2)))
+    ax.imshow(norm, cmap="Blues", aspect="auto", vmin=0, vmax=1.25)
+    for i in range(nr):
+        for j in range(nc):
+            if not math.isnan(M[i, j]):
+                ax.text(j, i, f"{M[i, j]:.1f}", ha="center", va="center", fontsize=8,
+                        color="white" if norm[i, j] > 0.75 else "black")
+    xl, yl = (colnames, rowlab) if layers_as_rows else (rowlab, colnames)
+    ax.set_xticks(range(nc), xl, rotation=45, ha="right")
+    ax.set_yticks(range(nr), yl)
+    ax.set_ylabel("layer" if layers_as_rows else "task")
+    ax.set_xlabel("task" if layers_as_rows else "layer")
+    n_tasks = len(tasks)
+    if layers_as_rows:
+        ax.axvline(n_tasks - 0.5, color="black", lw=1.5)
+    else:
+        ax.axhline(n_tasks - 0.5, color="black", lw=1.5)
+    ax.set_title(title or "Linear evaluation accuracy (%) per layer")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
+def write_study(study: LayerwiseStudy, out_dir, groups=None, title=None) -> dict[str, Path]:
+    """Write layerwise.csv, layerwise.json and layerwise.png into `out_dir`; returns the paths."""
+    out = Path(out_dir)
+    return {"csv": study.to_csv(out / "layerwise.csv"), "json": study.to_json(out / "layerwise.json"),
+            "png": plot_heatmap(study, out / "layerwise.png", groups=groups, title=title)}
