@@ -190,18 +190,28 @@ def extract_features(
     folders = {}
     for split in splits if splits is not None else list(data):
         ds = data[split]
-        folder = _split_folder(model_dir / task_slug, split, ds, audio_column, input_column) / group_name(layers)
-        folders[split] = [folder]
-        if read_json(folder / META) is None:
-            _extract_split(
-                model, feature_extractor, ds, split, task_name, folder, layers, dims, batch_size,
-                batches_per_shard, on_error, accelerator, progress, audio_column, input_column,
-            )
-    for split in folders:  # add other complete groups (e.g. an all-layer run) for later loads
-        for other in sorted(folders[split][0].parent.glob("layers-*")):
-            if other != folders[split][0] and read_json(other / META) is not None:
-                folders[split].append(other)
+        split_dir = _split_folder(model_dir / task_slug, split, ds, audio_column, input_column)
+        covering = _complete_groups(split_dir, layers)
+        if covering:  # an earlier run (e.g. all layers) already holds every requested layer
+            folders[split] = covering
+            continue
+        folder = split_dir / group_name(layers)
+        _extract_split(
+            model, feature_extractor, ds, split, task_name, folder, layers, dims, batch_size,
+            batches_per_shard, on_error, accelerator, progress, audio_column, input_column,
+        )
+        folders[split] = [folder] + [g for g in _complete_groups(split_dir, []) if g != folder]
     return FeatureCache(task_name, folders, model_info)
+
+
+def _complete_groups(split_dir: Path, layers: Sequence[int]) -> list[Path]:
+    """Complete layer groups of a split holding all ``layers``, largest first."""
+    found = []
+    for folder in split_dir.glob("layers-*") if split_dir.is_dir() else []:
+        meta = read_json(folder / META)
+        if meta is not None and set(layers) <= set(meta.get("layers", [])):
+            found.append((-len(meta["layers"]), folder.name, folder))
+    return [folder for *_, folder in sorted(found)]
 
 
 def _split_folder(task_dir: Path, split: str, ds: Dataset, audio_column: str, input_column: str) -> Path:
@@ -242,11 +252,11 @@ def _extract_split(
     shards_dir = folder / SHARDS
     n = len(ds)
     if accelerator.is_main_process:
-        shards_dir.mkdir(parents=True, exist_ok=True)
         _clean_temporaries(shards_dir)
-        shard_rows = _plan(folder, n, batch_size * batches_per_shard, {"task": task_name, "split": split})
-    accelerator.wait_for_everyone()
-    shard_rows = int(read_json(folder / PLAN)["shard_rows"])
+    accelerator.wait_for_everyone()  # nobody writes before the main process cleaned up
+    shards_dir.mkdir(parents=True, exist_ok=True)
+    # every process derives the same plan (or reads the one a first, interrupted run fixed)
+    shard_rows = _plan(folder, n, batch_size * batches_per_shard, {"task": task_name, "split": split})
     bounds = [(a, min(a + shard_rows, n)) for a in range(0, n, shard_rows)]
     names = [f"shard-{j:05d}" for j in range(len(bounds))]
     mine = [j for j in range(len(bounds)) if j % accelerator.num_processes == accelerator.process_index]
