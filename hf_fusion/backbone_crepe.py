@@ -72,19 +72,24 @@ class CrepeNet(nn.Module):
         self.classifier = nn.Linear(self.in_features, PITCH_BINS)
 
     def block(self, x: torch.Tensor, i: int) -> torch.Tensor:
-        """Block i (1-based): [F, C_in, S, 1] -> [F, C_i, S_i, 1]."""
-        x = F.pad(x, (0, 0) + _PADDINGS[i - 1])
-        x = F.relu(getattr(self, f"conv{i}")(x))
-        x = getattr(self, f"conv{i}_BN")(x)
-        return F.max_pool2d(x, (2, 1), (2, 1))
+        """Block i (1-based): [F, C_in, S] -> [F, C_i, S_i].
+
+        The (k x 1) Conv2d / BatchNorm2d of the checkpoint run as their 1-D equivalents (same weights,
+        about twice as fast on CPU as conv2d with a width-1 kernel).
+        """
+        conv, bn = getattr(self, f"conv{i}"), getattr(self, f"conv{i}_BN")
+        x = F.pad(x, _PADDINGS[i - 1])
+        x = F.relu(F.conv1d(x, conv.weight.squeeze(-1), conv.bias, stride=conv.stride[0]))
+        x = F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.training, bn.momentum or 0.0, bn.eps)
+        return F.max_pool1d(x, 2, 2)
 
     def classify(self, conv6: torch.Tensor) -> torch.Tensor:
-        """conv6 output [F, C6, 4, 1] -> pitch activations [F, 360] (sample-major flatten, as trained)."""
-        return torch.sigmoid(self.classifier(conv6.permute(0, 2, 1, 3).reshape(conv6.shape[0], -1)))
+        """conv6 output [F, C6, 4] -> pitch activations [F, 360] (sample-major flatten, as trained)."""
+        return torch.sigmoid(self.classifier(conv6.transpose(1, 2).reshape(conv6.shape[0], -1)))
 
     def forward(self, frames: torch.Tensor, last: int = CLASSIFIER_LAYER) -> list[torch.Tensor]:
-        """frames [F, 1024] -> outputs of layers 1..last ([F, C, S, 1] for convs, [F, 360] for layer 7)."""
-        x = frames[:, None, :, None]
+        """frames [F, 1024] -> outputs of layers 1..last ([F, C, S] for convs, [F, 360] for layer 7)."""
+        x = frames[:, None, :]
         outs = []
         for i in range(1, min(last, 6) + 1):
             x = self.block(x, i)

@@ -39,6 +39,7 @@ from .cache import (
     layer_column,
     read_json,
 )
+from ..fusion import temporal_pool
 from .identity import dataset_fingerprint, model_key
 
 logger = logging.getLogger(__name__)
@@ -75,6 +76,14 @@ def _resolve_layers(model, layers) -> list[int]:
     if bad or not layers:
         raise ValueError(f"cannot extract layer(s) {bad or layers}; tappable layers are {list(valid)}")
     return sorted(set(layers))
+
+
+def _pool_one(model, aligned: torch.Tensor) -> torch.Tensor:
+    """Eq.3 of one Eq.1-aligned layer [B, D, T_o] -> [B, D], exactly as ``model.pool([aligned])[1]`` (no copy)."""
+    config = model.config
+    if not config.backbone_class.has_time_axis and config.num_output_frames is None:
+        return aligned[..., 0]  # AST's token rule: no time axis, the vector itself
+    return temporal_pool(aligned, config.pooling)
 
 
 def _decode(value: dict, row: int, decoder: Audio) -> np.ndarray:
@@ -295,7 +304,7 @@ def _extract_split(
             with torch.inference_mode():
                 taps = model.tap(inputs, layers)  # ONE forward pass for every layer
                 for layer in layers:
-                    out[layer_column(layer)] = model.pool([taps[layer]])[1].float().cpu().numpy()
+                    out[layer_column(layer)] = _pool_one(model, taps[layer]).float().cpu().numpy()
         else:
             for layer in layers:
                 out[layer_column(layer)] = np.zeros((0, dims[layer]), dtype=np.float32)
