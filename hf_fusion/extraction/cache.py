@@ -1,0 +1,221 @@
+"""On-disk per-layer feature cache: layout, atomic writes and the read side (``FeatureCache``).
+
+Layout under the cache root (``$HF_FUSION_CACHE`` or ``~/.cache/hf_fusion``)::
+
+    <root>/features/<model_key>/model.json                      config + weights digest + front end
+    <root>/features/<model_key>/<task>/<split>-<data_key>/layers-<l1>-<l2>-.../
+        plan.json                 rows per shard (fixed at the first run, reused on resume)
+        shards/shard-00000.arrow  datasets map output: row, label, [fold], layer_<l> (float32 [D_l])
+        shards/shard-00000.json   written after its arrow file is in place = "shard complete"
+        meta.json                 written last = "split complete" (rows, skipped files, dims, labels)
+
+``model_key`` digests the model config, every weight and the front-end settings; ``data_key`` the
+split's files/bytes, labels, folds and any pre-cropped clip column (so the clip length is in it).
+Every file is written to a temporary name in the same folder and moved into place with
+``os.replace``: a killed run leaves complete shards and ignorable temporaries, never a half file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from datasets import Dataset
+
+META = "meta.json"
+PLAN = "plan.json"
+SHARDS = "shards"
+
+
+def default_cache_root() -> Path:
+    """``$HF_FUSION_CACHE`` or ``~/.cache/hf_fusion``."""
+    env = os.environ.get("HF_FUSION_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "hf_fusion"
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    """Write JSON to a temporary file beside ``path`` and ``os.replace`` it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1, sort_keys=True, default=str)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict | None:
+    """The JSON object at ``path``, or None when missing or unreadable (a corrupt marker = not complete)."""
+    try:
+        with open(path) as f:
+            obj = json.load(f)
+        return obj if isinstance(obj, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def group_name(layers: Sequence[int]) -> str:
+    return "layers-" + "-".join(str(int(layer)) for layer in sorted(layers))
+
+
+def layer_column(layer: int) -> str:
+    return f"layer_{int(layer)}"
+
+
+def _fixed_list_to_numpy(chunked, dim: int) -> np.ndarray:
+    """A fixed-length float list column (pyarrow ChunkedArray) -> float32 [n, dim] (respects slices)."""
+    parts = [chunk.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim) for chunk in chunked.chunks]
+    if not parts:
+        return np.zeros((0, dim), dtype=np.float32)
+    return np.concatenate(parts).astype(np.float32, copy=False)
+
+
+class SplitCache:
+    """One complete split group folder (its meta.json exists)."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        meta = read_json(self.folder / META)
+        if meta is None:
+            raise FileNotFoundError(f"{self.folder}: no complete feature cache here (meta.json missing)")
+        self.meta = meta
+
+    @property
+    def layers(self) -> list[int]:
+        return [int(layer) for layer in self.meta["layers"]]
+
+    def _shard_files(self) -> list[Path]:
+        return [self.folder / SHARDS / f"{name}.arrow" for name in self.meta["shards"]]
+
+    def read(self, layers: Sequence[int], with_fold: bool = False):
+        """(X float32 [n, sum D_l], y int64 [n][, fold int64 [n]]) streaming shard files (memory-mapped)."""
+        dims = {int(k): int(v) for k, v in self.meta["layer_dims"].items()}
+        xs, ys, folds = [], [], []
+        for path in self._shard_files():
+            table = Dataset.from_file(str(path)).data
+            xs.append(np.concatenate([_fixed_list_to_numpy(table.column(layer_column(l)), dims[l]) for l in layers], axis=1))
+            ys.append(table.column("label").to_numpy().astype(np.int64))
+            if with_fold:
+                folds.append(table.column("fold").to_numpy().astype(np.int64))
+        width = sum(dims[l] for l in layers)
+        X = np.concatenate(xs) if xs else np.zeros((0, width), np.float32)
+        y = np.concatenate(ys) if ys else np.zeros(0, np.int64)
+        if X.shape[0] != self.meta["num_rows"]:
+            raise RuntimeError(f"{self.folder}: read {X.shape[0]} rows, meta.json says {self.meta['num_rows']}")
+        if with_fold:
+            return X, y, (np.concatenate(folds) if folds else np.zeros(0, np.int64))
+        return X, y
+
+
+class FeatureCache:
+    """Per-layer Eq.1+Eq.3 vectors of one model on one task, every split, read from disk.
+
+    ``load(layers, split)`` never runs a model: a single layer gives that layer's vector; several
+    layers (or ``"fusion"``, the model's own ``fusion_layers``) give their concatenation, which is
+    exactly the fused model's ``pooler_output`` because Eq.3's mean and max act per dimension
+    (pooling a concatenation = concatenating the pooled parts).
+    """
+
+    def __init__(self, task_name: str, splits: dict[str, list[Path]], model_info: dict[str, Any]):
+        self.task_name = task_name
+        self._groups = {split: [SplitCache(folder) for folder in folders] for split, folders in splits.items()}
+        self.model_info = model_info
+
+    @property
+    def splits(self) -> list[str]:
+        return list(self._groups)
+
+    @property
+    def layers(self) -> list[int]:
+        """Layers available in every split."""
+        sets = [set().union(*(g.layers for g in groups)) for groups in self._groups.values()]
+        return sorted(set.intersection(*sets)) if sets else []
+
+    @property
+    def fusion_layers(self) -> list[int]:
+        return list(self.model_info["fusion_layers"])
+
+    def _meta(self, split: str | None = None) -> dict:
+        split = split or self.splits[0]
+        return self._groups[split][0].meta
+
+    @property
+    def num_classes(self) -> int:
+        return int(self._meta()["num_classes"])
+
+    @property
+    def label_names(self) -> list[str] | None:
+        return self._meta().get("label_names")
+
+    @property
+    def layer_dims(self) -> dict[int, int]:
+        dims = {}
+        for groups in self._groups.values():
+            for g in groups:
+                dims.update({int(k): int(v) for k, v in g.meta["layer_dims"].items()})
+        return dims
+
+    def skipped(self, split: str) -> list[str]:
+        """Files of ``split`` that could not be decoded and were skipped (``on_error="skip"``)."""
+        out = []
+        for g in self._groups[self._check_split(split)]:
+            out.extend(g.meta.get("skipped", []))
+        return out
+
+    def folder(self, split: str) -> Path:
+        return self._groups[self._check_split(split)][0].folder
+
+    def _check_split(self, split: str) -> str:
+        if split not in self._groups:
+            raise KeyError(f"{self.task_name}: no split {split!r} in the feature cache; splits are {self.splits}")
+        return split
+
+    def resolve_layers(self, layers: int | str | Sequence[int]) -> list[int]:
+        if layers == "fusion":
+            return self.fusion_layers
+        if layers == "all":
+            return self.layers
+        if isinstance(layers, (int, np.integer)):
+            return [int(layers)]
+        return [int(layer) for layer in layers]
+
+    def _group_for(self, split: str, layers: list[int]) -> SplitCache:
+        for g in self._groups[self._check_split(split)]:
+            if set(layers) <= set(g.layers):
+                return g
+        have = sorted(set().union(*(g.layers for g in self._groups[split])))
+        raise KeyError(
+            f"{self.task_name}/{split}: layer(s) {sorted(set(layers) - set(have))} are not in the feature cache "
+            f"(cached layers {have}); run extract_features(..., layers=...) for them"
+        )
+
+    def load(self, layers: int | str | Sequence[int], split: str) -> tuple[np.ndarray, np.ndarray]:
+        """(X float32 [n, D], y int64 [n]) of one layer, a layer list (concatenated) or ``"fusion"``."""
+        resolved = self.resolve_layers(layers)
+        return self._group_for(split, resolved).read(resolved)
+
+    def load_folds(self, layers, split: str = "all") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(X, y, fold) for fold tasks (the data had an integer ``fold`` column)."""
+        resolved = self.resolve_layers(layers)
+        group = self._group_for(split, resolved)
+        if not group.meta.get("has_fold"):
+            raise ValueError(f"{self.task_name}/{split}: the data had no 'fold' column")
+        return group.read(resolved, with_fold=True)
+
+    def task_features(self, layers) -> dict[str, Any]:
+        """Keyword arguments of the evaluation's ``TaskFeatures`` for one feature set:
+        ``{"name", "num_classes", "splits": {"train": (X, y), "valid": ..., "test": ...}}`` or, for fold
+        data (a single split with a fold column), ``{"name", "num_classes", "folds": (X, y, fold)}``."""
+        name = f"{self.task_name}"
+        if len(self.splits) == 1 and self._meta(self.splits[0]).get("has_fold"):
+            return {"name": name, "num_classes": self.num_classes, "folds": self.load_folds(layers, self.splits[0])}
+        return {"name": name, "num_classes": self.num_classes, "splits": {s: self.load(layers, s) for s in self.splits}}
+
+    def __repr__(self) -> str:
+        return f"FeatureCache(task={self.task_name!r}, splits={self.splits}, layers={self.layers})"

@@ -1,0 +1,348 @@
+"""All-layer feature extraction with ``datasets.map(batched=True)`` into the resumable cache.
+
+One forward pass per batch (``model.tap(x, layers)``) yields every requested layer; each layer is
+pooled on its own (Eq.1 inside the backbone, Eq.3 via ``model.pool``) and stored as a column.
+
+Resume: a split is cut into shards of ``batch_size * batches_per_shard`` rows; each shard is one
+``Dataset.map`` call writing its own arrow file (datasets writes a temporary file and moves it into
+place only when the map finished), then a JSON marker. A restarted run skips shards with a marker.
+Memory: clips are decoded batch by batch inside the map function and the outputs are flushed to
+disk every batch, so memory does not grow with the number of clips.
+
+Several processes (``accelerate launch``) share the shards round-robin by ``process_index``; the
+main process writes ``meta.json`` after ``wait_for_everyone()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from datasets import Audio, ClassLabel, Dataset, DatasetDict, Features, List, Value
+from datasets.utils.tqdm import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+from tqdm.auto import tqdm
+
+from .cache import (
+    META,
+    PLAN,
+    SHARDS,
+    FeatureCache,
+    atomic_write_json,
+    default_cache_root,
+    group_name,
+    layer_column,
+    read_json,
+)
+from ..fusion import temporal_pool
+from .identity import dataset_fingerprint, model_key
+
+logger = logging.getLogger(__name__)
+
+
+class AudioDecodeError(RuntimeError):
+    """An audio file could not be decoded; ``.name`` is the file (or row) concerned."""
+
+    def __init__(self, name: str, reason: str):
+        super().__init__(f"cannot decode audio {name}: {reason}")
+        self.name = name
+
+
+@contextmanager
+def _quiet_datasets_bars():
+    was_disabled = are_progress_bars_disabled()
+    disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not was_disabled:
+            enable_progress_bars()
+
+
+def _resolve_layers(model, layers) -> list[int]:
+    config = model.config
+    if layers is None or layers == "fusion":
+        return list(config.fusion_layers)
+    if layers == "all":
+        return list(config.backbone_class.tappable_layers(config.backbone_config))
+    layers = [int(layer) for layer in ([layers] if isinstance(layers, int) else layers)]
+    valid = config.backbone_class.tappable_layers(config.backbone_config)
+    bad = [layer for layer in layers if layer not in valid]
+    if bad or not layers:
+        raise ValueError(f"cannot extract layer(s) {bad or layers}; tappable layers are {list(valid)}")
+    return sorted(set(layers))
+
+
+def _pool_one(model, aligned: torch.Tensor) -> torch.Tensor:
+    """Eq.3 of one Eq.1-aligned layer [B, D, T_o] -> [B, D], exactly as ``model.pool([aligned])[1]`` (no copy)."""
+    config = model.config
+    if not config.backbone_class.has_time_axis and config.num_output_frames is None:
+        return aligned[..., 0]  # AST's token rule: no time axis, the vector itself
+    return temporal_pool(aligned, config.pooling)
+
+
+def _decode(value: dict, row: int, decoder: Audio) -> np.ndarray:
+    """An undecoded audio value {"path", "bytes"} -> mono float32 at the decoder's rate."""
+    name = value.get("path") or f"row {row} (embedded bytes)"
+    if value.get("bytes") is None and value.get("path") is None:
+        raise AudioDecodeError(name, "neither a path nor bytes")
+    try:
+        decoded = decoder.decode_example(value)
+        array = np.asarray(decoded["array"], dtype=np.float32)
+    except Exception as err:  # torchcodec raises RuntimeError/ValueError/OSError on broken files
+        raise AudioDecodeError(name, f"{type(err).__name__}: {err}") from err
+    if array.ndim == 2:
+        array = array.mean(axis=0)
+    if array.ndim != 1 or array.size == 0:
+        raise AudioDecodeError(name, f"decoded to an empty or non-mono array of shape {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise AudioDecodeError(name, "contains NaN or infinite samples")
+    return array
+
+
+def _plan(folder: Path, n_rows: int, shard_rows: int, key: dict) -> int:
+    """Rows per shard, fixed by the first run on ``folder`` (a resumed run keeps it)."""
+    plan = read_json(folder / PLAN)
+    if plan is not None and plan.get("num_rows") == n_rows and plan.get("shard_rows"):
+        return int(plan["shard_rows"])
+    atomic_write_json(folder / PLAN, {"num_rows": n_rows, "shard_rows": shard_rows, "key": key})
+    return shard_rows
+
+
+def _shard_done(shards_dir: Path, name: str, rows: tuple[int, int]) -> dict | None:
+    marker = read_json(shards_dir / f"{name}.json")
+    if marker is None or tuple(marker.get("rows", ())) != tuple(rows) or not (shards_dir / f"{name}.arrow").is_file():
+        return None
+    return marker
+
+
+def _clean_temporaries(shards_dir: Path) -> None:
+    """Remove temporaries a killed run left (datasets' tmp* map files, our .*.tmp-* JSON files)."""
+    if not shards_dir.is_dir():
+        return
+    for path in shards_dir.iterdir():
+        if path.name.startswith("tmp") or ".tmp-" in path.name:
+            try:
+                path.unlink()
+            except OSError:
+                pass
+
+
+def extract_features(
+    model,
+    feature_extractor,
+    data: DatasetDict | Dataset,
+    task_name: str,
+    layers: str | int | Sequence[int] | None = "all",
+    batch_size: int = 16,
+    cache_dir: str | os.PathLike | None = None,
+    on_error: Literal["raise", "skip"] = "raise",
+    batches_per_shard: int = 16,
+    accelerator=None,
+    progress: bool = True,
+    audio_column: str = "audio",
+    input_column: str = "input_values",
+    splits: Sequence[str] | None = None,
+) -> FeatureCache:
+    """Extract (or reuse) the Eq.1+Eq.3 vector of every requested layer for every split of ``data``.
+
+    Args:
+        model: an ``AudioFusionModel`` (any backbone). It runs only for splits not yet cached.
+        feature_extractor: its ``FusedAudioFeatureExtractor``.
+        data: DatasetDict (train/valid/test, or one split with an int ``fold`` column), or a Dataset
+            (cached as split ``"all"``). Needs an integer/ClassLabel ``label`` column and either a
+            fixed-length float column ``input_column`` (clips already cut, e.g. by the task loader's
+            ``clip_seconds``) or an ``Audio`` column (decoded here, resampled to the front end's rate).
+        task_name: the task's name (part of the cache path; the data content is hashed too).
+        layers: ``"all"`` tappable layers (default), ``None``/``"fusion"`` = the model's fusion
+            layers, or a list of layer numbers.
+        batch_size: clips per forward pass. batches_per_shard: batches per resumable shard.
+        cache_dir: cache root (default ``$HF_FUSION_CACHE`` or ``~/.cache/hf_fusion``).
+        on_error: ``"raise"`` stops at the first undecodable audio file naming it; ``"skip"`` drops it
+            (the names are kept: ``FeatureCache.skipped(split)``).
+        accelerator: an ``accelerate.Accelerator`` (default: a new one; it picks the device and,
+            under ``accelerate launch``, the process's share of the shards).
+    Returns:
+        A :class:`FeatureCache` of the task (``.load(layer_or_layers, split) -> (X, y)``).
+    """
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    if batch_size < 1 or batches_per_shard < 1:
+        raise ValueError(f"batch_size and batches_per_shard must be >= 1, got {batch_size}, {batches_per_shard}")
+    if isinstance(data, Dataset):
+        data = DatasetDict({"all": data})
+    if not isinstance(data, DatasetDict):
+        raise TypeError(f"data must be a datasets DatasetDict or Dataset, got {type(data).__name__}")
+    if accelerator is None:
+        from accelerate import Accelerator
+
+        accelerator = Accelerator()
+    layers = _resolve_layers(model, layers)
+    dims = {layer: model.config.layer_dims[layer] for layer in layers}
+    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_root()
+    mkey, mdesc = model_key(model, feature_extractor)
+    model_dir = root / "features" / mkey
+    model_info = {
+        "model_key": mkey,
+        "fusion_layers": list(model.config.fusion_layers),
+        "pooling": model.config.pooling,
+        "backbone": model.config.backbone,
+    }
+    if accelerator.is_main_process and read_json(model_dir / "model.json") is None:
+        atomic_write_json(model_dir / "model.json", {**model_info, **mdesc})
+    task_slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(task_name)) or "task"
+    folders = {}
+    for split in splits if splits is not None else list(data):
+        ds = data[split]
+        split_dir = _split_folder(model_dir / task_slug, split, ds, audio_column, input_column)
+        covering = _complete_groups(split_dir, layers)
+        if covering:  # an earlier run (e.g. all layers) already holds every requested layer
+            folders[split] = covering
+            continue
+        folder = split_dir / group_name(layers)
+        _extract_split(
+            model, feature_extractor, ds, split, task_name, folder, layers, dims, batch_size,
+            batches_per_shard, on_error, accelerator, progress, audio_column, input_column,
+        )
+        folders[split] = [folder] + [g for g in _complete_groups(split_dir, []) if g != folder]
+    return FeatureCache(task_name, folders, model_info)
+
+
+def _complete_groups(split_dir: Path, layers: Sequence[int]) -> list[Path]:
+    """Complete layer groups of a split holding all ``layers``, largest first."""
+    found = []
+    for folder in split_dir.glob("layers-*") if split_dir.is_dir() else []:
+        meta = read_json(folder / META)
+        if meta is not None and set(layers) <= set(meta.get("layers", [])):
+            found.append((-len(meta["layers"]), folder.name, folder))
+    return [folder for *_, folder in sorted(found)]
+
+
+def _split_folder(task_dir: Path, split: str, ds: Dataset, audio_column: str, input_column: str) -> Path:
+    extra = tuple(c for c in ("fold", input_column) if c in ds.column_names)
+    return task_dir / f"{split}-{dataset_fingerprint(ds, audio_column, extra)}"
+
+
+def _extract_split(
+    model, feature_extractor, ds: Dataset, split: str, task_name: str, folder: Path, layers: list[int],
+    dims: dict[int, int], batch_size: int, batches_per_shard: int, on_error: str, accelerator, progress: bool,
+    audio_column: str, input_column: str,
+) -> None:
+    if "label" not in ds.column_names:
+        raise ValueError(f"{task_name}/{split}: the data has no 'label' column (columns {ds.column_names})")
+    sr = int(feature_extractor.sampling_rate)
+    use_input = input_column in ds.column_names
+    if not use_input:
+        feat = ds.features.get(audio_column)
+        if not isinstance(feat, Audio):
+            raise ValueError(
+                f"{task_name}/{split}: needs an Audio column {audio_column!r} or a clip column {input_column!r}; "
+                f"columns are {ds.column_names}"
+            )
+    label_feature = ds.features["label"]
+    has_fold = "fold" in ds.column_names
+    in_columns = ([input_column] if use_input else [audio_column]) + ["label"] + (["fold"] if has_fold else [])
+    work = ds.select_columns(in_columns)
+    if use_input:
+        work = work.with_format("numpy", columns=[input_column], output_all_columns=True)
+    else:
+        work = work.cast_column(audio_column, Audio(decode=False))
+    decoder = Audio(sampling_rate=sr)
+    out_features = Features(
+        {"row": Value("int64"), "label": Value("int64"), **({"fold": Value("int64")} if has_fold else {}),
+         **{layer_column(layer): List(Value("float32"), length=dims[layer]) for layer in layers}}
+    )
+
+    shards_dir = folder / SHARDS
+    n = len(ds)
+    if accelerator.is_main_process:
+        _clean_temporaries(shards_dir)
+    accelerator.wait_for_everyone()  # nobody writes before the main process cleaned up
+    shards_dir.mkdir(parents=True, exist_ok=True)
+    # every process derives the same plan (or reads the one a first, interrupted run fixed)
+    shard_rows = _plan(folder, n, batch_size * batches_per_shard, {"task": task_name, "split": split})
+    bounds = [(a, min(a + shard_rows, n)) for a in range(0, n, shard_rows)]
+    names = [f"shard-{j:05d}" for j in range(len(bounds))]
+    mine = [j for j in range(len(bounds)) if j % accelerator.num_processes == accelerator.process_index]
+    todo = [j for j in mine if _shard_done(shards_dir, names[j], bounds[j]) is None]
+
+    device = accelerator.device
+    model.to(device).eval()
+    bar = tqdm(
+        total=sum(bounds[j][1] - bounds[j][0] for j in mine), initial=sum(bounds[j][1] - bounds[j][0] for j in mine if j not in todo),
+        desc=f"{task_name}/{split}: {len(layers)} layer(s)", unit="clip",
+        disable=not progress or not accelerator.is_local_main_process,
+    )
+    skipped: list[str] = []
+
+    def run_batch(batch: dict[str, Any], indices: list[int], offset: int) -> dict[str, Any]:
+        rows = [offset + i for i in indices]
+        keep, clips = [], []
+        for k, row in enumerate(rows):
+            if use_input:
+                clips.append(np.asarray(batch[input_column][k], dtype=np.float32))
+                keep.append(k)
+                continue
+            try:
+                clips.append(_decode(batch[audio_column][k], row, decoder))
+                keep.append(k)
+            except AudioDecodeError as err:
+                if on_error == "raise":
+                    raise AudioDecodeError(err.name, f"{err} (task {task_name}, split {split}, row {row}); "
+                                           "pass on_error='skip' to skip unreadable files") from err
+                skipped.append(err.name)
+        out = {"row": [rows[k] for k in keep], "label": [int(batch["label"][k]) for k in keep]}
+        if has_fold:
+            out["fold"] = [int(batch["fold"][k]) for k in keep]
+        if clips:
+            inputs = feature_extractor(clips, sampling_rate=sr, return_tensors="pt", device=device)["input_values"]
+            with torch.inference_mode():
+                taps = model.tap(inputs, layers)  # ONE forward pass for every layer
+                for layer in layers:
+                    out[layer_column(layer)] = _pool_one(model, taps[layer]).float().cpu().numpy()
+        else:
+            for layer in layers:
+                out[layer_column(layer)] = np.zeros((0, dims[layer]), dtype=np.float32)
+        bar.update(len(rows))
+        return out
+
+    try:
+        with _quiet_datasets_bars():
+            for j in todo:
+                a, b = bounds[j]
+                before = len(skipped)
+                part = work.select(range(a, b))
+                part.map(
+                    run_batch, with_indices=True, batched=True, batch_size=batch_size, fn_kwargs={"offset": a},
+                    remove_columns=part.column_names, features=out_features,
+                    cache_file_name=str(shards_dir / f"{names[j]}.arrow"), load_from_cache_file=False,
+                    writer_batch_size=batch_size, new_fingerprint=f"hf_fusion_{folder.parent.name[-16:]}_{j}",
+                )
+                atomic_write_json(shards_dir / f"{names[j]}.json",
+                                  {"rows": [a, b], "skipped": skipped[before:], "layers": layers})
+    finally:
+        bar.close()
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        markers = [_shard_done(shards_dir, names[j], bounds[j]) for j in range(len(bounds))]
+        missing = [names[j] for j, m in enumerate(markers) if m is None]
+        if missing:
+            raise RuntimeError(f"{folder}: shards {missing} are incomplete after extraction")
+        all_skipped = [name for m in markers for name in m.get("skipped", [])]
+        if all_skipped:
+            logger.warning(f"{task_name}/{split}: skipped {len(all_skipped)} unreadable audio file(s): {all_skipped[:5]}")
+        atomic_write_json(folder / META, {
+            "task": task_name, "split": split, "layers": layers, "layer_dims": {str(k): v for k, v in dims.items()},
+            "num_rows": n - len(all_skipped), "num_skipped": len(all_skipped), "skipped": all_skipped,
+            "shards": names, "has_fold": has_fold,
+            "num_classes": int(label_feature.num_classes) if isinstance(label_feature, ClassLabel) else
+            int(max(np.max(ds["label"]) + 1, 0)) if n else 0,
+            "label_names": list(label_feature.names) if isinstance(label_feature, ClassLabel) else None,
+            "clip_samples": (ds.features[input_column].length if use_input else None), "sampling_rate": sr,
+        })
+    accelerator.wait_for_everyone()
