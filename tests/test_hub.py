@@ -12,9 +12,17 @@ import numpy as np
 import pytest
 import torch
 from huggingface_hub import HfApi, ModelCard
-from transformers import ASTConfig, ASTFeatureExtractor, ASTForAudioClassification, ASTModel
+from transformers import (
+    ASTConfig,
+    ASTFeatureExtractor,
+    ASTForAudioClassification,
+    ASTModel,
+    Wav2Vec2Config,
+    Wav2Vec2FeatureExtractor,
+)
 
 import hf_fusion
+import hf_fusion.backbones
 import hf_fusion.conversion
 from hf_fusion import AudioFusionModel, FusedAudioFeatureExtractor, fusion_model_name
 from hf_fusion.hub import PRESETS, PublishError, install_in_hf_cache
@@ -208,6 +216,7 @@ def test_ast_preset_dry_run_folder(ast_dry_run):
     assert len(publish.upload_plan(out)) == len(names)
 
 
+@pytest.mark.slow  # two model loads in a fresh interpreter: ~6 s idle, 15 s on a loaded 2-core box
 def test_ast_preset_loads_offline_by_repo_id_and_matches_the_original_checkpoint(tmp_path, ast_checkpoint, ast_dry_run):
     out, _, _ = ast_dry_run
     clips = make_clips((0.6, 0.6))
@@ -335,7 +344,9 @@ def test_mocked_push_calls_create_repo_then_upload_folder(tmp_path, monkeypatch,
     assert branch[2]["branch"] == "dev"
     assert upload["repo_id"] == "org/ast-fusion-5-12" and upload["revision"] == "dev" and upload["create_pr"] is True
     assert Path(upload["folder_path"]) == tmp_path / "repo"
-    assert "Uploaded 13 files" in capsys.readouterr().out
+    plan = publish.upload_plan(tmp_path / "repo")
+    assert {"README.md", "config.json", "model.safetensors", "preprocessor_config.json"} <= {n for n, _ in plan}
+    assert f"Uploaded {len(plan)} files" in capsys.readouterr().out
     # default push: public, main, direct commit, explicit token wins
     recorded_hub.clear()
     argv = ["--model", tmp_path / "saved", "--repo-id", "org/other", "--token", "hf_cli_token"]
@@ -360,6 +371,58 @@ def test_templates_one_per_family_sharing_one_base():
         for shared in ("## How to use", "## Citation", "model-index", "trust_remote_code", "2205.08138"):
             assert shared not in text, (name, shared)  # shared parts live only in base.md
     assert "trust_remote_code=True" in base and "2205.08138" in base
+
+
+class _ConfigDouble:
+    """The part of AudioFusionConfig a card reads, for families whose backbone is not in this checkout."""
+
+    def __init__(self, backbone, layers, dims, frontend, backbone_config=None):
+        self.backbone, self.fusion_layers, self.pooling = backbone, list(layers), "mean+max"
+        self.backbone_config = backbone_config or {}
+        self.frontend = frontend
+        self.layer_dims = dims
+        self.hidden_size = sum(dims[layer] for layer in layers)
+        self.sampling_rate = frontend["sampling_rate"]
+        self.fusion_name = fusion_model_name(backbone, layers)
+        self.backbone_class = type("B", (), {"tappable_layers": staticmethod(lambda cfg: tuple(sorted(dims)))})
+
+
+FAMILY_CASES = {  # backbone: (paper layers, other layers, dims, front end, family marker text, backbone config)
+    "ast": ([5, 12], [4, 12], dict.fromkeys(range(1, 13), 768), {"name": "ast_fbank", "sampling_rate": 16000,
+            "num_mel_bins": 128, "max_length": 1024}, "Audio Spectrogram Transformer", None),
+    "vggish": ([10, 15], [8, 15], {2: 4096, 5: 4096, 8: 4096, 10: 4096, 13: 4096, 15: 4096, 18: 4096, 20: 4096,
+               22: 128}, {"name": "vggish_log_mel", "sampling_rate": 16000}, "Table I", None),
+    "cnn14": ([3, 6], [4, 6], {1: 2048, 2: 2048, 3: 2048, 4: 2048, 5: 2048, 6: 4096}, {"name": "panns_log_mel",
+              "sampling_rate": 32000, "window_size": 1024, "hop_size": 320, "mel_bins": 64, "fmin": 50,
+              "fmax": 14000}, "PANNs", None),
+    "crepe": (None, [3, 6], {k: 256 for k in range(1, 7)}, {"name": "crepe_frames", "sampling_rate": 16000,
+              "hop_length": 160}, "CREPE", {"capacity": "tiny"}),
+    "hf": (None, [6, 12], dict.fromkeys(range(1, 13), 768), {"name": "hf", "sampling_rate": 16000},
+           "pre-trained audio encoder", {"model_config": Wav2Vec2Config().to_dict(),
+                                         "feature_extractor": Wav2Vec2FeatureExtractor().to_dict()}),
+}
+
+
+@pytest.mark.parametrize("backbone", sorted(FAMILY_CASES))
+def test_every_family_template_renders(tmp_path, backbone):
+    paper_layers, other_layers, dims, frontend, marker, backbone_config = FAMILY_CASES[backbone]
+    for layers in filter(None, (paper_layers, other_layers)):
+        config = _ConfigDouble(backbone, layers, dims, frontend, backbone_config)
+        if backbone in hf_fusion.backbones.BACKBONES:  # the real config where the backbone is available
+            config = hf_fusion.AudioFusionConfig(
+                backbone=backbone, fusion_layers=layers, frontend=frontend, backbone_config=backbone_config
+            )
+        name = fusion_model_name(backbone, layers)
+        rows = [{"model": name, "task": "esc50", "accuracy": 0.9, "std": 0.01}]
+        card = cards.render_model_card(config, f"org/{name}", results=rows)
+        card.save(tmp_path / "README.md")
+        loaded = ModelCard.load(tmp_path / "README.md")
+        assert loaded.data.eval_results[0].metric_value == 0.9 and loaded.data.model_name == name
+        text = loaded.text
+        assert marker in text and f"**{config.hidden_size}**" in text and f"{frontend['sampling_rate']} Hz" in text
+        assert f"| `sampling_rate` | `{frontend['sampling_rate']}` |" in text
+        assert ("Table III" in text) == (layers == paper_layers)  # the paper's numbers only for the paper's model
+        assert "\n\n\n" not in text
 
 
 def test_results_input_errors_are_clear(tmp_path, tiny_ast_config):
@@ -426,7 +489,7 @@ def _crepe_checkpoint(folder: Path, monkeypatch) -> str:
 OTHER_PRESETS = [
     pytest.param("vggish-fusion-10-15", _vggish_checkpoint, marks=pytest.mark.slow, id="vggish"),
     pytest.param("cnn14-fusion-3-6", _cnn14_checkpoint, marks=pytest.mark.slow, id="cnn14"),
-    pytest.param("crepe-fusion-3-6", _crepe_checkpoint, id="crepe"),
+    pytest.param("crepe-fusion-3-6", _crepe_checkpoint, marks=pytest.mark.slow, id="crepe"),
 ]
 
 
@@ -459,3 +522,23 @@ def test_other_presets_dry_run_and_offline_loading(tmp_path, monkeypatch, no_hub
     ref = _embed(model, clips, sr)
     for mode, emb in _load_offline(tmp_path, out, f"org/{preset_name}", clips, sr).items():
         np.testing.assert_allclose(emb, ref, rtol=1e-4, atol=1e-5, err_msg=mode)
+
+
+def test_hub_refusal_stops_before_upload(tmp_path, monkeypatch, tiny_ast_model, capsys):
+    from types import SimpleNamespace
+
+    from huggingface_hub.errors import HfHubHTTPError
+
+    calls = []
+
+    def refuse(self, *args, **kwargs):
+        calls.append("create_repo")
+        response = SimpleNamespace(status_code=401, headers={}, request=None)  # what the error reads
+        raise HfHubHTTPError("401 Client Error: Unauthorized (invalid token)", response=response)
+
+    monkeypatch.setattr(HfApi, "create_repo", refuse)
+    monkeypatch.setattr(HfApi, "upload_folder", lambda *a, **k: calls.append("upload_folder"))
+    tiny_ast_model.save_pretrained(tmp_path / "saved")
+    assert _cli(["--model", tmp_path / "saved", "--repo-id", "org/name", "--token", "hf_revoked"]) == 1
+    assert calls == ["create_repo"]
+    assert "the Hub refused the upload: 401" in capsys.readouterr().err

@@ -20,7 +20,13 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 #: backbone name -> card template in ``hub_cards/``; other backbones use ``GENERIC_TEMPLATE``.
-TEMPLATE_FOR_BACKBONE = {"ast": "ast.md", "vggish": "vggish.md", "cnn14": "cnn14.md", "crepe": "crepe.md"}
+TEMPLATE_FOR_BACKBONE = {
+    "ast": "ast.md",
+    "vggish": "vggish.md",
+    "cnn14": "cnn14.md",
+    "crepe": "crepe.md",
+    "hf": "hf_encoder.md",  # any transformers audio encoder (wav2vec 2.0, HuBERT, ...)
+}
 GENERIC_TEMPLATE = "hf_encoder.md"
 #: license of the original weights (Hub license ids), the default license of a converted repo.
 BACKBONE_LICENSES = {"ast": "bsd-3-clause", "vggish": "apache-2.0", "cnn14": "mit", "crepe": "mit"}
@@ -248,6 +254,16 @@ def _flatten(prefix: str, value: Any, out: list[dict[str, str]]) -> None:
         out.append({"key": prefix, "value": json.dumps(value) if isinstance(value, (list, dict)) else str(value)})
 
 
+def _setting(value: Any) -> Any:
+    """A front-end setting as shown in the card's table (nested extractor configs by their type)."""
+    if isinstance(value, Mapping):
+        if "feature_extractor_type" in value:
+            return f"{value['feature_extractor_type']} (see preprocessor_config.json)"
+        text = json.dumps(value, sort_keys=True)
+        return text if len(text) <= 80 else "(see preprocessor_config.json)"
+    return value
+
+
 def card_context(
     config,
     repo_id: str,
@@ -286,7 +302,7 @@ def card_context(
         "sampling_rate": config.sampling_rate,
         "frontend": dict(config.frontend),
         "frontend_name": config.frontend.get("name"),
-        "frontend_settings": [(k, v) for k, v in config.frontend.items() if k != "name"],
+        "frontend_settings": [(k, _setting(v)) for k, v in config.frontend.items() if k != "name"],
         "source_checkpoint": source_checkpoint,
         "results_model": results_model,
         "results_rows": [

