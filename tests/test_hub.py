@@ -422,6 +422,9 @@ def test_every_family_template_renders(tmp_path, backbone):
         assert marker in text and f"**{config.hidden_size}**" in text and f"{frontend['sampling_rate']} Hz" in text
         assert f"| `sampling_rate` | `{frontend['sampling_rate']}` |" in text
         assert ("Table III" in text) == (layers == paper_layers)  # the paper's numbers only for the paper's model
+        assert ("These are the paper's layers" in text) == (layers == paper_layers)
+        if paper_layers and layers != paper_layers:
+            assert f"The paper fused layers {paper_layers[0]} and {paper_layers[1]} of this backbone" in text
         assert "\n\n\n" not in text
 
 

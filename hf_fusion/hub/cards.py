@@ -42,6 +42,8 @@ TASK_DISPLAY_NAMES = {
     "nsynth": "NSynth",
     "surge": "Surge synthesizer pitch",
 }
+#: the layers the paper fused for its three backbones (Table III)
+PAPER_LAYERS = {"ast": [5, 12], "vggish": [10, 15], "cnn14": [3, 6]}
 METRIC_NAME = "Accuracy (linear probe)"
 TEMPLATES_ENV = "HF_FUSION_CARD_TEMPLATES"
 
@@ -288,6 +290,7 @@ def card_context(
         "backbone_config": dict(config.backbone_config),
         "backbone_license": BACKBONE_LICENSES.get(config.backbone),
         "fusion_layers": layers,
+        "paper_layers": PAPER_LAYERS.get(config.backbone),
         "layers_text": "layers " + ", ".join(map(str, layers[:-1])) + f" and {layers[-1]}"
         if len(layers) > 1
         else f"layer {layers[0]}",
