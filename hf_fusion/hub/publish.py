@@ -437,5 +437,10 @@ def _run_push(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``scripts/push_fusion_model.py`` (same options as ``hf-fusion push``)."""
-    parser = add_push_arguments(argparse.ArgumentParser(prog="push_fusion_model.py", description=__doc__))
+    parser = argparse.ArgumentParser(
+        prog="push_fusion_model.py",
+        description="Assemble a fused model's Hub repo folder (card, weights, remote code) and upload it "
+        "(or only build it with --dry-run).",
+    )
+    add_push_arguments(parser)
     return run_push(parser.parse_args(argv))
