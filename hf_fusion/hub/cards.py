@@ -1,0 +1,462 @@
+"""Model cards for fused models: evaluation files -> ``ModelCardData`` (model-index) + a rendered README.md.
+
+Templates live in the repository's top-level ``hub_cards/`` folder (one per backbone family, each extending
+``base.md``); an installed wheel carries the same files as ``hf_fusion/hub/templates/``.
+
+Units: ``results.csv`` / ``layerwise.csv`` accuracies are fractions in [0, 1]. The card's ``model-index``
+stores them unchanged (fractions, like ``evaluate``'s accuracy); the human-readable tables show percent.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+#: backbone name -> card template in ``hub_cards/``; other backbones use ``GENERIC_TEMPLATE``.
+TEMPLATE_FOR_BACKBONE = {
+    "ast": "ast.md",
+    "vggish": "vggish.md",
+    "cnn14": "cnn14.md",
+    "crepe": "crepe.md",
+    "hf": "hf_encoder.md",  # any transformers audio encoder (wav2vec 2.0, HuBERT, ...)
+}
+GENERIC_TEMPLATE = "hf_encoder.md"
+#: license of the original weights (Hub license ids), the default license of a converted repo.
+BACKBONE_LICENSES = {"ast": "bsd-3-clause", "vggish": "apache-2.0", "cnn14": "mit", "crepe": "mit"}
+#: task id (the ``task`` column) -> dataset name shown on the Hub.
+TASK_DISPLAY_NAMES = {
+    "esc50": "ESC-50",
+    "us8k": "UrbanSound8K",
+    "spcv2": "Speech Commands V2",
+    "vc1": "VoxCeleb1",
+    "voxforge": "VoxForge",
+    "cremad": "CREMA-D",
+    "gtzan": "GTZAN",
+    "nsynth": "NSynth",
+    "surge": "Surge synthesizer pitch",
+}
+#: the layers the paper fused for its three backbones (Table III)
+PAPER_LAYERS = {"ast": [5, 12], "vggish": [10, 15], "cnn14": [3, 6]}
+METRIC_NAME = "Accuracy (linear probe)"
+TEMPLATES_ENV = "HF_FUSION_CARD_TEMPLATES"
+
+
+def templates_dir() -> Path:
+    """Folder of the card templates: ``$HF_FUSION_CARD_TEMPLATES``, else the checkout's ``hub_cards/``
+    (source / editable install), else the copy packaged as ``hf_fusion/hub/templates/`` (wheel)."""
+    candidates = []
+    if os.environ.get(TEMPLATES_ENV):
+        candidates.append(Path(os.environ[TEMPLATES_ENV]))
+    here = Path(__file__).resolve().parent
+    candidates += [here.parents[1] / "hub_cards", here / "templates"]
+    for folder in candidates:
+        if (folder / "base.md").is_file():
+            return folder
+    raise FileNotFoundError(
+        "card templates not found; looked for base.md in " + ", ".join(str(c) for c in candidates)
+        + " (a wheel must ship hub_cards/ as hf_fusion/hub/templates, see pyproject.toml)"
+    )
+
+
+def template_for_backbone(backbone: str) -> str:
+    """File name of the family template used for ``backbone``."""
+    return TEMPLATE_FOR_BACKBONE.get(backbone, GENERIC_TEMPLATE)
+
+
+# ---------------------------------------------------------------- evaluation files
+
+
+def _read_rows(source: str | Path | Iterable[Mapping[str, Any]] | None, required: tuple[str, ...], what: str):
+    """CSV path or in-memory rows -> list of dicts (str keys), checking the columns."""
+    if source is None:
+        return []
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"{what} file {path} does not exist")
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            columns = reader.fieldnames or []
+            rows = list(reader)
+        origin = str(path)
+    else:
+        rows = [dict(r) for r in source]
+        columns = sorted({k for r in rows for k in r})
+        origin = f"in-memory {what} rows"
+    missing = [c for c in required if c not in columns]
+    if rows and missing:
+        raise ValueError(f"{origin}: missing column(s) {missing}; expected columns {list(required)} (+ optional std)")
+    return [(origin, i, r) for i, r in enumerate(rows)]
+
+
+def _fraction(value: Any, origin: str, index: int, column: str, allow_empty: bool = False) -> float | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if allow_empty:
+            return None
+        raise ValueError(f"{origin}, row {index + 1}: empty {column!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{origin}, row {index + 1}: {column}={value!r} is not a number") from None
+    if math.isnan(number):
+        return None if allow_empty else _raise(f"{origin}, row {index + 1}: {column} is NaN")
+    if not 0.0 <= number <= 1.0:
+        raise ValueError(
+            f"{origin}, row {index + 1}: {column}={number} is outside [0, 1]; accuracies are fractions "
+            "(write 0.942, not 94.2)"
+        )
+    return number
+
+
+def _raise(message: str):
+    raise ValueError(message)
+
+
+def _filter_model(entries, model_names: list[str], what: str, explicit: bool):
+    """Keep rows whose ``model`` column names this model (rows without the column all count)."""
+    with_model = [e for e in entries if e[2].get("model") not in (None, "")]
+    if not with_model:
+        return entries
+    kept = [e for e in entries if e[2].get("model") in model_names]
+    if not kept:
+        available = sorted({e[2]["model"] for e in with_model})
+        hint = "" if explicit else "; pick one with results_model= / --results-model"
+        raise ValueError(f"{entries[0][0]}: no {what} rows for model {model_names} (models in the file: {available}){hint}")
+    return kept
+
+
+def read_results(source, model_names: str | list[str] | None = None) -> list[dict[str, Any]]:
+    """``results.csv`` (``model,task,accuracy,std``) or rows -> [{task, accuracy, std}] for one model.
+
+    ``model_names``: the ``model`` values that denote this model (rows of other models are dropped); a file
+    without a ``model`` column is taken whole. One row per task; accuracy/std are fractions in [0, 1].
+    """
+    names = [model_names] if isinstance(model_names, str) else list(model_names or [])
+    entries = _read_rows(source, ("task", "accuracy"), "results")
+    if names:
+        entries = _filter_model(entries, names, "results", explicit=len(names) == 1)
+    out, seen = [], set()
+    for origin, i, row in entries:
+        task = str(row["task"]).strip()
+        if task in seen:
+            raise ValueError(f"{origin}, row {i + 1}: task {task!r} appears twice for the same model")
+        seen.add(task)
+        out.append(
+            {
+                "task": task,
+                "accuracy": _fraction(row["accuracy"], origin, i, "accuracy"),
+                "std": _fraction(row.get("std"), origin, i, "std", allow_empty=True),
+            }
+        )
+    return out
+
+
+def read_layerwise(source, model_names: str | list[str] | None = None) -> list[dict[str, Any]]:
+    """``layerwise.csv`` (``layer,task,accuracy,std``) or rows -> [{layer, task, accuracy, std}]."""
+    names = [model_names] if isinstance(model_names, str) else list(model_names or [])
+    entries = _read_rows(source, ("layer", "task", "accuracy"), "layer-wise")
+    if names:
+        entries = _filter_model(entries, names, "layer-wise", explicit=len(names) == 1)
+    out = []
+    for origin, i, row in entries:
+        try:
+            layer = int(float(row["layer"]))
+        except (TypeError, ValueError):
+            raise ValueError(f"{origin}, row {i + 1}: layer={row['layer']!r} is not a layer number") from None
+        out.append(
+            {
+                "layer": layer,
+                "task": str(row["task"]).strip(),
+                "accuracy": _fraction(row["accuracy"], origin, i, "accuracy"),
+                "std": _fraction(row.get("std"), origin, i, "std", allow_empty=True),
+            }
+        )
+    return out
+
+
+def read_selection(source: str | Path | Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Layer-selection JSON (``{"M": 5, "L": 12, ...}`` + per-group averages) or a dict -> dict."""
+    if source is None:
+        return None
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"selection file {path} does not exist")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not valid JSON ({err})") from None
+    else:
+        data = dict(source)
+    if not isinstance(data, dict):
+        raise ValueError(f"selection must be a JSON object with keys 'M' and 'L', got {type(data).__name__}")
+    return data
+
+
+def _selected_layers(selection: Mapping[str, Any]) -> tuple[int | None, int | None]:
+    keys = {k.lower(): k for k in selection}
+    middle = selection.get(keys.get("m", keys.get("middle", "")))
+    late = selection.get(keys.get("l", keys.get("late", "")))
+    return (int(middle) if middle is not None else None, int(late) if late is not None else None)
+
+
+# ---------------------------------------------------------------- card
+
+
+def eval_results_for(model_name: str, results: list[dict[str, Any]]) -> list[EvalResult]:
+    """One ``EvalResult`` per task: audio-classification, accuracy as a fraction, test split."""
+    return [
+        EvalResult(
+            task_type="audio-classification",
+            task_name="Audio Classification",
+            dataset_type=r["task"],
+            dataset_name=TASK_DISPLAY_NAMES.get(r["task"], r["task"]),
+            dataset_split="test",
+            metric_type="accuracy",
+            metric_name=METRIC_NAME,
+            metric_value=round(float(r["accuracy"]), 6),
+        )
+        for r in results
+    ]
+
+
+def _pct(accuracy: float | None, std: float | None = None) -> str:
+    if accuracy is None:
+        return "-"
+    text = f"{100 * accuracy:.1f}"
+    return text + (f" ± {100 * std:.1f}" if std is not None else "")
+
+
+def _looks_like_hub_id(checkpoint: str | None) -> bool:
+    if not checkpoint or Path(checkpoint).exists() or checkpoint.count("/") != 1:
+        return False
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(checkpoint)
+    except HFValidationError:
+        return False
+    return True
+
+
+def _flatten(prefix: str, value: Any, out: list[dict[str, str]]) -> None:
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+    elif isinstance(value, float):
+        out.append({"key": prefix, "value": _pct(value) if 0.0 <= value <= 1.0 else f"{value:.4g}"})
+    else:
+        out.append({"key": prefix, "value": json.dumps(value) if isinstance(value, (list, dict)) else str(value)})
+
+
+def _setting(value: Any) -> Any:
+    """A front-end setting as shown in the card's table (nested extractor configs by their type)."""
+    if isinstance(value, Mapping):
+        if "feature_extractor_type" in value:
+            return f"{value['feature_extractor_type']} (see preprocessor_config.json)"
+        text = json.dumps(value, sort_keys=True)
+        return text if len(text) <= 80 else "(see preprocessor_config.json)"
+    return value
+
+
+def card_context(
+    config,
+    repo_id: str,
+    *,
+    results: list[dict[str, Any]] | None = None,
+    layerwise: list[dict[str, Any]] | None = None,
+    selection: dict[str, Any] | None = None,
+    results_model: str | None = None,
+    source_checkpoint: str | None = None,
+) -> dict[str, Any]:
+    """Template variables for one fused model (an ``AudioFusionConfig``) and its evaluation data."""
+    layers = list(config.fusion_layers)
+    dims = config.layer_dims
+    tappable = list(config.backbone_class.tappable_layers(config.backbone_config))
+    results = results or []
+    layerwise = layerwise or []
+    ctx: dict[str, Any] = {
+        "model_name": repo_id.split("/")[-1],
+        "fusion_name": config.fusion_name,
+        "repo_id": repo_id,
+        "backbone": config.backbone,
+        "backbone_config": dict(config.backbone_config),
+        "backbone_license": BACKBONE_LICENSES.get(config.backbone),
+        "fusion_layers": layers,
+        "paper_layers": PAPER_LAYERS.get(config.backbone),
+        "layers_text": "layers " + ", ".join(map(str, layers[:-1])) + f" and {layers[-1]}"
+        if len(layers) > 1
+        else f"layer {layers[0]}",
+        "num_layers": max(tappable),
+        "hidden_size": config.hidden_size,
+        "fused_layer_rows": [{"layer": layer, "dims": dims[layer]} for layer in layers],
+        "pooling_text": {
+            "mean+max": "mean over time plus max over time, summed",
+            "mean": "mean over time",
+            "max": "max over time",
+        }[config.pooling],
+        "sampling_rate": config.sampling_rate,
+        "frontend": dict(config.frontend),
+        "frontend_name": config.frontend.get("name"),
+        "frontend_settings": [(k, _setting(v)) for k, v in config.frontend.items() if k != "name"],
+        "source_checkpoint": source_checkpoint,
+        "results_model": results_model,
+        "results_rows": [
+            {"dataset_name": TASK_DISPLAY_NAMES.get(r["task"], r["task"]), "accuracy": _pct(r["accuracy"], r["std"])}
+            for r in results
+        ],
+        "results_average": _pct(sum(r["accuracy"] for r in results) / len(results)) if results else None,
+        "selection": selection,
+        "selection_text": None,
+        "selection_rows": [],
+        "layerwise_tasks": [],
+        "layerwise_rows": [],
+    }
+    if selection:
+        middle, late = _selected_layers(selection)
+        if middle is not None and late is not None:
+            if sorted({middle, late}) != sorted(set(layers)):
+                raise ValueError(
+                    f"selection chose M={middle}, L={late} but the model fuses layers {layers}; "
+                    "pass the selection file of this model (or none)"
+                )
+            ctx["selection_text"] = (
+                f"Chosen from the layer-wise study: M = {middle} (middle) and L = {late} (late), "
+                "by the selection rule applied to the per-layer linear-probe accuracies."
+            )
+        else:
+            ctx["selection_text"] = "Chosen from the layer-wise study; the selection summary follows."
+        rows: list[dict[str, str]] = []
+        for key, value in selection.items():
+            if key.lower() not in ("m", "l", "middle", "late"):
+                _flatten(key, value, rows)
+        ctx["selection_rows"] = rows
+    if layerwise:
+        tasks = list(dict.fromkeys(r["task"] for r in layerwise))
+        by_layer: dict[int, dict[str, dict[str, Any]]] = {}
+        for r in layerwise:
+            by_layer.setdefault(r["layer"], {})[r["task"]] = r
+        table = []
+        for layer in sorted(by_layer):
+            cells = by_layer[layer]
+            accs = [cells[t]["accuracy"] for t in tasks if t in cells]
+            row = {
+                "layer": f"**{layer}**" if layer in layers else str(layer),
+                "cells": [_pct(cells[t]["accuracy"], cells[t]["std"]) if t in cells else "-" for t in tasks],
+                "average": _pct(sum(accs) / len(accs)),
+            }
+            table.append(row)
+        ctx["layerwise_tasks"] = [TASK_DISPLAY_NAMES.get(t, t) for t in tasks]
+        ctx["layerwise_rows"] = table
+    return ctx
+
+
+def build_card_data(
+    config,
+    repo_id: str,
+    results: list[dict[str, Any]] | None = None,
+    *,
+    license: str | None = None,
+    source_checkpoint: str | None = None,
+) -> ModelCardData:
+    """The card's YAML metadata: model-index (``eval_results``), library, tags, license, base model."""
+    model_name = repo_id.split("/")[-1]
+    kwargs: dict[str, Any] = dict(
+        model_name=model_name,
+        library_name="transformers",
+        pipeline_tag="feature-extraction",
+        license=license or BACKBONE_LICENSES.get(config.backbone),
+        tags=["audio", "hf-fusion", "audio-fusion", config.backbone, "feature-extraction", "arxiv:2205.08138"],
+    )
+    if results:
+        kwargs["eval_results"] = eval_results_for(model_name, results)
+        kwargs["metrics"] = ["accuracy"]
+    if _looks_like_hub_id(source_checkpoint):
+        kwargs["base_model"] = source_checkpoint
+    return ModelCardData(**kwargs)
+
+
+def render_model_card(
+    config,
+    repo_id: str,
+    *,
+    results=None,
+    layerwise=None,
+    selection=None,
+    results_model: str | None = None,
+    source_checkpoint: str | None = None,
+    license: str | None = None,
+    template_dir: str | Path | None = None,
+) -> ModelCard:
+    """Render the README.md card of a fused model.
+
+    ``results`` / ``layerwise``: CSV paths or rows (see :func:`read_results`); rows of ``results.csv`` whose
+    ``model`` is ``results_model`` (default: the repo name or the fusion name) become model-index entries.
+    ``selection``: JSON path or dict with ``M``/``L``. ``template_dir`` overrides :func:`templates_dir`.
+
+    ``ModelCard.from_template`` renders a loader-less ``jinja2.Template``, which cannot resolve
+    ``{% extends %}``; this does the same rendering (card data as YAML + its fields as variables) with a
+    file-system loader so family templates can extend ``base.md``.
+    """
+    import jinja2
+
+    names = [results_model] if results_model else [repo_id.split("/")[-1], config.fusion_name, repo_id]
+    result_rows = read_results(results, names) if results is not None else []
+    layer_rows = read_layerwise(layerwise, names) if layerwise is not None else []
+    selection = read_selection(selection)
+    card_data = build_card_data(config, repo_id, result_rows, license=license, source_checkpoint=source_checkpoint)
+    context = card_context(
+        config,
+        repo_id,
+        results=result_rows,
+        layerwise=layer_rows,
+        selection=selection,
+        results_model=results_model,
+        source_checkpoint=source_checkpoint,
+    )
+    folder = Path(template_dir) if template_dir is not None else templates_dir()
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(folder)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=False,
+    )
+    variables = {**card_data.to_dict(), **context, "card_data": card_data.to_yaml()}
+    content = env.get_template(template_for_backbone(config.backbone)).render(**variables)
+    return ModelCard(_tidy(content))
+
+
+def _tidy(markdown: str) -> str:
+    """Collapse runs of blank lines left by empty template blocks."""
+    lines, blank = [], 0
+    for line in markdown.splitlines():
+        blank = blank + 1 if not line.strip() else 0
+        if blank <= 1:
+            lines.append(line.rstrip())
+    return "\n".join(lines).strip() + "\n"
+
+
+def results_summary(
+    config, repo_id: str, results=None, layerwise=None, selection=None, results_model: str | None = None
+) -> dict[str, Any]:
+    """The ``results.json`` written next to the card (fractions in [0, 1], like the model-index)."""
+    names = [results_model] if results_model else [repo_id.split("/")[-1], config.fusion_name, repo_id]
+    rows = read_results(results, names) if results is not None else []
+    return {
+        "model": repo_id.split("/")[-1],
+        "backbone": config.backbone,
+        "fusion_layers": list(config.fusion_layers),
+        "metric": "accuracy",
+        "unit": "fraction",
+        "results": rows,
+        "average": sum(r["accuracy"] for r in rows) / len(rows) if rows else None,
+        "layerwise": read_layerwise(layerwise, names) if layerwise is not None else [],
+        "selection": read_selection(selection),
+    }

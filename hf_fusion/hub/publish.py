@@ -1,0 +1,446 @@
+"""Assemble a Hub repo folder for a fused model and upload it (``hf-fusion push``).
+
+Repo folder: ``config.json`` (layers, front end, ``auto_map``), ``model.safetensors``,
+``preprocessor_config.json``, the remote-code ``*.py`` modules, ``README.md`` (card with model-index) and
+``results.json``. Checks (repo id, token, folder contents) all run before anything is sent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import hf_fusion  # noqa: F401  (registers the Auto classes and the remote-code auto_map)
+from hf_fusion.configuration_fusion import fusion_model_name
+from hf_fusion.feature_extraction_fusion import FusedAudioFeatureExtractor
+from hf_fusion.modeling_fusion import AudioFusionModel
+
+from .cards import render_model_card, results_summary
+from .presets import CONVERTERS, PRESET_FOR_BACKBONE, PRESETS, convert_checkpoint, get_preset
+
+
+class PublishError(RuntimeError):
+    """A push that cannot start (bad repo id, no token, incomplete folder)."""
+
+
+# ---------------------------------------------------------------- checks
+
+
+def validate_hub_repo_id(repo_id: str) -> str:
+    """Require ``org/name`` and a name the Hub accepts; returns it unchanged."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if not isinstance(repo_id, str) or repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise PublishError(f"repo id must look like 'org/name' (e.g. 'my-org/ast-fusion-5-12'), got {repo_id!r}")
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as err:
+        raise PublishError(f"invalid repo id {repo_id!r}: {err}") from None
+    return repo_id
+
+
+def resolve_token(token: str | None = None) -> str:
+    """``token`` or the usual huggingface_hub sources (``HF_TOKEN``, ``hf auth login``); fails clearly if none."""
+    from huggingface_hub import get_token
+
+    token = token or get_token()
+    if not token:
+        raise PublishError(
+            "no Hugging Face token found: run `hf auth login`, set HF_TOKEN, or pass --token; "
+            "nothing was uploaded (use --dry-run to only build the folder)"
+        )
+    return token
+
+
+_RELATIVE_IMPORT = re.compile(r"^\s*from\s+\.(\w+)\s+import\s", re.MULTILINE)
+
+
+def check_repo_folder(folder: str | Path) -> None:
+    """Raise :class:`PublishError` listing everything a loadable fused-model repo is missing."""
+    folder = Path(folder)
+    problems: list[str] = []
+
+    def load(name: str) -> dict[str, Any]:
+        path = folder / name
+        if not path.is_file():
+            problems.append(f"{name} is missing")
+            return {}
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    config = load("config.json")
+    preprocessor = load("preprocessor_config.json")
+    if config and not {"AutoConfig", "AutoModel"} <= set(config.get("auto_map", {})):
+        problems.append("config.json has no auto_map for AutoConfig/AutoModel (trust_remote_code would fail)")
+    if preprocessor and "AutoFeatureExtractor" not in preprocessor.get("auto_map", {}):
+        problems.append("preprocessor_config.json has no auto_map for AutoFeatureExtractor")
+    if not list(folder.glob("*.safetensors")):
+        problems.append("no *.safetensors weights")
+    if list(folder.glob("*.bin")):
+        problems.append("pickled *.bin weights present (only safetensors are published)")
+    modules = {ref.split(".")[0] for ref in [*config.get("auto_map", {}).values(), *preprocessor.get("auto_map", {}).values()]}
+    seen: set[str] = set()
+    while modules:  # the auto_map modules and everything they import relatively
+        module = modules.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        path = folder / f"{module}.py"
+        if not path.is_file():
+            problems.append(f"remote code {module}.py is missing")
+            continue
+        modules |= set(_RELATIVE_IMPORT.findall(path.read_text(encoding="utf-8")))
+    if not (folder / "README.md").is_file():
+        problems.append("README.md (model card) is missing")
+    if problems:
+        raise PublishError(f"{folder} is not a complete fused-model repo: " + "; ".join(problems))
+
+
+# ---------------------------------------------------------------- folder
+
+
+def _load_model(model: str | Path | AudioFusionModel) -> tuple[AudioFusionModel, FusedAudioFeatureExtractor]:
+    if isinstance(model, AudioFusionModel):
+        return model, FusedAudioFeatureExtractor.from_fusion_config(model.config)
+    path = Path(model)
+    if not (path / "config.json").is_file():
+        raise PublishError(f"--model {path}: not a saved fused model folder (no config.json)")
+    loaded = AudioFusionModel.from_pretrained(path)
+    if (path / "preprocessor_config.json").is_file():
+        extractor = FusedAudioFeatureExtractor.from_pretrained(path)
+    else:
+        extractor = FusedAudioFeatureExtractor.from_fusion_config(loaded.config)
+    if extractor.backbone != loaded.config.backbone:
+        raise PublishError(
+            f"{path}: preprocessor_config.json is for backbone {extractor.backbone!r} but the model is "
+            f"{loaded.config.backbone!r}"
+        )
+    return loaded.eval(), extractor
+
+
+def assemble_repo_folder(
+    model: str | Path | AudioFusionModel,
+    out_dir: str | Path,
+    repo_id: str,
+    *,
+    results=None,
+    layerwise=None,
+    selection=None,
+    results_model: str | None = None,
+    source_checkpoint: str | None = None,
+    license: str | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write the complete repo folder for ``model`` (saved folder or model) into ``out_dir`` and check it.
+
+    The model and feature extractor are re-saved (safetensors, ``auto_map``, the package's current remote
+    code); ``results`` / ``layerwise`` / ``selection`` go into the card and ``results.json``
+    (see :func:`hf_fusion.hub.cards.render_model_card`). A non-empty ``out_dir`` is refused unless
+    ``overwrite`` (stale files would be uploaded too).
+    """
+    validate_hub_repo_id(repo_id)
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise PublishError(f"output folder {out} is not empty; choose a new one or pass --overwrite")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    fused, extractor = _load_model(model)
+    fused.save_pretrained(out, safe_serialization=True)
+    extractor.save_pretrained(out)
+    card = render_model_card(
+        fused.config,
+        repo_id,
+        results=results,
+        layerwise=layerwise,
+        selection=selection,
+        results_model=results_model,
+        source_checkpoint=source_checkpoint,
+        license=license,
+    )
+    card.save(out / "README.md")
+    summary = results_summary(fused.config, repo_id, results, layerwise, selection, results_model)
+    (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    check_repo_folder(out)
+    return out
+
+
+def upload_plan(folder: str | Path) -> list[tuple[str, int]]:
+    """(path in the repo, size in bytes) of every file ``upload_folder`` would send, sorted."""
+    folder = Path(folder)
+    return sorted(
+        (p.relative_to(folder).as_posix(), p.stat().st_size)
+        for p in folder.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and not p.relative_to(folder).as_posix().startswith(".")
+    )
+
+
+def _human(size: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return str(size)
+
+
+def format_upload_plan(
+    plan: list[tuple[str, int]], repo_id: str, *, private=False, revision=None, create_pr=False
+) -> str:
+    """Human-readable list of an :func:`upload_plan` (files and sizes) for ``repo_id``."""
+    total = sum(size for _, size in plan)
+    width = max(len(name) for name, _ in plan)
+    lines = [
+        f"{len(plan)} files ({_human(total)}) for https://huggingface.co/{repo_id} "
+        f"(private={private}, revision={revision or 'main'}, create_pr={create_pr}):"
+    ]
+    lines += [f"  {name:<{width}}  {_human(size):>9}" for name, size in plan]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- upload
+
+
+def push_folder(
+    folder: str | Path,
+    repo_id: str,
+    *,
+    token: str | None = None,
+    private: bool = False,
+    revision: str | None = None,
+    create_pr: bool = False,
+    commit_message: str | None = None,
+):
+    """Upload a checked repo folder: ``create_repo(exist_ok=True)`` (+ the ``revision`` branch) then
+    ``upload_folder``. Repo id, token and folder are checked first; returns ``upload_folder``'s CommitInfo."""
+    from huggingface_hub import HfApi
+
+    validate_hub_repo_id(repo_id)
+    check_repo_folder(folder)
+    token = resolve_token(token)
+    api = HfApi(token=token)
+    api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+    if revision and revision != "main":
+        api.create_branch(repo_id, branch=revision, repo_type="model", exist_ok=True)
+    return api.upload_folder(
+        repo_id=repo_id,
+        folder_path=str(folder),
+        repo_type="model",
+        revision=revision,
+        create_pr=create_pr,
+        commit_message=commit_message or f"Upload {repo_id.split('/')[-1]} (hf-fusion)",
+        ignore_patterns=["__pycache__/*", "*.pyc", ".*"],
+    )
+
+
+@dataclass
+class PublishResult:
+    folder: Path
+    repo_id: str
+    files: list[tuple[str, int]] = field(default_factory=list)
+    uploaded: bool = False
+    commit: Any = None
+
+
+def publish_model(
+    model: str | Path | AudioFusionModel,
+    repo_id: str,
+    *,
+    out_dir: str | Path | None = None,
+    dry_run: bool = False,
+    token: str | None = None,
+    private: bool = False,
+    revision: str | None = None,
+    create_pr: bool = False,
+    commit_message: str | None = None,
+    overwrite: bool = False,
+    **card_options,
+) -> PublishResult:
+    """Assemble the repo folder of ``model`` and (unless ``dry_run``) upload it to ``repo_id``.
+
+    Without ``dry_run`` the token is resolved before anything is built. ``card_options``: results,
+    layerwise, selection, results_model, source_checkpoint, license (see :func:`assemble_repo_folder`).
+    ``out_dir`` None = a temporary folder (kept only for dry runs).
+    """
+    validate_hub_repo_id(repo_id)
+    if not dry_run:
+        token = resolve_token(token)
+    temporary = out_dir is None
+    folder = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="hf-fusion-push-"))
+    try:
+        assemble_repo_folder(model, folder, repo_id, overwrite=overwrite, **card_options)
+        result = PublishResult(folder=folder, repo_id=repo_id, files=upload_plan(folder))
+        if not dry_run:
+            result.commit = push_folder(
+                folder,
+                repo_id,
+                token=token,
+                private=private,
+                revision=revision,
+                create_pr=create_pr,
+                commit_message=commit_message,
+            )
+            result.uploaded = True
+        return result
+    finally:
+        if temporary and not dry_run:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- command line
+
+
+def _option(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--option takes KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def add_push_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The ``push`` options on ``parser``."""
+    source = parser.add_argument_group("model source (one of)")
+    source.add_argument("--model", metavar="DIR", help="saved fused model folder (save_pretrained output)")
+    source.add_argument(
+        "--preset", choices=sorted(PRESETS), help="convert an original checkpoint into this preset (needs --checkpoint "
+        "except for AST's default Hub id and CREPE's capacity)"
+    )
+    source.add_argument("--backbone", choices=sorted(CONVERTERS), help="convert --checkpoint of this backbone")
+    parser.add_argument("--checkpoint", help="original checkpoint: path or Hub id (CREPE: capacity tiny|full)")
+    parser.add_argument("--layers", type=int, nargs="+", metavar="N", help="fusion layers (paper numbering) for --preset/--backbone")
+    parser.add_argument("--option", type=_option, action="append", default=[], metavar="KEY=VALUE",
+                        help="converter option, e.g. sample_rate=32000 for CNN14 (repeatable)")
+    target = parser.add_argument_group("target")
+    target.add_argument("--repo-id", help="Hub repo 'org/name'")
+    target.add_argument("--org", help="instead of --repo-id: publish as ORG/<backbone>-fusion-<layers>")
+    target.add_argument("--private", action="store_true", help="create the repo as private")
+    target.add_argument("--revision", help="branch to push to (created if missing)")
+    target.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
+    target.add_argument("--token", help="Hub token (default: HF_TOKEN or `hf auth login`)")
+    target.add_argument("--commit-message")
+    card = parser.add_argument_group("card")
+    card.add_argument("--results", metavar="CSV", help="results.csv (model,task,accuracy,std; accuracy in [0, 1])")
+    card.add_argument("--layerwise", metavar="CSV", help="layerwise.csv (layer,task,accuracy,std)")
+    card.add_argument("--selection", metavar="JSON", help="layer-selection JSON (M, L, group averages)")
+    card.add_argument("--results-model", help="value of results.csv's model column for this model (default: repo name)")
+    card.add_argument("--license", help="license id for the card (default: the original weights' license)")
+    out = parser.add_argument_group("output")
+    out.add_argument("--out", metavar="FOLDER", help="where to assemble the repo (default: a temporary folder)")
+    out.add_argument("--overwrite", action="store_true", help="empty a non-empty --out first")
+    out.add_argument("--dry-run", action="store_true", help="build the folder and list the files; upload nothing")
+    return parser
+
+
+def build_push_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``push`` subcommand to ``subparsers`` (dispatches to :func:`run_push` via ``args.func``)."""
+    parser = subparsers.add_parser(
+        "push",
+        help="assemble a fused model's Hub repo (card, weights, remote code) and upload it",
+        description="Assemble a fused model's Hub repo folder and upload it (or only build it with --dry-run).",
+    )
+    add_push_arguments(parser)
+    parser.set_defaults(func=run_push)
+    return parser
+
+
+def run_push(args: argparse.Namespace) -> int:
+    """Run ``hf-fusion push``; returns the exit code: 0 ok, 2 bad input (one clear line on stderr, nothing
+    uploaded), 1 the Hub refused (e.g. a bad token)."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        return _run_push(args)
+    except HfHubHTTPError as err:  # bad token, no write access, ...: the Hub's own message
+        print(f"hf-fusion push: the Hub refused the upload: {err}", file=sys.stderr)
+        return 1
+    except (PublishError, ValueError, OSError, NotImplementedError) as err:
+        print(f"hf-fusion push: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _run_push(args: argparse.Namespace) -> int:
+    sources = [name for name in ("model", "preset", "backbone") if getattr(args, name)]
+    if len(sources) != 1:
+        raise PublishError("give exactly one of --model DIR, --preset NAME or --backbone NAME (with --checkpoint)")
+    if args.model and (args.checkpoint or args.layers):
+        raise PublishError("--checkpoint/--layers convert an original checkpoint: use them with --preset or --backbone")
+    backbone = get_preset(args.preset).backbone if args.preset else args.backbone
+    layers = args.layers or (list(get_preset(args.preset).fusion_layers) if args.preset else None)
+    if args.repo_id and args.org:
+        raise PublishError("give --repo-id or --org, not both")
+    if args.org:
+        if args.model:
+            name = AudioFusionModel.config_class.from_pretrained(args.model).fusion_name
+        else:
+            preset = PRESET_FOR_BACKBONE.get(backbone)
+            if not layers and preset is None:
+                raise PublishError(f"--org needs --layers for backbone {backbone!r} (or give --repo-id org/name)")
+            name = fusion_model_name(backbone, layers or preset.fusion_layers)
+        repo_id = f"{args.org}/{name}"
+    elif args.repo_id:
+        repo_id = args.repo_id
+    else:
+        raise PublishError("give --repo-id org/name (or --org ORG to use the fused model's name)")
+    validate_hub_repo_id(repo_id)
+    token = None if args.dry_run else resolve_token(args.token)  # fail before any conversion or upload
+
+    with tempfile.TemporaryDirectory(prefix="hf-fusion-convert-") as tmp:
+        model = args.model
+        source_checkpoint = None
+        if model is None:
+            source_checkpoint = args.checkpoint
+            model = convert_checkpoint(backbone, args.checkpoint, layers, Path(tmp) / "converted", **dict(args.option))
+            if source_checkpoint is None and backbone in PRESET_FOR_BACKBONE:
+                source_checkpoint = PRESET_FOR_BACKBONE[backbone].default_checkpoint
+            elif Path(source_checkpoint).exists():
+                source_checkpoint = Path(source_checkpoint).name  # no local paths in a public card
+        result = publish_model(
+            model,
+            repo_id,
+            out_dir=args.out,
+            dry_run=args.dry_run,
+            token=token,
+            private=args.private,
+            revision=args.revision,
+            create_pr=args.create_pr,
+            commit_message=args.commit_message,
+            overwrite=args.overwrite,
+            results=args.results,
+            layerwise=args.layerwise,
+            selection=args.selection,
+            results_model=args.results_model,
+            source_checkpoint=source_checkpoint,
+            license=args.license,
+        )
+    plan = format_upload_plan(
+        result.files, repo_id, private=args.private, revision=args.revision, create_pr=args.create_pr
+    )
+    if args.dry_run:
+        print(f"Dry run: would upload {plan}")
+        print(f"Nothing was uploaded; the repo folder is {result.folder}")
+    else:
+        print(f"Uploaded {plan}")
+        url = getattr(result.commit, "pr_url", None) or getattr(result.commit, "commit_url", None)
+        if url:
+            print(url)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``scripts/push_fusion_model.py`` (same options as ``hf-fusion push``)."""
+    parser = argparse.ArgumentParser(
+        prog="push_fusion_model.py",
+        description="Assemble a fused model's Hub repo folder (card, weights, remote code) and upload it "
+        "(or only build it with --dry-run).",
+    )
+    add_push_arguments(parser)
+    return run_push(parser.parse_args(argv))
