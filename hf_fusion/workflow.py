@@ -1,0 +1,222 @@
+"""The paper's workflow as functions the CLI calls: load model + tasks, extract, study, select, evaluate.
+
+Data flow: tasks (datasets) -> ``extract_features`` (all layers, one pass, on-disk cache) ->
+``TaskFeatures`` per layer / fusion -> linear probe -> layer-wise table, layer choice, Table III.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import soundfile as sf
+
+from .configuration_fusion import fusion_model_name
+
+
+@dataclass
+class LoadedModel:
+    """A fused model, its feature extractor and the names used in tables."""
+
+    model: object
+    feature_extractor: object
+    source: str
+
+    @property
+    def config(self):
+        return self.model.config
+
+    @property
+    def name(self) -> str:
+        return self.config.fusion_name
+
+    @property
+    def tappable_layers(self) -> list[int]:
+        return list(self.config.backbone_class.tappable_layers(self.config.backbone_config))
+
+    @property
+    def last_layer(self) -> int:
+        return self.tappable_layers[-1]
+
+    def layer_name(self, layer: int) -> str:
+        """Name of a single-layer feature set, e.g. ``crepe-layer-7``."""
+        return f"{self.config.backbone}-layer-{layer}"
+
+
+def load_model(spec: str, fusion_layers: Sequence[int] | None = None) -> LoadedModel:
+    """``spec``: a saved fused-model folder, a backbone name (``crepe-tiny``, ``hf:<id>``, ``ast[:id]``)
+    or a Hub repo id of a fused model. ``fusion_layers`` overrides the fusion layers."""
+    import hf_fusion  # noqa: F401  (Auto registration)
+    from transformers import AutoFeatureExtractor, AutoModel
+
+    from .conversion import build_from_spec, resolve_backbone_spec
+
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"--model {spec}: folder has no config.json (not a saved fused model)")
+        model = AutoModel.from_pretrained(path)
+        fe = AutoFeatureExtractor.from_pretrained(path)
+    else:
+        try:
+            backbone = resolve_backbone_spec(spec)
+        except ValueError as err:
+            if spec.count("/") != 1:
+                raise ValueError(f"--model {spec!r}: not a folder, a backbone name or an org/name repo id ({err})") from None
+            model = AutoModel.from_pretrained(spec)  # a fused model on the Hub (or in the HF cache)
+            fe = AutoFeatureExtractor.from_pretrained(spec)
+        else:
+            model, fe = build_from_spec(backbone, fusion_layers=fusion_layers)
+            fusion_layers = None
+    if fusion_layers is not None and list(fusion_layers) != list(model.config.fusion_layers):
+        model = with_fusion_layers(model, fusion_layers)
+    return LoadedModel(model.eval(), fe, spec)
+
+
+def with_fusion_layers(model, fusion_layers: Sequence[int]):
+    """The same weights with other fusion layers (validated by the config)."""
+    config = type(model.config)(**{**model.config.to_dict(), "fusion_layers": [int(x) for x in fusion_layers]})
+    other = type(model)(config)
+    other.load_state_dict(model.state_dict())
+    return other.eval()
+
+
+def task_clip_seconds(task_dir: Path) -> float:
+    """Clip length of a task folder: ``task.json``'s ``clip_seconds`` if present, else the median duration
+    of its audio files (EVAR cuts or pads every clip of a task to one length)."""
+    info = task_dir / "task.json"
+    if info.is_file():
+        value = json.loads(info.read_text()).get("clip_seconds")
+        if value:
+            return float(value)
+    from .tasks import read_metadata
+
+    rows, _ = read_metadata(task_dir / "metadata.csv")
+    durations = []
+    for name in (row["file_name"] for row in rows):
+        try:
+            durations.append(sf.info(str(task_dir / name)).duration)
+        except Exception:  # unreadable files are reported by the loader / extraction with their names
+            continue
+    if not durations:
+        raise ValueError(f"{task_dir}: no readable audio to infer a clip length from; pass --clip-seconds")
+    return round(statistics.median(durations), 3)
+
+
+def load_tasks(names: Sequence[str], dirs: Sequence[str], sampling_rate: int, root: str | None = None,
+               clip_seconds: float | None = None, seed: int = 0) -> dict:
+    """{task name: DatasetDict with a fixed-length ``input_values`` column} for registered names and folders."""
+    from .tasks import get_task, load_task
+
+    tasks = {}
+    for name in names:
+        spec = get_task(name)  # KeyError lists the known names
+        tasks[spec.name] = load_task(spec.name, sampling_rate, root=root, crop=True, clip_seconds=clip_seconds,
+                                     seed=seed)
+    for d in dirs:
+        path = Path(d).expanduser()
+        if not (path / "metadata.csv").is_file():
+            raise FileNotFoundError(f"--task-dir {d}: no metadata.csv there (columns file_name,label,split|fold)")
+        seconds = clip_seconds or task_clip_seconds(path)
+        name = path.name
+        if name in tasks:
+            raise ValueError(f"two tasks are named {name!r}; give the folders distinct names")
+        tasks[name] = load_task(path, sampling_rate, crop=True, clip_seconds=seconds, seed=seed)
+    if not tasks:
+        raise ValueError("no task given: use --task NAME and/or --task-dir DIR")
+    return tasks
+
+
+def extract_tasks(loaded: LoadedModel, tasks: dict, layers="all", cache_dir=None, batch_size: int = 16,
+                  on_error: str = "raise") -> dict:
+    """{task: FeatureCache}; every requested layer comes from one forward pass per batch (or the cache)."""
+    from .extraction import extract_features
+
+    return {
+        name: extract_features(loaded.model, loaded.feature_extractor, data, name, layers=layers,
+                               batch_size=batch_size, cache_dir=cache_dir, on_error=on_error)
+        for name, data in tasks.items()
+    }
+
+
+def task_features(cache, layers):
+    """TaskFeatures of one layer (int) or a fusion (list of layers) from a FeatureCache."""
+    from .evaluation import TaskFeatures
+
+    return TaskFeatures(**cache.task_features(layers))
+
+
+def layerwise_study(caches: dict, layers: Sequence[int], probe_config=None, progress: bool = True):
+    """Probe every layer on every task -> LayerwiseStudy."""
+    from .evaluation import run_layerwise_study
+
+    features = {task: {layer: task_features(cache, layer) for layer in layers} for task, cache in caches.items()}
+    return run_layerwise_study(features, probe_config, progress=progress)
+
+
+def evaluate_fusion(loaded: LoadedModel, caches: dict, probe_config=None, single_layers: bool = True,
+                    progress: bool = True) -> dict[str, tuple[list[int], dict]]:
+    """Probe the fusion, the last-layer baseline and (optionally) each fused layer alone.
+
+    Returns {model name: (layers, {task: ProbeResult})}; the fusion vectors are the cached layers concatenated
+    (Eq.3 acts per dimension, so this equals the model's ``pooler_output``).
+    """
+    from tqdm.auto import tqdm
+
+    from .evaluation import linear_probe
+
+    fusion = list(loaded.config.fusion_layers)
+    sets = {loaded.name: fusion, loaded.layer_name(loaded.last_layer): [loaded.last_layer]}
+    if single_layers:
+        for layer in fusion:
+            sets.setdefault(loaded.layer_name(layer), [layer])
+    results = {name: (layers, {}) for name, layers in sets.items()}
+    jobs = [(name, task) for name in sets for task in caches]
+    for name, task in tqdm(jobs, desc="evaluate", disable=not progress):
+        layers = sets[name]
+        results[name][1][task] = linear_probe(task_features(caches[task], layers if len(layers) > 1 else layers[0]),
+                                              probe_config)
+    return results
+
+
+def write_results(loaded: LoadedModel, results: dict, out: Path, leaderboard: Path | None = None) -> dict:
+    """results.csv (model,task,accuracy,std,lr,layers), the Table III files, and leaderboard rows.
+
+    ``results`` is :func:`evaluate_fusion`'s {model name: (layers, {task: ProbeResult})}."""
+    import csv
+
+    from .evaluation import LeaderboardEntry, append_entries, fused_table
+
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "results.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["model", "task", "accuracy", "std", "lr", "layers"])
+        for model_name, (layers, per_task) in results.items():
+            for task, res in per_task.items():
+                writer.writerow([model_name, task, f"{res.accuracy:.6f}", f"{res.std:.6f}", res.lr,
+                                 " ".join(map(str, layers))])
+    baseline_name = loaded.layer_name(loaded.last_layer)
+    table = fused_table(results[baseline_name][1], results[loaded.name][1], baseline_name=baseline_name,
+                        fusion_name=loaded.name)
+    (out / "table.md").write_text(table.to_markdown() + "\n")
+    table.to_csv(out / "table.csv")
+    table.to_json(out / "table.json")
+    if leaderboard is not None:
+        entries = [
+            LeaderboardEntry.from_probe(model_name, layers, res, source=loaded.source)
+            for model_name, (layers, per_task) in results.items() for res in per_task.values()
+        ]
+        append_entries(leaderboard, entries)
+    return {"results": out / "results.csv", "table": out / "table.md"}
+
+
+def save_fused_model(loaded: LoadedModel, middle: int, late: int, out: Path) -> Path:
+    """Save the chosen fusion (same weights) with its feature extractor to ``out/<backbone>-fusion-M-L``."""
+    model = with_fusion_layers(loaded.model, [middle, late])
+    folder = out / fusion_model_name(model.config.backbone, [middle, late])
+    model.save_pretrained(folder)
+    loaded.feature_extractor.save_pretrained(folder)
+    return folder
