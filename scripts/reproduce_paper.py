@@ -1,0 +1,113 @@
+"""Reproduce the paper's Table III: three fused models (paper layers) x nine tasks, fusion vs last layer.
+
+Needs the nine tasks as EVAR folders (``ROOT/<task>/metadata.csv``, see the README's "Task sources") and
+the three original checkpoints. Everything is checked first; the script stops with one list of what is
+missing before any model runs. Features are cached (``--cache-dir``), so an interrupted run resumes.
+
+    python scripts/reproduce_paper.py --data-root /data/evar \
+        --vggish-checkpoint vggish-10086976.pth --cnn14-checkpoint Cnn14_16k_mAP=0.438.pth \
+        --ast-checkpoint MIT/ast-finetuned-audioset-10-10-0.4593 --out paper_out [--layerwise]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from hf_fusion import workflow
+from hf_fusion.evaluation import ProbeConfig, choose_layers, write_study
+from hf_fusion.hub.presets import PRESETS, convert_checkpoint
+from hf_fusion.tasks import PAPER_TASKS
+
+#: Paper Table III (accuracy %), fusion rows; order ESC-50 US8K SPCV2 VC1 VF CRM-D GTZAN NSynth Surge.
+PAPER_TABLE_III = {
+    "vggish-fusion-10-15": [86.5, 80.9, 91.4, 54.5, 91.6, 59.3, 70.8, 73.6, 33.3],
+    "cnn14-fusion-3-6": [93.0, 85.8, 91.3, 50.6, 90.5, 59.0, 77.4, 73.8, 32.4],
+    "ast-fusion-5-12": [94.2, 85.5, 80.4, 24.9, 87.6, 60.7, 82.9, 77.6, 34.6],
+}
+TASK_ORDER = ["esc50", "us8k", "spcv2", "vc1", "voxforge", "cremad", "gtzan", "nsynth", "surge"]
+
+
+def preflight(args) -> list[str]:
+    """Everything that is missing, as human-readable lines (empty = ready)."""
+    missing = []
+    root = Path(args.data_root) if args.data_root else None
+    for task in args.tasks:
+        if task not in PAPER_TASKS:
+            missing.append(f"task {task!r}: not one of the paper's tasks {TASK_ORDER}")
+        elif root is None or not (root / task / "metadata.csv").is_file():
+            where = root / task / "metadata.csv" if root else "--data-root/<task>/metadata.csv"
+            missing.append(f"task {task}: no EVAR folder ({where} not found)")
+    for backbone in args.backbones:
+        checkpoint = getattr(args, f"{backbone}_checkpoint")
+        if backbone == "ast" and checkpoint and Path(checkpoint).is_dir():
+            continue  # a local transformers checkpoint folder
+        if backbone == "ast" and checkpoint:
+            try:
+                from huggingface_hub import HfApi
+
+                HfApi().model_info(checkpoint)
+            except Exception as err:  # offline, unknown id, no access
+                missing.append(f"AST checkpoint {checkpoint}: not a local folder and the Hub cannot serve it ({type(err).__name__})")
+        elif not checkpoint or not Path(checkpoint).is_file():
+            missing.append(f"{backbone} checkpoint: give --{backbone}-checkpoint PATH "
+                           f"({PRESETS[_preset(backbone)].checkpoint_help})")
+    return missing
+
+
+def _preset(backbone: str) -> str:
+    return next(name for name, p in PRESETS.items() if p.backbone == backbone and name in PAPER_TABLE_III)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-root", help="folder with one EVAR task folder per task")
+    parser.add_argument("--tasks", nargs="+", default=TASK_ORDER)
+    parser.add_argument("--backbones", nargs="+", default=["vggish", "cnn14", "ast"], choices=["vggish", "cnn14", "ast"])
+    parser.add_argument("--vggish-checkpoint")
+    parser.add_argument("--cnn14-checkpoint")
+    parser.add_argument("--ast-checkpoint", default=PRESETS["ast-fusion-5-12"].default_checkpoint)
+    parser.add_argument("--out", default="paper_out")
+    parser.add_argument("--cache-dir")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--layerwise", action="store_true", help="also run the layer-wise study and the layer choice")
+    args = parser.parse_args(argv)
+
+    missing = preflight(args)
+    if missing:
+        print("reproduce_paper: cannot start, missing:\n  - " + "\n  - ".join(missing), file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    config = ProbeConfig()  # the paper's protocol: 200 epochs, patience 20, lr grid, 3 seeds
+    summary = {}
+    for backbone in args.backbones:
+        preset = PRESETS[_preset(backbone)]
+        folder = out / preset.name
+        if not (folder / "config.json").is_file():
+            convert_checkpoint(backbone, getattr(args, f"{backbone}_checkpoint"), list(preset.fusion_layers), folder)
+        loaded = workflow.load_model(str(folder))
+        tasks = workflow.load_tasks(args.tasks, [], loaded.feature_extractor.sampling_rate, root=args.data_root)
+        caches = workflow.extract_tasks(loaded, tasks, "all", cache_dir=args.cache_dir, batch_size=args.batch_size)
+        if args.layerwise:
+            study = workflow.layerwise_study(caches, loaded.tappable_layers, config)
+            choice = choose_layers(study)
+            write_study(study, out / preset.name / "layerwise", groups=choice.groups)
+            choice.to_json(out / preset.name / "selection.json")
+            print(f"{preset.name}: layer-wise choice M={choice.middle} L={choice.late} (paper: {preset.fusion_layers})")
+        results = workflow.evaluate_fusion(loaded, caches, config)
+        workflow.write_results(loaded, results, out / preset.name / "evaluation", out / "leaderboard.jsonl")
+        ours = {task: 100 * res.accuracy for task, res in results[loaded.name][1].items()}
+        paper = dict(zip(TASK_ORDER, PAPER_TABLE_III[preset.name]))
+        summary[preset.name] = {t: {"ours": ours[t], "paper": paper[t]} for t in ours}
+        print(f"\n{preset.name}: task  ours  paper")
+        for task in ours:
+            print(f"  {task:9s} {ours[task]:5.1f} {paper[task]:5.1f}")
+    (out / "paper_comparison.json").write_text(json.dumps(summary, indent=1))
+    print(f"\nwrote {out / 'paper_comparison.json'} and {out / 'leaderboard.jsonl'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
