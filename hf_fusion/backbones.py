@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from .backbone_ast import ASTBackbone
 from .backbone_base import TappedBackbone
+from .backbone_cnn14 import Cnn14Backbone
+from .backbone_vggish import VGGishBackbone
 
-BACKBONES: dict[str, type[TappedBackbone]] = {cls.name: cls for cls in (ASTBackbone,)}
+BACKBONES: dict[str, type[TappedBackbone]] = {cls.name: cls for cls in (ASTBackbone, VGGishBackbone, Cnn14Backbone)}
 
 
 def get_backbone_class(name: str) -> type[TappedBackbone]:
