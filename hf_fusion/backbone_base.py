@@ -19,6 +19,9 @@ class TappedBackbone(nn.Module):
     name: ClassVar[str] = ""
     #: False when no tap has a time axis (AST's token rule): T_o = 1 and Eq.3 is skipped.
     has_time_axis: ClassVar[bool] = True
+    #: True when ``forward`` takes the feature extractor's ``attention_mask`` (valid input frames or
+    #: examples of clips of different lengths in one batch) and ``frame_mask`` maps it to T_o frames.
+    supports_attention_mask: ClassVar[bool] = False
 
     # ---- static description, usable without building the module (config validation, cards) ----
     @classmethod
@@ -58,6 +61,12 @@ class TappedBackbone(nn.Module):
         raise NotImplementedError
 
     @classmethod
+    def resolve_frontend(cls, backbone_config: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
+        """Complete front-end settings: the defaults updated by ``overrides`` (a backbone may pick
+        defaults from the overrides, e.g. CNN14's 16 kHz / 32 kHz presets from ``sampling_rate``)."""
+        return {**cls.default_frontend(backbone_config), **(overrides or {})}
+
+    @classmethod
     def default_fusion_layers(cls, backbone_config: dict[str, Any]) -> list[int]:
         """The paper's (or a sensible) middle + late layer choice."""
         raise NotImplementedError
@@ -83,8 +92,17 @@ class TappedBackbone(nn.Module):
     def forward(
         self, input_values: torch.Tensor, layers: Sequence[int], num_frames: int | None = None
     ) -> dict[int, torch.Tensor]:
-        """Run once; return {layer: [B, D_l, T_o]} for ``layers``. ``num_frames`` overrides T_o."""
+        """Run once; return {layer: [B, D_l, T_o]} for ``layers``. ``num_frames`` overrides T_o.
+
+        Backbones with ``supports_attention_mask`` also take ``attention_mask=`` (the feature
+        extractor's [B, T_in] mask) and keep each clip's valid frames independent of the batch.
+        """
         raise NotImplementedError
+
+    def frame_mask(self, attention_mask: torch.Tensor, num_frames: int | None = None) -> torch.Tensor | None:
+        """Map the input ``attention_mask`` [B, T_in] to the valid output frames [B, T_o] (bool), the
+        mask Eq.3 uses; ``None`` when the backbone has no per-clip lengths."""
+        return None
 
     def init_weights(self, module: nn.Module) -> None:
         """Initialise one sub-module (called by transformers for weights missing from a checkpoint)."""

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from .backbone_ast import ASTBackbone
 from .backbone_base import TappedBackbone
+from .backbone_cnn14 import Cnn14Backbone
 from .backbone_crepe import CrepeBackbone
 from .backbone_hf import HFEncoderBackbone
+from .backbone_vggish import VGGishBackbone
 
-BACKBONES: dict[str, type[TappedBackbone]] = {cls.name: cls for cls in (ASTBackbone, CrepeBackbone, HFEncoderBackbone)}
+BACKBONES: dict[str, type[TappedBackbone]] = {
+    cls.name: cls for cls in (ASTBackbone, VGGishBackbone, Cnn14Backbone, CrepeBackbone, HFEncoderBackbone)
+}
 
 
 def get_backbone_class(name: str) -> type[TappedBackbone]:

@@ -41,7 +41,7 @@ class AudioFusionConfig(PretrainedConfig):
         self.backbone = backbone
         self.backbone_config = backbone_cls.normalize_backbone_config(backbone_config)
         defaults = backbone_cls.default_frontend(self.backbone_config)
-        self.frontend = {**defaults, **(frontend or {})}
+        self.frontend = backbone_cls.resolve_frontend(self.backbone_config, frontend)
         if self.frontend.get("name") != defaults.get("name"):
             raise ValueError(
                 f"backbone {backbone!r} needs front end {defaults.get('name')!r}, got {self.frontend.get('name')!r}"

@@ -11,17 +11,72 @@ from transformers.utils import logging
 
 from .backbones import get_backbone_class
 # `from .module import name` (not `from . import module`): transformers copies only such imports as remote code.
-from .frontends import ast_fbank
 from .frontend_crepe import crepe_frames
 from .frontend_hf import hf_feature_extractor
+from .frontends import ast_fbank, panns_log_mel, panns_num_frames, vggish_log_mel_examples, vggish_num_examples
 
 logger = logging.get_logger(__name__)
+
+#: CNN14 needs 32 log-mel frames for one output frame (five 2x2 pools); shorter clips are zero-padded.
+PANNS_MIN_FRAMES = 32
+
+
+def vggish_log_mel(waveforms: torch.Tensor, lengths: torch.Tensor | None = None, sampling_rate: int = 16000):
+    """VGGish examples [B, n_examples, 96, 64] (16 kHz); a clip shorter than one example (0.98 s) is
+    zero-padded to one example by the front end, never rejected."""
+    return vggish_log_mel_examples(waveforms, lengths=lengths, sampling_rate=sampling_rate)
+
+
+def _vggish_valid_examples(lengths: torch.Tensor, **settings) -> torch.Tensor:
+    return vggish_num_examples(lengths)
+
+
+def panns_min_samples(hop_size: int) -> int:
+    """Fewest samples giving CNN14 one output frame: 1 + N // hop >= 32, i.e. 31 hops (0.31 s)."""
+    return (PANNS_MIN_FRAMES - 1) * int(hop_size)
+
+
+def panns_log_mel_padded(
+    waveforms: torch.Tensor,
+    lengths: torch.Tensor | None = None,
+    sampling_rate: int = 16000,
+    window_size: int = 512,
+    hop_size: int = 160,
+    mel_bins: int = 64,
+    fmin: float = 50.0,
+    fmax: float = 8000.0,
+):
+    """PANNs log-mel [B, 1, T, mel_bins] (T = 1 + N // hop_size); clips shorter than
+    ``panns_min_samples(hop_size)`` (0.31 s) are zero-padded (digital silence) to that length."""
+    minimum = panns_min_samples(hop_size)
+    if waveforms.shape[-1] < minimum:
+        waveforms = torch.nn.functional.pad(waveforms, (0, minimum - waveforms.shape[-1]))
+    if lengths is not None:
+        lengths = torch.as_tensor(lengths, device=waveforms.device).clamp_min(minimum)
+    return panns_log_mel(
+        waveforms, sampling_rate=sampling_rate, window_size=window_size, hop_size=hop_size,
+        mel_bins=mel_bins, fmin=fmin, fmax=fmax, lengths=lengths,
+    )
+
+
+def _panns_valid_frames(lengths: torch.Tensor, hop_size: int = 160, **settings) -> torch.Tensor:
+    return panns_num_frames(lengths.clamp_min(panns_min_samples(hop_size)), int(hop_size))
+
 
 #: front-end name (``frontend["name"]``) -> batched function(waveforms [B, N], lengths [B], **settings)
 FRONTEND_FUNCTIONS = {
     "ast_fbank": ast_fbank,
     "crepe_frames": crepe_frames,
     "hf": hf_feature_extractor,
+    "vggish_log_mel": vggish_log_mel,
+    "panns_log_mel": panns_log_mel_padded,
+}
+
+#: front ends with a per-clip time axis -> (valid steps per clip from lengths [B] + settings, time axis of
+#: input_values). The feature extractor returns ``attention_mask`` [B, steps] for these.
+FRONTEND_VALID_STEPS = {
+    "vggish_log_mel": (_vggish_valid_examples, 1),  # examples of [B, n, 96, 64]
+    "panns_log_mel": (_panns_valid_frames, 2),  # frames of [B, 1, T, M]
 }
 
 
@@ -35,7 +90,10 @@ class FusedAudioFeatureExtractor(SequenceFeatureExtractor):
 
     ``fe(audio, sampling_rate=16000, return_tensors="pt")`` takes one mono clip (1-D) or a batch
     (list of 1-D arrays/tensors, or a 2-D [B, N] array) of float audio and returns ``input_values``
-    (AST: [B, max_length, num_mel_bins]).
+    (AST: [B, max_length, num_mel_bins]; VGGish: [B, n_examples, 96, 64]; CNN14: [B, 1, T, mel_bins]).
+    VGGish and CNN14 also return ``attention_mask`` (int, [B, n_examples] / [B, T]: 1 = the clip's own
+    example/frame, 0 = padding up to the batch's longest clip); pass it on to the model so that a clip's
+    embedding does not depend on its batch.
     """
 
     model_input_names = ["input_values"]
@@ -50,10 +108,10 @@ class FusedAudioFeatureExtractor(SequenceFeatureExtractor):
         **kwargs,
     ):
         backbone_cls = get_backbone_class(backbone)
-        defaults = backbone_cls.default_frontend(backbone_cls.normalize_backbone_config(None))
-        merged = {**defaults, **(frontend or {})}
+        overrides = dict(frontend or {})
         if sampling_rate is not None:
-            merged["sampling_rate"] = int(sampling_rate)
+            overrides["sampling_rate"] = int(sampling_rate)
+        merged = backbone_cls.resolve_frontend(backbone_cls.normalize_backbone_config(None), overrides)
         if merged["name"] not in FRONTEND_FUNCTIONS:
             raise ValueError(f"unknown front end {merged['name']!r}; known: {sorted(FRONTEND_FUNCTIONS)}")
         super().__init__(
@@ -76,6 +134,7 @@ class FusedAudioFeatureExtractor(SequenceFeatureExtractor):
         sampling_rate: int | None = None,
         return_tensors: str | None = None,
         device: str | torch.device | None = None,
+        return_attention_mask: bool | None = None,
         **kwargs,
     ) -> BatchFeature:
         """Mono float audio at ``self.sampling_rate`` -> BatchFeature(input_values=...).
@@ -102,9 +161,15 @@ class FusedAudioFeatureExtractor(SequenceFeatureExtractor):
         settings = {k: v for k, v in self.frontend.items() if k != "name"}
         with torch.no_grad():
             features = FRONTEND_FUNCTIONS[self.frontend["name"]](waveforms, lengths=lengths, **settings)
+        data = {"input_values": features}
+        valid_steps = FRONTEND_VALID_STEPS.get(self.frontend["name"])
+        if valid_steps is not None and return_attention_mask is not False:
+            count, axis = valid_steps
+            steps = torch.arange(features.shape[axis], device=features.device)
+            data["attention_mask"] = (steps[None, :] < count(lengths, **settings)[:, None]).to(torch.long)
         if return_tensors in ("pt", "torch"):
-            return BatchFeature({"input_values": features})
-        return BatchFeature({"input_values": features.cpu().numpy()}, tensor_type=return_tensors)
+            return BatchFeature(data)
+        return BatchFeature({k: v.cpu().numpy() for k, v in data.items()}, tensor_type=return_tensors)
 
 
 def _as_mono_clips(raw_audio) -> list[torch.Tensor]:

@@ -62,20 +62,42 @@ def concat_layers(aligned: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.cat(list(aligned), dim=1)
 
 
-def temporal_pool(frames: torch.Tensor, pooling: str = "mean+max") -> torch.Tensor:
-    """Eq.3: summarise time of [B, D, T] -> [B, D]; "mean+max" is the paper's (a sum, not a concat)."""
+def temporal_pool(frames: torch.Tensor, pooling: str = "mean+max", mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Eq.3: summarise time of [B, D, T] -> [B, D]; "mean+max" is the paper's (a sum, not a concat).
+
+    ``mask`` [B, T] (bool or 0/1) marks each clip's valid frames; padded frames of a shorter clip in a
+    batch are then ignored (mean and max over valid frames only), so a clip's embedding does not depend
+    on what else shares its batch. Every clip needs at least one valid frame.
+    """
     if frames.dim() != 3:
         raise ValueError(f"Eq.3 expects [B, D, T], got shape {tuple(frames.shape)}")
+    if pooling not in POOLINGS:
+        raise ValueError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
+    if mask is None:
+        mean, peak = (lambda: frames.mean(dim=-1)), (lambda: frames.amax(dim=-1))
+    else:
+        if mask.shape != (frames.shape[0], frames.shape[2]):
+            raise ValueError(
+                f"Eq.3: mask must be [B, T] = {(frames.shape[0], frames.shape[2])} (valid frames), "
+                f"got shape {tuple(mask.shape)}"
+            )
+        mask = mask.to(device=frames.device, dtype=torch.bool)
+        counts = mask.sum(dim=-1)
+        if bool((counts == 0).any()):
+            raise ValueError(f"Eq.3: clip(s) {torch.nonzero(counts == 0).flatten().tolist()} have no valid frame")
+        valid = mask[:, None, :]
+        mean = lambda: frames.masked_fill(~valid, 0.0).sum(dim=-1) / counts[:, None].to(frames.dtype)  # noqa: E731
+        peak = lambda: frames.masked_fill(~valid, float("-inf")).amax(dim=-1)  # noqa: E731
     if pooling == "mean+max":
-        return frames.mean(dim=-1) + frames.amax(dim=-1)
+        return mean() + peak()
     if pooling == "mean":
-        return frames.mean(dim=-1)
-    if pooling == "max":
-        return frames.amax(dim=-1)
-    raise ValueError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
+        return mean()
+    return peak()
 
 
-def fuse(aligned: Sequence[torch.Tensor], pooling: str = "mean+max") -> tuple[torch.Tensor, torch.Tensor]:
-    """Eq.2 then Eq.3: returns (frames [B, D, T_o], embedding [B, D])."""
+def fuse(
+    aligned: Sequence[torch.Tensor], pooling: str = "mean+max", mask: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eq.2 then Eq.3: returns (frames [B, D, T_o], embedding [B, D]); ``mask`` [B, T_o] as in Eq.3."""
     frames = concat_layers(aligned)
-    return frames, temporal_pool(frames, pooling)
+    return frames, temporal_pool(frames, pooling, mask=mask)

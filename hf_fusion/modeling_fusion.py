@@ -21,11 +21,14 @@ class AudioFusionOutput(ModelOutput):
     pooler_output: [B, D] the fused embedding (Eq.3).
     hidden_states: with ``output_hidden_states=True``, one [B, T_o, D_l] per chosen layer, in
         ``config.fusion_layers`` order (each layer's Eq.1-aligned features).
+    frame_mask: [B, T_o] bool, True for each clip's valid frames of ``last_hidden_state``; only when
+        ``attention_mask`` was given (clips of different lengths in one batch).
     """
 
     last_hidden_state: torch.Tensor | None = None
     pooler_output: torch.Tensor | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
+    frame_mask: torch.Tensor | None = None
 
 
 class AudioFusionPreTrainedModel(PreTrainedModel):
@@ -63,24 +66,50 @@ class AudioFusionModel(AudioFusionPreTrainedModel):
     def layer_dims(self) -> dict[int, int]:
         return self.config.layer_dims
 
-    def tap(self, input_values: torch.Tensor, layers: Sequence[int] | str | None = None) -> dict[int, torch.Tensor]:
+    def tap(
+        self,
+        input_values: torch.Tensor,
+        layers: Sequence[int] | str | None = None,
+        attention_mask: torch.Tensor | None = None,
+    ) -> dict[int, torch.Tensor]:
         """One backbone pass -> {layer: [B, D_l, T_o]} Eq.1-aligned features.
 
         ``layers``: ``None`` = the fusion layers, ``"all"`` = every tappable layer, or a list of layer numbers.
+        ``attention_mask``: the feature extractor's mask of valid input frames/examples (VGGish, CNN14).
         """
         if layers is None:
             layers = self.config.fusion_layers
         elif layers == "all":
             layers = list(self.config.backbone_class.tappable_layers(self.config.backbone_config))
-        return self.backbone(input_values, layers, num_frames=self.config.num_output_frames)
+        if attention_mask is None:
+            return self.backbone(input_values, layers, num_frames=self.config.num_output_frames)
+        self._check_mask_support()
+        return self.backbone(
+            input_values, layers, num_frames=self.config.num_output_frames, attention_mask=attention_mask
+        )
 
-    def pool(self, aligned: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def frame_mask(self, attention_mask: torch.Tensor) -> torch.Tensor | None:
+        """The valid output frames [B, T_o] (bool) for an input ``attention_mask``."""
+        self._check_mask_support()
+        return self.backbone.frame_mask(attention_mask, num_frames=self.config.num_output_frames)
+
+    def _check_mask_support(self) -> None:
+        if not self.backbone.supports_attention_mask:
+            raise ValueError(
+                f"backbone {self.config.backbone!r} takes no attention_mask (its inputs have a fixed length; "
+                "its feature extractor returns none)"
+            )
+
+    def pool(
+        self, aligned: Sequence[torch.Tensor], mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Eq.2 + Eq.3 on aligned layers -> (frames [B, D, T_o], embedding [B, D]).
 
-        Backbones whose taps have no time axis (AST) give T_o = 1; there Eq.1-3 reduce to
-        concatenation, so the embedding is the concatenated vector (mean+max would only double it).
+        ``mask`` [B, T_o]: valid frames per clip (Eq.3 ignores the others). Backbones whose taps have
+        no time axis (AST) give T_o = 1; there Eq.1-3 reduce to concatenation, so the embedding is the
+        concatenated vector (mean+max would only double it).
         """
-        frames, embedding = fuse(aligned, self.config.pooling)
+        frames, embedding = fuse(aligned, self.config.pooling, mask=mask)
         if not self.config.backbone_class.has_time_axis and self.config.num_output_frames is None:
             embedding = frames[..., 0]
         return frames, embedding
@@ -88,18 +117,25 @@ class AudioFusionModel(AudioFusionPreTrainedModel):
     def forward(
         self,
         input_values: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         **kwargs,
     ) -> AudioFusionOutput | tuple:
-        """input_values: the feature extractor's output for this backbone (e.g. AST [B, 1024, 128])."""
+        """input_values: the feature extractor's output for this backbone (e.g. AST [B, 1024, 128],
+        VGGish [B, n_examples, 96, 64], CNN14 [B, 1, T, 64]); attention_mask: its mask of valid input
+        examples/frames for clips of different lengths (VGGish, CNN14), so that each clip's embedding
+        equals the one it gets alone."""
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
-        taps = self.tap(input_values)
+        taps = self.tap(input_values, attention_mask=attention_mask)
         aligned = [taps[layer] for layer in self.config.fusion_layers]
-        frames, embedding = self.pool(aligned)
+        mask = None if attention_mask is None else self.frame_mask(attention_mask)
+        frames, embedding = self.pool(aligned, mask=mask)
         hidden = tuple(a.transpose(1, 2) for a in aligned) if output_hidden_states else None
-        out = AudioFusionOutput(last_hidden_state=frames.transpose(1, 2), pooler_output=embedding, hidden_states=hidden)
+        out = AudioFusionOutput(
+            last_hidden_state=frames.transpose(1, 2), pooler_output=embedding, hidden_states=hidden, frame_mask=mask
+        )
         return out if return_dict else out.to_tuple()

@@ -1,0 +1,239 @@
+"""PANNs CNN14 backbone (Kong et al. 2020), tapped at the outputs of its 6 conv blocks.
+
+Reproduces ``panns_inference.models.Cnn14.forward`` in eval mode up to ``conv_block6`` (module names
+equal PANNs', so its state dict loads unchanged): ``bn0`` normalises each mel bin of the log-mel input
+[B, 1, T, M]; block k = 2 x (conv3x3 - BN - ReLU) then avg-pool 2x2 (blocks 1-5) or 1x1 (block 6);
+dropout is the identity in eval. The AudioSet head (``fc1``, ``fc_audioset``) is not kept.
+
+Block k's output (the tap, caught by a forward hook) is [B, C_k, T_k, F_k] with T_k = floor(T / 2^min(k, 5))
+and F_k = floor(M / 2^min(k, 5)); for a 10 s clip at 32 kHz (T = 1001): (64, 500, 32) (128, 250, 16)
+(256, 125, 8) (512, 62, 4) (1024, 31, 2) (2048, 31, 2). Eq.1: T_o = floor(T / 32); block k is max-pooled
+along time with kernel 16, 8, 4, 2, 1, 1 (its first T_o * kernel frames), so the frames of all blocks line
+up (frame j covers input frames 32j .. 32j + 31). Dims with 64 mel bins: blocks 1-5 2048, block 6 4096.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .backbone_base import TappedBackbone
+from .fusion import align_layer
+
+#: PANNs' channel widths of conv blocks 1..6.
+CNN14_CHANNELS = (64, 128, 256, 512, 1024, 2048)
+#: Input log-mel frames per output frame (five 2x2 avg-pools).
+FRAMES_PER_OUTPUT = 32
+#: Front-end settings of the two released checkpoints (Cnn14_16k_mAP=0.438: the paper's; Cnn14_mAP=0.431).
+PANNS_PRESETS = {
+    16000: {"window_size": 512, "hop_size": 160, "fmin": 50.0, "fmax": 8000.0},
+    32000: {"window_size": 1024, "hop_size": 320, "fmin": 50.0, "fmax": 14000.0},
+}
+
+
+def _zero_past(x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+    """Zero time steps t >= lengths[b] of x [B, C, T, F] (what a conv's zero padding sees for a lone clip)."""
+    if lengths is None or bool((lengths >= x.shape[2]).all()):
+        return x
+    valid = torch.arange(x.shape[2], device=x.device)[None, :] < lengths[:, None]
+    return x * valid[:, None, :, None].to(x.dtype)
+
+
+class ConvBlock(nn.Module):
+    """PANNs ConvBlock: 2 x (conv3x3 no bias - BN - ReLU), then average pooling."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=1, padding=1, bias=False)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, kernel_size=3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+
+    def forward(self, x: torch.Tensor, pool_size: tuple[int, int], lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """x [B, C, T, F] -> [B, C_out, T // p, F // p]; ``lengths`` [B] valid time steps of x."""
+        x = F.relu(self.bn1(self.conv1(_zero_past(x, lengths))))
+        x = F.relu(self.bn2(self.conv2(_zero_past(x, lengths))))
+        return F.avg_pool2d(x, kernel_size=pool_size)
+
+
+class Cnn14Backbone(TappedBackbone):
+    """PANNs CNN14 with conv blocks 1..6 tappable."""
+
+    name = "cnn14"
+    supports_attention_mask = True
+
+    @classmethod
+    def default_backbone_config(cls) -> dict[str, Any]:
+        return {"mel_bins": 64, "channels": list(CNN14_CHANNELS)}
+
+    @classmethod
+    def normalize_backbone_config(cls, backbone_config: Any) -> dict[str, Any]:
+        merged = super().normalize_backbone_config(backbone_config)
+        unknown = sorted(set(merged) - {"mel_bins", "channels"})
+        if unknown:
+            raise ValueError(f"cnn14: unknown backbone_config keys {unknown}; known: ['channels', 'mel_bins']")
+        merged["mel_bins"] = int(merged["mel_bins"])
+        merged["channels"] = [int(c) for c in merged["channels"]]
+        if len(merged["channels"]) != 6 or min(merged["channels"]) < 1:
+            raise ValueError(f"cnn14: channels must be 6 positive widths (blocks 1..6), got {merged['channels']}")
+        if merged["mel_bins"] < FRAMES_PER_OUTPUT:
+            raise ValueError(f"cnn14: mel_bins must be >= 32 (five 2x2 pools), got {merged['mel_bins']}")
+        return merged
+
+    @classmethod
+    def tappable_layers(cls, backbone_config: dict[str, Any]) -> tuple[int, ...]:
+        return (1, 2, 3, 4, 5, 6)
+
+    @classmethod
+    def layer_dims(cls, backbone_config: dict[str, Any], frontend: dict[str, Any]) -> dict[int, int]:
+        mels, channels = int(backbone_config["mel_bins"]), backbone_config["channels"]
+        return {k: int(channels[k - 1]) * (mels // 2 ** min(k, 5)) for k in cls.tappable_layers(backbone_config)}
+
+    @classmethod
+    def default_frontend(cls, backbone_config: dict[str, Any]) -> dict[str, Any]:
+        return cls.resolve_frontend(backbone_config, None)
+
+    @classmethod
+    def resolve_frontend(cls, backbone_config: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
+        """16 kHz preset by default; ``{"sampling_rate": 32000}`` alone selects the 32 kHz preset."""
+        overrides = dict(overrides or {})
+        rate = int(overrides.get("sampling_rate", 16000))
+        preset = PANNS_PRESETS.get(rate, {})
+        settings = {"name": "panns_log_mel", "sampling_rate": rate, "mel_bins": int(backbone_config["mel_bins"])}
+        settings.update(preset)
+        settings.update(overrides)
+        missing = [k for k in ("window_size", "hop_size", "fmin", "fmax") if k not in settings]
+        if missing:
+            raise ValueError(
+                f"cnn14: no front-end preset for sampling_rate={rate} (presets: {sorted(PANNS_PRESETS)} Hz); "
+                f"give {missing} in frontend"
+            )
+        return settings
+
+    @classmethod
+    def default_fusion_layers(cls, backbone_config: dict[str, Any]) -> list[int]:
+        return [3, 6]
+
+    @classmethod
+    def min_input_frames(cls) -> int:
+        """Fewest log-mel frames giving one output frame (T_o = floor(T / 32) >= 1)."""
+        return FRAMES_PER_OUTPUT
+
+    def __init__(self, backbone_config: dict[str, Any], frontend: dict[str, Any], attn_implementation=None):
+        super().__init__(backbone_config, frontend)
+        mels = int(backbone_config["mel_bins"])
+        if int(frontend.get("mel_bins", mels)) != mels:
+            raise ValueError(f"cnn14: front end has mel_bins={frontend['mel_bins']} but bn0 expects {mels}")
+        self.bn0 = nn.BatchNorm2d(mels)
+        widths = [1] + list(backbone_config["channels"])
+        for k in range(1, 7):
+            self.add_module(f"conv_block{k}", ConvBlock(widths[k - 1], widths[k]))
+
+    def tap_module(self, layer: int) -> nn.Module:
+        return getattr(self, f"conv_block{layer}")
+
+    def _check_input(self, input_values: torch.Tensor) -> torch.Tensor:
+        mels = int(self.backbone_config["mel_bins"])
+        if input_values.dim() == 3:
+            input_values = input_values[:, None]
+        if input_values.dim() != 4 or input_values.shape[1] != 1 or input_values.shape[3] != mels:
+            raise ValueError(
+                f"cnn14: input_values must be log-mel [B, 1, T, {mels}] (from FusedAudioFeatureExtractor("
+                f"backbone='cnn14')), got shape {tuple(input_values.shape)}"
+            )
+        if input_values.shape[2] < FRAMES_PER_OUTPUT:
+            hop, rate = self.frontend.get("hop_size"), self.frontend.get("sampling_rate")
+            samples = f" (= {(FRAMES_PER_OUTPUT - 1) * hop} samples at {rate} Hz)" if hop and rate else ""
+            raise ValueError(
+                f"cnn14: input has {input_values.shape[2]} log-mel frames; at least {FRAMES_PER_OUTPUT} are "
+                f"needed{samples} for one output frame after five 2x2 pools (the feature extractor pads short clips)"
+            )
+        return input_values
+
+    @staticmethod
+    def _lengths(attention_mask: torch.Tensor | None, batch: int, frames: int) -> torch.Tensor | None:
+        if attention_mask is None:
+            return None
+        if tuple(attention_mask.shape) != (batch, frames):
+            raise ValueError(
+                f"cnn14: attention_mask must be [B, T] = {(batch, frames)} (valid log-mel frames), "
+                f"got shape {tuple(attention_mask.shape)}"
+            )
+        return attention_mask.to(torch.long).sum(dim=1)
+
+    def run_taps(
+        self, input_values: torch.Tensor, layers: Sequence[int], lengths: torch.Tensor | None = None
+    ) -> dict[int, torch.Tensor]:
+        """Raw block outputs {k: [B, C_k, T_k, F_k]} for log-mel [B, 1, T, M], one pass up to the last block
+        asked for, caught by forward hooks on ``conv_block{k}``. ``lengths`` [B]: valid frames per clip;
+        every conv then sees zeros past a clip's end, as it does for the clip alone."""
+        captured: dict[int, torch.Tensor] = {}
+        handles = [
+            self.tap_module(layer).register_forward_hook(
+                lambda module, args, output, layer=layer: captured.__setitem__(layer, output)
+            )
+            for layer in layers
+        ]
+        try:
+            x = self.bn0(input_values.transpose(1, 3)).transpose(1, 3)
+            for k in range(1, max(layers) + 1):
+                x = self.tap_module(k)(x, (2, 2) if k <= 5 else (1, 1), lengths)
+                if lengths is not None and k <= 5:
+                    lengths = lengths // 2
+        finally:
+            for handle in handles:
+                handle.remove()
+        return captured
+
+    def forward(
+        self,
+        input_values: torch.Tensor,
+        layers: Sequence[int],
+        num_frames: int | None = None,
+        attention_mask: torch.Tensor | None = None,
+    ) -> dict[int, torch.Tensor]:
+        """log-mel [B, 1, T, M] -> {block: [B, C_k * F_k, T_o]}, T_o = floor(T / 32) unless ``num_frames``.
+
+        ``attention_mask`` [B, T] marks each clip's real frames (clips of different lengths).
+        With a forced ``num_frames`` Eq.1 uses kernel T_k // num_frames per block instead.
+        """
+        layers = self.check_layers(layers)
+        input_values = self._check_input(input_values)
+        batch, _, frames, _ = input_values.shape
+        lengths = self._lengths(attention_mask, batch, frames)
+        raw = self.run_taps(input_values, layers, lengths)
+        t_o = frames // FRAMES_PER_OUTPUT
+        out = {}
+        for layer in layers:
+            z = raw[layer].permute(0, 1, 3, 2)  # [B, C, F, T]: time last for Eq.1
+            if num_frames is None:
+                z = z[..., : t_o * 2 ** (5 - min(layer, 5))]  # kernel 16, 8, 4, 2, 1, 1
+                out[layer] = align_layer(z, t_o, name=f"cnn14 block {layer}")
+            else:
+                out[layer] = align_layer(z, num_frames, name=f"cnn14 block {layer}")
+        return out
+
+    def frame_mask(self, attention_mask: torch.Tensor, num_frames: int | None = None) -> torch.Tensor:
+        """Input frame mask [B, T] -> output frame mask [B, T_o]: clip b has floor(T_b / 32) frames
+        (with a forced T_o: the frames whose window starts inside the clip, at least one)."""
+        frames = attention_mask.shape[1]
+        lengths = attention_mask.to(torch.long).sum(dim=1)
+        if num_frames is None:
+            t_o, valid = frames // FRAMES_PER_OUTPUT, lengths // FRAMES_PER_OUTPUT
+        else:
+            t_o = num_frames
+            valid = torch.div(lengths * num_frames + frames - 1, frames, rounding_mode="floor").clamp_min(1)
+        return torch.arange(t_o, device=attention_mask.device)[None, :] < valid[:, None]
+
+    def init_weights(self, module: nn.Module) -> None:
+        # PANNs' init: xavier-uniform convs, BN weight 1 / bias 0 (running stats: mean 0, var 1)
+        if isinstance(module, nn.Conv2d):
+            nn.init.xavier_uniform_(module.weight)
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+            module.reset_running_stats()

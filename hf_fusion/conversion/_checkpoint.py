@@ -1,0 +1,79 @@
+"""Shared helpers of the checkpoint converters: safe loading and strict key matching."""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import torch
+
+
+def load_checkpoint(path: str | Path, trust_pickle: bool = False):
+    """``torch.load`` a checkpoint on CPU with ``weights_only=True``.
+
+    A file that pickles Python objects beyond tensors and containers (e.g. numpy scalars in a training
+    script's extra fields) cannot load that way; it is refused, naming those objects, unless
+    ``trust_pickle=True``, which unpickles it fully (``weights_only=False``): unpickling can run
+    arbitrary code, so do it only for files from a source you trust.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint file not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if trust_pickle:
+            return torch.load(path, map_location="cpu", weights_only=False)
+        try:
+            found = ", ".join(torch.serialization.get_unsafe_globals_in_checkpoint(path)) or "unknown"
+        except Exception:  # noqa: BLE001 - only used to word the message
+            found = "unknown"
+        raise ValueError(
+            f"{path}: cannot be loaded with torch.load(weights_only=True): besides tensors it pickles Python "
+            f"objects ({found}). Unpickling those can execute arbitrary code. If you trust the file's source, "
+            "pass --trust-pickle (trust_pickle=True) to load it anyway."
+        ) from err
+
+
+def state_dict_of(obj, path: str | Path, wrapper_keys: Iterable[str] = ("model", "state_dict")) -> dict:
+    """The tensor dict of a loaded checkpoint: the object itself or its ``wrapper_keys`` entry."""
+    if isinstance(obj, Mapping):
+        for key in wrapper_keys:
+            if isinstance(obj.get(key), Mapping):
+                obj = obj[key]
+                break
+        tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+        if tensors and len(tensors) == len(obj):
+            return dict(tensors)
+    raise ValueError(
+        f"{path}: expected a state dict (name -> tensor), or a dict holding one under {list(wrapper_keys)}; "
+        f"got {type(obj).__name__}" + (f" with keys {sorted(map(str, obj))[:10]}" if isinstance(obj, Mapping) else "")
+    )
+
+
+def check_keys(state: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor], path, what: str) -> None:
+    """Strict match of ``state`` against the target's ``expected`` state: an error names every missing
+    key, unexpected key and shape mismatch."""
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shapes = sorted(
+        f"{k}: checkpoint {tuple(state[k].shape)} vs {what} {tuple(expected[k].shape)}"
+        for k in set(state) & set(expected)
+        if tuple(state[k].shape) != tuple(expected[k].shape)
+    )
+    problems = []
+    if missing:
+        problems.append(f"missing keys {missing}")
+    if unexpected:
+        problems.append(f"unexpected keys {unexpected}")
+    if shapes:
+        problems.append(f"shape mismatches {shapes}")
+    if problems:
+        raise ValueError(f"{path}: not a {what} checkpoint: " + "; ".join(problems))
+
+
+def save_model(model, feature_extractor, output_dir) -> None:
+    """``save_pretrained`` the model and its feature extractor into one folder."""
+    model.save_pretrained(output_dir)
+    feature_extractor.save_pretrained(output_dir)
