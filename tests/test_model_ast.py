@@ -143,3 +143,19 @@ def test_convert_rejects_incomplete_checkpoint(tmp_path):
     save_file({k: v for k, v in state.items() if k not in dropped}, src / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(ValueError, match="missing from the checkpoint"):
         convert_ast_checkpoint(src)
+
+
+def test_convert_ast_script(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = tmp_path / "src"
+    ASTForAudioClassification(ASTConfig(**TINY_AST)).save_pretrained(src)
+    script = Path(__file__).resolve().parents[1] / "scripts" / "convert_ast.py"
+    proc = subprocess.run([sys.executable, str(script), "--checkpoint", str(src), "--layers", "4", "12",
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "ast-fusion-4-12 (32-d)" in proc.stdout
+    loaded = AutoModel.from_pretrained(tmp_path / "out")
+    assert loaded.config.fusion_layers == [4, 12]
