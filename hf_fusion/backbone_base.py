@@ -6,7 +6,8 @@ Layer numbers are the paper's, 1-based (DESIGN.md section 1). A backbone receive
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import torch
@@ -103,6 +104,27 @@ class TappedBackbone(nn.Module):
         """Map the input ``attention_mask`` [B, T_in] to the valid output frames [B, T_o] (bool), the
         mask Eq.3 uses; ``None`` when the backbone has no per-clip lengths."""
         return None
+
+    def tap_module(self, layer: int) -> nn.Module:
+        """The module whose output is layer ``layer`` (hooked backbones: VGGish, CNN14)."""
+        raise NotImplementedError(f"{self.name}: no hooked modules")
+
+    @contextmanager
+    def capture_taps(self, layers: Sequence[int]) -> Iterator[dict[int, torch.Tensor]]:
+        """Forward hooks on ``tap_module(layer)`` for every layer; yields the {layer: output} dict they
+        fill during the forward pass run inside the ``with`` block, and removes the hooks afterwards."""
+        captured: dict[int, torch.Tensor] = {}
+        handles = [
+            self.tap_module(layer).register_forward_hook(
+                lambda module, args, output, layer=layer: captured.__setitem__(layer, output)
+            )
+            for layer in layers
+        ]
+        try:
+            yield captured
+        finally:
+            for handle in handles:
+                handle.remove()
 
     def init_weights(self, module: nn.Module) -> None:
         """Initialise one sub-module (called by transformers for weights missing from a checkpoint)."""

@@ -171,22 +171,12 @@ class Cnn14Backbone(TappedBackbone):
         """Raw block outputs {k: [B, C_k, T_k, F_k]} for log-mel [B, 1, T, M], one pass up to the last block
         asked for, caught by forward hooks on ``conv_block{k}``. ``lengths`` [B]: valid frames per clip;
         every conv then sees zeros past a clip's end, as it does for the clip alone."""
-        captured: dict[int, torch.Tensor] = {}
-        handles = [
-            self.tap_module(layer).register_forward_hook(
-                lambda module, args, output, layer=layer: captured.__setitem__(layer, output)
-            )
-            for layer in layers
-        ]
-        try:
+        with self.capture_taps(layers) as captured:
             x = self.bn0(input_values.transpose(1, 3)).transpose(1, 3)
             for k in range(1, max(layers) + 1):
                 x = self.tap_module(k)(x, (2, 2) if k <= 5 else (1, 1), lengths)
                 if lengths is not None and k <= 5:
                     lengths = lengths // 2
-        finally:
-            for handle in handles:
-                handle.remove()
         return captured
 
     def forward(

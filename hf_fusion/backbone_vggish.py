@@ -122,14 +122,7 @@ class VGGishBackbone(TappedBackbone):
         One pass through the net, stopping after the last requested layer; outputs are caught by
         forward hooks on the tapped ReLU modules.
         """
-        captured: dict[int, torch.Tensor] = {}
-        handles = [
-            self.tap_module(layer).register_forward_hook(
-                lambda module, args, output, layer=layer: captured.__setitem__(layer, output)
-            )
-            for layer in layers
-        ]
-        try:
+        with self.capture_taps(layers) as captured:
             last = max(layers)
             x = examples
             for module in list(self.features)[: min(last, 16)]:
@@ -139,9 +132,6 @@ class VGGishBackbone(TappedBackbone):
                 x = x.permute(0, 2, 3, 1).reshape(x.shape[0], -1)
                 for module in list(self.embeddings)[: last - 16]:
                     x = module(x)
-        finally:
-            for handle in handles:
-                handle.remove()
         return captured
 
     def forward(

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import torch
 
+from ..feature_extraction_fusion import FusedAudioFeatureExtractor
+
 
 def load_checkpoint(path: str | Path, trust_pickle: bool = False):
     """``torch.load`` a checkpoint on CPU with ``weights_only=True``.
@@ -73,7 +75,12 @@ def check_keys(state: Mapping[str, torch.Tensor], expected: Mapping[str, torch.T
         raise ValueError(f"{path}: not a {what} checkpoint: " + "; ".join(problems))
 
 
-def save_model(model, feature_extractor, output_dir) -> None:
-    """``save_pretrained`` the model and its feature extractor into one folder."""
-    model.save_pretrained(output_dir)
-    feature_extractor.save_pretrained(output_dir)
+def finish_conversion(model, output_dir=None):
+    """Put a converted model in eval mode, build its feature extractor and, with ``output_dir``,
+    ``save_pretrained`` both into that folder. Returns ``(model, feature_extractor)``."""
+    model.eval()
+    feature_extractor = FusedAudioFeatureExtractor.from_fusion_config(model.config)
+    if output_dir is not None:
+        model.save_pretrained(output_dir)
+        feature_extractor.save_pretrained(output_dir)
+    return model, feature_extractor

@@ -10,6 +10,7 @@ from transformers import ASTModel, FeatureExtractionMixin
 from ..configuration_fusion import AudioFusionConfig
 from ..feature_extraction_fusion import FusedAudioFeatureExtractor
 from ..modeling_fusion import AudioFusionModel
+from ._checkpoint import finish_conversion
 
 PAPER_CHECKPOINT = "MIT/ast-finetuned-audioset-10-10-0.4593"
 _FRONTEND_KEYS = ("sampling_rate", "num_mel_bins", "max_length", "mean", "std", "do_normalize")
@@ -42,9 +43,4 @@ def convert_ast_checkpoint(
     )
     model = AudioFusionModel(config)
     model.backbone.ast.load_state_dict(ast.state_dict(), strict=True)
-    model.eval()
-    feature_extractor = FusedAudioFeatureExtractor.from_fusion_config(config)
-    if output_dir is not None:
-        model.save_pretrained(output_dir)
-        feature_extractor.save_pretrained(output_dir)
-    return model, feature_extractor
+    return finish_conversion(model, output_dir)

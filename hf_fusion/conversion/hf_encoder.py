@@ -11,6 +11,7 @@ from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
 from ..configuration_fusion import AudioFusionConfig
 from ..feature_extraction_fusion import FusedAudioFeatureExtractor
 from ..modeling_fusion import AudioFusionModel
+from ._checkpoint import finish_conversion
 
 HF_PREFIX = "hf:"
 
@@ -56,9 +57,4 @@ def convert_hf_encoder(
     )
     model = AudioFusionModel(fusion_config)
     model.backbone.encoder.load_state_dict(encoder.state_dict(), strict=True)
-    model.eval()
-    feature_extractor = FusedAudioFeatureExtractor.from_fusion_config(fusion_config)
-    if output_dir is not None:
-        model.save_pretrained(output_dir)
-        feature_extractor.save_pretrained(output_dir)
-    return model, feature_extractor
+    return finish_conversion(model, output_dir)

@@ -14,7 +14,7 @@ from pathlib import Path
 from ..configuration_fusion import AudioFusionConfig
 from ..feature_extraction_fusion import FusedAudioFeatureExtractor
 from ..modeling_fusion import AudioFusionModel
-from ._checkpoint import check_keys, load_checkpoint, save_model, state_dict_of
+from ._checkpoint import check_keys, finish_conversion, load_checkpoint, state_dict_of
 
 CHECKPOINT_NAME = "vggish-10086976.pth"
 
@@ -37,8 +37,4 @@ def convert_vggish_checkpoint(
     model = AudioFusionModel(config)
     check_keys(state, model.backbone.state_dict(), checkpoint, "torchvggish VGGish")
     model.backbone.load_state_dict(state, strict=True)
-    model.eval()
-    feature_extractor = FusedAudioFeatureExtractor.from_fusion_config(config)
-    if output_dir is not None:
-        save_model(model, feature_extractor, output_dir)
-    return model, feature_extractor
+    return finish_conversion(model, output_dir)
