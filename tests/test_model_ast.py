@@ -6,8 +6,7 @@ import pytest
 import torch
 from transformers import ASTConfig, ASTFeatureExtractor, ASTForAudioClassification, AutoConfig, AutoModel
 
-import hf_fusion
-from hf_fusion import AudioFusionConfig, AudioFusionModel, FusedAudioFeatureExtractor
+from hf_fusion import AudioFusionConfig, AudioFusionModel
 from hf_fusion.conversion import convert_ast_checkpoint
 
 from .conftest import TINY_AST, make_clips

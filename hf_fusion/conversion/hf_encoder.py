@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
+from transformers import AutoFeatureExtractor, AutoModel
 
 from ..configuration_fusion import AudioFusionConfig
 from ..feature_extraction_fusion import FusedAudioFeatureExtractor
