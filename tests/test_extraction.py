@@ -225,3 +225,27 @@ def test_processes_share_shards(tmp_path, model_fe, data):
     assert counter.calls == 3 + 1 + 2  # process 0's even shards (train 6 shards, valid 2, test 3)
     for split in ("train", "valid", "test"):
         np.testing.assert_array_equal(merged.load("fusion", split)[0], single.load("fusion", split)[0])
+
+
+def _python_heap_peak(model_fe, tmp_path, n_clips):
+    """tracemalloc peak (Python objects and numpy arrays) while extracting ``n_clips`` clips."""
+    import tracemalloc
+
+    audio = tmp_path / f"audio{n_clips}"
+    audio.mkdir()
+    data = DatasetDict(train=_split(audio, "tr", range(n_clips)))
+    tracemalloc.start()
+    try:
+        extract_features(*model_fe, data, f"mem{n_clips}", batch_size=8, batches_per_shard=2,
+                         cache_dir=tmp_path / "cache", progress=False)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_memory_stays_flat_in_the_number_of_clips(model_fe, tmp_path):
+    """Clips are decoded and flushed batch by batch: 4x the clips must not take 4x the memory."""
+    _python_heap_peak(model_fe, tmp_path, 8)  # warm-up: imports, caches
+    small = _python_heap_peak(model_fe, tmp_path, 32)
+    large = _python_heap_peak(model_fe, tmp_path, 128)
+    assert large < 1.5 * small, f"peak {large / 2**20:.1f} MiB for 128 clips vs {small / 2**20:.1f} MiB for 32"
