@@ -184,7 +184,12 @@ def _const(kind: str, params: tuple, device: torch.device, dtype: torch.dtype = 
 # ----------------------------------------------------------------------------------------------
 def _prepare(waveforms: torch.Tensor, lengths, name: str,
              stft_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Validate ``[B, N]`` float input and optional ``lengths [B]``; return ``stft_dtype`` waveforms."""
+    """Validate ``[B, N]`` float input and optional ``lengths [B]``.
+
+    The waveforms come back in their own dtype (half precision widened to float32, exactly): the
+    conversion to ``stft_dtype`` happens block by block in :func:`_mel_spectrum`, so a float32 batch
+    is never copied whole to float64 (that copy alone cost as much as the float64 FFTs on CPU).
+    """
     if not isinstance(waveforms, torch.Tensor):
         raise TypeError(f"{name}: waveforms must be a torch.Tensor of shape [batch, samples]; "
                         f"got {type(waveforms).__name__}")
@@ -196,7 +201,7 @@ def _prepare(waveforms: torch.Tensor, lengths, name: str,
         raise TypeError(f"{name}: waveforms must be floating point (samples in [-1, 1]); got {waveforms.dtype}")
     if stft_dtype not in (torch.float32, torch.float64):
         raise ValueError(f"{name}: stft_dtype must be torch.float64 or torch.float32; got {stft_dtype}")
-    x = waveforms.to(stft_dtype)
+    x = waveforms if waveforms.dtype in (torch.float32, torch.float64) else waveforms.float()
     if lengths is None:
         return x, None
     lengths = torch.as_tensor(lengths, device=x.device)
@@ -223,11 +228,12 @@ def _frame_mask(n_frames_per_clip: torch.Tensor, total: int) -> torch.Tensor:
 
 
 def _mel_spectrum(x: torch.Tensor, fill, n_frames: int, frame: int, hop: int, n_fft: int, mel: torch.Tensor,
-                  magnitude: bool = False) -> torch.Tensor:
+                  stft_dtype: torch.dtype, magnitude: bool = False) -> torch.Tensor:
     """Mel energies ``[B, n_frames, M]`` (float32) of frames ``t`` reading ``x[:, t*hop : t*hop+frame]``.
 
     ``fill(xs, buf)`` writes the windowed frames of the sample block ``xs`` (``[b, samples]``, frame
-    0 starting at ``xs[:, 0]``) into ``buf`` (``[b, f, frame]``, ``x``'s dtype).  One real FFT of
+    0 starting at ``xs[:, 0]``, already converted to ``stft_dtype``) into ``buf`` (``[b, f, frame]``,
+    ``stft_dtype``).  One real FFT of
     ``n_fft`` points per frame, power ``re^2 + im^2`` (or its square root when ``magnitude``), then a
     float32 projection onto ``mel [n_fft // 2 + 1, M]``.  The work is tiled over (clips, frames)
     blocks whose buffers are reused; on CPU a block's FFT buffer is ``_CPU_BLOCK_BYTES`` so every
@@ -239,13 +245,13 @@ def _mel_spectrum(x: torch.Tensor, fill, n_frames: int, frame: int, hop: int, n_
     if batch == 0 or n_frames == 0:
         return out
     if x.device.type == "cpu":
-        block = max(1, _CPU_BLOCK_BYTES // (n_fft * x.element_size()))
+        block = max(1, _CPU_BLOCK_BYTES // (n_fft * stft_dtype.itemsize))
     else:
         block = _GPU_BLOCK_FRAMES
     frames_per_block = min(n_frames, block)
     clips_per_block = min(batch, max(1, block // n_frames))
     shape = (clips_per_block, frames_per_block)
-    buf = torch.zeros(*shape, n_fft, dtype=x.dtype, device=x.device)  # zero tail = FFT padding
+    buf = torch.zeros(*shape, n_fft, dtype=stft_dtype, device=x.device)  # zero tail = FFT padding
     power = torch.empty(*shape, n_bins, dtype=mel.dtype, device=x.device)
     for c0 in range(0, batch, clips_per_block):
         nb = min(clips_per_block, batch - c0)
@@ -253,7 +259,7 @@ def _mel_spectrum(x: torch.Tensor, fill, n_frames: int, frame: int, hop: int, n_
             nf = min(frames_per_block, n_frames - t0)
             full = nb == clips_per_block and nf == frames_per_block
             b_buf = buf if full else buf[:nb, :nf]
-            xs = x[c0:c0 + nb, t0 * hop: (t0 + nf - 1) * hop + frame]
+            xs = x[c0:c0 + nb, t0 * hop: (t0 + nf - 1) * hop + frame].to(stft_dtype)
             fill(xs, b_buf[..., :frame])
             b_spec = torch.fft.rfft(b_buf)
             b_pow = power if full else power[:nb, :nf]
@@ -304,7 +310,7 @@ def ast_fbank(waveforms: torch.Tensor, sampling_rate: int = 16000, num_mel_bins:
     if n_frames > 0:
         x = x[:, : _AST_FRAME + _AST_HOP * (n_frames - 1)]  # only the samples the kept frames read
         p = _AST_PREEMPH
-        window = _const("hann_symmetric", (_AST_FRAME,), x.device, x.dtype)
+        window = _const("hann_symmetric", (_AST_FRAME,), x.device, stft_dtype)
 
         def fill(xc: torch.Tensor, buf: torch.Tensor) -> None:
             # Per-frame DC removal then pre-emphasis equals pre-emphasis of the raw frame minus
@@ -318,7 +324,7 @@ def ast_fbank(waveforms: torch.Tensor, sampling_rate: int = 16000, num_mel_bins:
             buf.mul_(window)
 
         mel = _const("kaldi", (num_mel_bins, _AST_FFT // 2 + 1, sampling_rate, 20.0, sampling_rate / 2), x.device)
-        fbank = _mel_spectrum(x, fill, n_frames, _AST_FRAME, _AST_HOP, _AST_FFT, mel)
+        fbank = _mel_spectrum(x, fill, n_frames, _AST_FRAME, _AST_HOP, _AST_FFT, mel, stft_dtype)
         fbank.clamp_min_(_AST_LOG_FLOOR).log_()
         if lengths is not None:
             fbank.masked_fill_(_frame_mask(ast_num_frames(lengths), n_frames), 0.0)
@@ -384,13 +390,13 @@ def vggish_log_mel_examples(waveforms: torch.Tensor, lengths: torch.Tensor | Seq
         x = torch.nn.functional.pad(x, (0, VGGISH_MIN_SAMPLES - n))
     n_frames = n_examples * VGGISH_EXAMPLE_FRAMES
     x = x[:, : _VG_FRAME + _VG_HOP * (n_frames - 1)]
-    window = _const("hann_periodic", (_VG_FRAME,), x.device, x.dtype)
+    window = _const("hann_periodic", (_VG_FRAME,), x.device, stft_dtype)
 
     def fill(xc: torch.Tensor, buf: torch.Tensor) -> None:
         torch.mul(xc.unfold(-1, _VG_FRAME, _VG_HOP), window, out=buf)
 
     mel = _const("htk", (_VG_MELS, _VG_FFT // 2 + 1, _VG_SR, _VG_FMIN, _VG_FMAX), x.device)
-    log_mel = _mel_spectrum(x, fill, n_frames, _VG_FRAME, _VG_HOP, _VG_FFT, mel, magnitude=True)
+    log_mel = _mel_spectrum(x, fill, n_frames, _VG_FRAME, _VG_HOP, _VG_FFT, mel, stft_dtype, magnitude=True)
     log_mel.add_(_VG_LOG_OFFSET).log_()
     if lengths is not None:
         valid = vggish_num_examples(lengths) * VGGISH_EXAMPLE_FRAMES
@@ -457,13 +463,13 @@ def panns_log_mel(waveforms: torch.Tensor, sampling_rate: int = 32000, window_si
         idx = torch.where(idx > last, 2 * last - idx, idx).clamp_(0, n - 1)
         padded = torch.gather(x, 1, idx)
     n_frames = panns_num_frames(n, hop_size)
-    window = _const("hann_periodic", (window_size,), x.device, x.dtype)
+    window = _const("hann_periodic", (window_size,), x.device, stft_dtype)
 
     def fill(xc: torch.Tensor, buf: torch.Tensor) -> None:
         torch.mul(xc.unfold(-1, window_size, hop_size), window, out=buf)
 
     mel = _const("slaney", (sampling_rate, window_size, mel_bins, fmin, fmax), x.device)
-    log_mel = _mel_spectrum(padded, fill, n_frames, window_size, hop_size, window_size, mel)
+    log_mel = _mel_spectrum(padded, fill, n_frames, window_size, hop_size, window_size, mel, stft_dtype)
     log_mel.clamp_min_(_PANNS_AMIN).log10_().mul_(10.0)
     if lengths is not None:
         log_mel.masked_fill_(_frame_mask(panns_num_frames(lengths, hop_size), n_frames),
