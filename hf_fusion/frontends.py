@@ -428,7 +428,7 @@ def vggish_log_mel_examples(waveforms: torch.Tensor, lengths: torch.Tensor | Seq
     512-point magnitude spectrum, 64 HTK mel bands 125-7500 Hz (DC row zeroed), ``log(mel + 0.01)``,
     consecutive non-overlapping 96-frame examples, partial tail dropped.  With the default float64
     FFT the result is within 5e-7 of torchvggish (which computes in float64) on tones, chirps and
-    noise; ``stft_dtype=torch.float32`` is ~2x faster on CPU but off by up to ~1e-3 in bands far
+    noise; ``stft_dtype=torch.float32`` is faster (1.4-2x on CPU) but off by up to ~1e-3 in bands far
     below a pure tone (see the module notes).
 
     Short clips: where torchvggish would return no example (fewer than 15600 samples), the
