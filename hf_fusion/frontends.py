@@ -15,16 +15,24 @@ Precision: framing, window and FFT run in float64 by default (``stft_dtype``), t
 and log in float32.  A float32 FFT leaves rounding noise about 1e-7 of each frame's peak in every
 bin; in mel bands 100 dB below a pure tone's peak that noise is 1e-3 in log units, 10x the 1e-4
 parity the references are held to (the references compute in float64).  ``stft_dtype=torch.float32``
-is faster on GPUs with slow float64 and is within about 1e-3 on broadband audio.
+is faster on GPUs with slow float64 and is within about 1e-3 on broadband audio.  Everything after
+the FFT (float32 re/im, power or magnitude, mel, log) only adds errors relative to each bin's or
+band's own value, below 1e-6 in log units.  Splitting the FFT itself (hi/lo float32 parts) cannot
+remove the float32 noise, which comes from the FFT's own arithmetic, and a 400 x 257 DFT as a
+matmul costs ~35x the FFT's flops (three times that in hi/lo parts); so the default keeps a float64
+FFT and makes everything around it cheap.
 
-Mel matrices and windows are built once per (parameters, device, dtype) and cached.
+Speed (CPU): the input is converted to ``stft_dtype`` one cache-sized block at a time, only the FFT
+bins some mel filter reads are squared, and the mel projection runs on 16-column groups restricted
+to the bins they read (a quarter of the dense matrix).  Mel matrices, their groups and windows are
+built once per (parameters, device, dtype) and cached.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from typing import Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -64,8 +72,9 @@ PANNS_PRESETS = {
     32000: {"window_size": 1024, "hop_size": 320, "fmin": 50.0, "fmax": 14000.0},
 }
 _PANNS_AMIN = 1e-10
-# Work is tiled so that the float64 FFT input buffer of one block is about this size on CPU
-# (cache-sized, reused across blocks) and at most 2**18 frames on GPUs.
+# Work is tiled so that the FFT input buffer of one block is about this size on CPU (cache-sized,
+# reused across blocks; 2-4 MB measured best for VGGish and AST on 2 cores) and at most 2**18
+# frames on GPUs.
 _CPU_BLOCK_BYTES = 4 * 2**20
 _GPU_BLOCK_FRAMES = 2**18
 
@@ -156,9 +165,45 @@ def _check_band(fmin: float, fmax: float, sampling_rate: int) -> None:
             f"sampling_rate={sampling_rate}")
 
 
+class _MelGroups(NamedTuple):
+    """A mel matrix cut for a fast CPU projection (see :func:`_mel_groups`).
+
+    ``lo:hi`` is the range of FFT bins any filter reads; each group ``(b0, b1, c0, c1, weights)``
+    maps bins ``lo + b0 : lo + b1`` onto mel columns ``c0:c1`` with ``weights [b1 - b0, c1 - c0]``.
+    """
+
+    lo: int
+    hi: int
+    groups: tuple
+
+
+#: Mel columns per group of the CPU projection: 16 float32 columns is one AVX-512 register row,
+#: where MKL's small-matrix kernels are fastest (8 or 24 columns measured 2-3x slower per flop).
+_MEL_GROUP_COLUMNS = 16
+
+
+def _mel_groups(mel: torch.Tensor) -> _MelGroups:
+    """Split ``mel [bins, M]`` into groups of :data:`_MEL_GROUP_COLUMNS` columns, each restricted to
+    the bins its filters cover.  Triangular filters are narrow, so the groups hold about a quarter
+    of the dense matrix: the projection costs 2.5-4x less on CPU, with the same products summed."""
+    used = mel.ne(0)
+    rows = used.any(1).nonzero().flatten().tolist()
+    lo, hi = (rows[0], rows[-1] + 1) if rows else (0, 0)
+    groups = []
+    for c0 in range(0, mel.shape[1], _MEL_GROUP_COLUMNS):
+        c1 = min(c0 + _MEL_GROUP_COLUMNS, mel.shape[1])
+        rows = used[:, c0:c1].any(1).nonzero().flatten().tolist()
+        b0, b1 = (rows[0], rows[-1] + 1) if rows else (lo, lo)
+        groups.append((b0 - lo, b1 - lo, c0, c1, mel[b0:b1, c0:c1].contiguous()))
+    return _MelGroups(lo, hi, tuple(groups))
+
+
 @functools.lru_cache(maxsize=64)
-def _cached_tensor(kind: str, params: tuple, device: str, dtype: torch.dtype) -> torch.Tensor:
-    """Mel matrix or window for ``params``, built once per (device, dtype)."""
+def _cached_tensor(kind: str, params: tuple, device: str, dtype: torch.dtype):
+    """Mel matrix or window for ``params``, built once per (device, dtype); ``kind="groups"`` with
+    ``params = (mel_kind, mel_params)`` gives that mel matrix's :class:`_MelGroups`."""
+    if kind == "groups":
+        return _mel_groups(_cached_tensor(params[0], params[1], device, dtype))
     if kind == "kaldi":
         arr = kaldi_mel_matrix(*params)
     elif kind == "htk":
@@ -179,12 +224,23 @@ def _const(kind: str, params: tuple, device: torch.device, dtype: torch.dtype = 
     return _cached_tensor(kind, tuple(params), str(device), dtype)
 
 
+def _mel(kind: str, params: tuple, device: torch.device) -> tuple[torch.Tensor, _MelGroups]:
+    """Float32 mel matrix ``[bins, M]`` of ``kind`` and its CPU projection groups (both cached)."""
+    params = tuple(params)
+    return _const(kind, params, device), _cached_tensor("groups", (kind, params), str(device), torch.float32)
+
+
 # ----------------------------------------------------------------------------------------------
 # Input checks and framing
 # ----------------------------------------------------------------------------------------------
 def _prepare(waveforms: torch.Tensor, lengths, name: str,
              stft_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Validate ``[B, N]`` float input and optional ``lengths [B]``; return ``stft_dtype`` waveforms."""
+    """Validate ``[B, N]`` float input and optional ``lengths [B]``.
+
+    The waveforms come back in their own dtype (half precision widened to float32, exactly): the
+    conversion to ``stft_dtype`` happens block by block in :func:`_mel_spectrum`, so a float32 batch
+    is never copied whole to float64 (that copy alone cost as much as the float64 FFTs on CPU).
+    """
     if not isinstance(waveforms, torch.Tensor):
         raise TypeError(f"{name}: waveforms must be a torch.Tensor of shape [batch, samples]; "
                         f"got {type(waveforms).__name__}")
@@ -196,7 +252,7 @@ def _prepare(waveforms: torch.Tensor, lengths, name: str,
         raise TypeError(f"{name}: waveforms must be floating point (samples in [-1, 1]); got {waveforms.dtype}")
     if stft_dtype not in (torch.float32, torch.float64):
         raise ValueError(f"{name}: stft_dtype must be torch.float64 or torch.float32; got {stft_dtype}")
-    x = waveforms.to(stft_dtype)
+    x = waveforms if waveforms.dtype in (torch.float32, torch.float64) else waveforms.float()
     if lengths is None:
         return x, None
     lengths = torch.as_tensor(lengths, device=x.device)
@@ -222,47 +278,69 @@ def _frame_mask(n_frames_per_clip: torch.Tensor, total: int) -> torch.Tensor:
     return (torch.arange(total, device=n_frames_per_clip.device)[None, :] >= n_frames_per_clip[:, None])[..., None]
 
 
-def _mel_spectrum(x: torch.Tensor, fill, n_frames: int, frame: int, hop: int, n_fft: int, mel: torch.Tensor,
-                  magnitude: bool = False) -> torch.Tensor:
+def _mel_spectrum(x: torch.Tensor, fill, n_frames: int, frame: int, hop: int, n_fft: int,
+                  mel: tuple[torch.Tensor, _MelGroups], stft_dtype: torch.dtype, magnitude: bool = False,
+                  finish: Callable[[torch.Tensor], object] | None = None) -> torch.Tensor:
     """Mel energies ``[B, n_frames, M]`` (float32) of frames ``t`` reading ``x[:, t*hop : t*hop+frame]``.
 
     ``fill(xs, buf)`` writes the windowed frames of the sample block ``xs`` (``[b, samples]``, frame
-    0 starting at ``xs[:, 0]``) into ``buf`` (``[b, f, frame]``, ``x``'s dtype).  One real FFT of
-    ``n_fft`` points per frame, power ``re^2 + im^2`` (or its square root when ``magnitude``), then a
-    float32 projection onto ``mel [n_fft // 2 + 1, M]``.  The work is tiled over (clips, frames)
-    blocks whose buffers are reused; on CPU a block's FFT buffer is ``_CPU_BLOCK_BYTES`` so every
-    temporary stays cache-sized (several times faster than whole-batch temporaries on 2 cores).
+    0 starting at ``xs[:, 0]``, already converted to ``stft_dtype``) into ``buf`` (``[b, f, frame]``,
+    ``stft_dtype``).  One real FFT of ``n_fft`` points per frame, power ``re^2 + im^2`` (or its
+    square root when ``magnitude``), a float32 projection onto the mel matrix (``mel`` as
+    :func:`_mel` returns it), then ``finish(block)`` in place (the log) while the block is in cache.
+
+    Precision: ``re`` and ``im`` are rounded to float32 before squaring, a relative error of 6e-8 of
+    each bin's *own* magnitude (never of the frame's peak), so the float32 tail adds at most about
+    2e-7 to the log of any band; the FFT itself runs in ``stft_dtype``.
+
+    The work is tiled over (clips, frames) blocks whose buffers are reused; on CPU a block's FFT
+    buffer is ``_CPU_BLOCK_BYTES`` so every temporary stays cache-sized (several times faster than
+    whole-batch temporaries on 2 cores), and the projection runs per group of mel columns over the
+    bins they read (:func:`_mel_groups`).  Only the bins some filter reads are squared.
     """
+    dense, bands = mel
     batch = x.shape[0]
-    n_bins = n_fft // 2 + 1
-    out = torch.empty(batch, n_frames, mel.shape[1], dtype=mel.dtype, device=x.device)
+    n_mels = dense.shape[1]
+    out = torch.empty(batch, n_frames, n_mels, dtype=dense.dtype, device=x.device)
     if batch == 0 or n_frames == 0:
         return out
-    if x.device.type == "cpu":
-        block = max(1, _CPU_BLOCK_BYTES // (n_fft * x.element_size()))
+    on_cpu = x.device.type == "cpu"
+    if on_cpu:
+        block = max(1, _CPU_BLOCK_BYTES // (n_fft * stft_dtype.itemsize))
     else:
         block = _GPU_BLOCK_FRAMES
     frames_per_block = min(n_frames, block)
+    # Blocks hold either whole clips (all frames of several clips) or part of one clip, so every
+    # block of ``out`` is a contiguous [rows, M] run.
     clips_per_block = min(batch, max(1, block // n_frames))
-    shape = (clips_per_block, frames_per_block)
-    buf = torch.zeros(*shape, n_fft, dtype=x.dtype, device=x.device)  # zero tail = FFT padding
-    power = torch.empty(*shape, n_bins, dtype=mel.dtype, device=x.device)
+    rows = clips_per_block * frames_per_block
+    lo, hi = bands.lo, bands.hi
+    buf = torch.zeros(rows, n_fft, dtype=stft_dtype, device=x.device)  # zero tail = FFT padding
+    squares = torch.empty(rows, hi - lo, 2, dtype=dense.dtype, device=x.device)
+    power = torch.empty(rows, hi - lo, dtype=dense.dtype, device=x.device)
+    weights = dense[lo:hi]
     for c0 in range(0, batch, clips_per_block):
         nb = min(clips_per_block, batch - c0)
         for t0 in range(0, n_frames, frames_per_block):
             nf = min(frames_per_block, n_frames - t0)
-            full = nb == clips_per_block and nf == frames_per_block
-            b_buf = buf if full else buf[:nb, :nf]
-            xs = x[c0:c0 + nb, t0 * hop: (t0 + nf - 1) * hop + frame]
-            fill(xs, b_buf[..., :frame])
-            b_spec = torch.fft.rfft(b_buf)
-            b_pow = power if full else power[:nb, :nf]
-            # re^2 + im^2 of positive terms: rounding to float32 here keeps 1e-7 relative accuracy
-            torch.mul(b_spec.real, b_spec.real, out=b_pow)
-            b_pow.addcmul_(b_spec.imag, b_spec.imag)
+            r = nb * nf
+            xs = x[c0:c0 + nb, t0 * hop: (t0 + nf - 1) * hop + frame].to(stft_dtype)
+            fill(xs, buf[:r].view(nb, nf, n_fft)[..., :frame])
+            spec = torch.view_as_real(torch.fft.rfft(buf[:r]))[:, lo:hi]  # [r, hi - lo, (re, im)]
+            b_sq, b_pow = squares[:r], power[:r]
+            b_sq.copy_(spec)  # to float32: relative rounding per bin, see the docstring
+            b_sq.mul_(b_sq)
+            torch.add(b_sq[..., 0], b_sq[..., 1], out=b_pow)
             if magnitude:
                 b_pow.sqrt_()
-            torch.matmul(b_pow, mel, out=out[c0:c0 + nb, t0:t0 + nf])
+            b_out = out[c0:c0 + nb, t0:t0 + nf].view(r, n_mels)
+            if on_cpu:
+                for b0, b1, m0, m1, w in bands.groups:
+                    torch.mm(b_pow[:, b0:b1], w, out=b_out[:, m0:m1])
+            else:
+                torch.mm(b_pow, weights, out=b_out)
+            if finish is not None:
+                finish(b_out)
     return out
 
 
@@ -304,7 +382,7 @@ def ast_fbank(waveforms: torch.Tensor, sampling_rate: int = 16000, num_mel_bins:
     if n_frames > 0:
         x = x[:, : _AST_FRAME + _AST_HOP * (n_frames - 1)]  # only the samples the kept frames read
         p = _AST_PREEMPH
-        window = _const("hann_symmetric", (_AST_FRAME,), x.device, x.dtype)
+        window = _const("hann_symmetric", (_AST_FRAME,), x.device, stft_dtype)
 
         def fill(xc: torch.Tensor, buf: torch.Tensor) -> None:
             # Per-frame DC removal then pre-emphasis equals pre-emphasis of the raw frame minus
@@ -317,9 +395,9 @@ def ast_fbank(waveforms: torch.Tensor, sampling_rate: int = 16000, num_mel_bins:
             torch.sub(raw[..., :1] * (1.0 - p), dc, out=buf[..., :1])
             buf.mul_(window)
 
-        mel = _const("kaldi", (num_mel_bins, _AST_FFT // 2 + 1, sampling_rate, 20.0, sampling_rate / 2), x.device)
-        fbank = _mel_spectrum(x, fill, n_frames, _AST_FRAME, _AST_HOP, _AST_FFT, mel)
-        fbank.clamp_min_(_AST_LOG_FLOOR).log_()
+        mel = _mel("kaldi", (num_mel_bins, _AST_FFT // 2 + 1, sampling_rate, 20.0, sampling_rate / 2), x.device)
+        fbank = _mel_spectrum(x, fill, n_frames, _AST_FRAME, _AST_HOP, _AST_FFT, mel, stft_dtype,
+                              finish=lambda m: m.clamp_min_(_AST_LOG_FLOOR).log_())
         if lengths is not None:
             fbank.masked_fill_(_frame_mask(ast_num_frames(lengths), n_frames), 0.0)
         out[:, :n_frames] = fbank
@@ -348,7 +426,10 @@ def vggish_log_mel_examples(waveforms: torch.Tensor, lengths: torch.Tensor | Seq
 
     Matches torchvggish 0.2 ``waveform_to_examples`` at 16 kHz: periodic Hann 400, hop 160,
     512-point magnitude spectrum, 64 HTK mel bands 125-7500 Hz (DC row zeroed), ``log(mel + 0.01)``,
-    consecutive non-overlapping 96-frame examples, partial tail dropped.
+    consecutive non-overlapping 96-frame examples, partial tail dropped.  With the default float64
+    FFT the result is within 5e-7 of torchvggish (which computes in float64) on tones, chirps and
+    noise; ``stft_dtype=torch.float32`` is faster (1.4-2x on CPU) but off by up to ~1e-3 in bands far
+    below a pure tone (see the module notes).
 
     Short clips: where torchvggish would return no example (fewer than 15600 samples), the
     *waveform* is zero-padded to 15600 samples so that the clip gives exactly one example.
@@ -384,14 +465,14 @@ def vggish_log_mel_examples(waveforms: torch.Tensor, lengths: torch.Tensor | Seq
         x = torch.nn.functional.pad(x, (0, VGGISH_MIN_SAMPLES - n))
     n_frames = n_examples * VGGISH_EXAMPLE_FRAMES
     x = x[:, : _VG_FRAME + _VG_HOP * (n_frames - 1)]
-    window = _const("hann_periodic", (_VG_FRAME,), x.device, x.dtype)
+    window = _const("hann_periodic", (_VG_FRAME,), x.device, stft_dtype)
 
     def fill(xc: torch.Tensor, buf: torch.Tensor) -> None:
         torch.mul(xc.unfold(-1, _VG_FRAME, _VG_HOP), window, out=buf)
 
-    mel = _const("htk", (_VG_MELS, _VG_FFT // 2 + 1, _VG_SR, _VG_FMIN, _VG_FMAX), x.device)
-    log_mel = _mel_spectrum(x, fill, n_frames, _VG_FRAME, _VG_HOP, _VG_FFT, mel, magnitude=True)
-    log_mel.add_(_VG_LOG_OFFSET).log_()
+    mel = _mel("htk", (_VG_MELS, _VG_FFT // 2 + 1, _VG_SR, _VG_FMIN, _VG_FMAX), x.device)
+    log_mel = _mel_spectrum(x, fill, n_frames, _VG_FRAME, _VG_HOP, _VG_FFT, mel, stft_dtype, magnitude=True,
+                            finish=lambda m: m.add_(_VG_LOG_OFFSET).log_())
     if lengths is not None:
         valid = vggish_num_examples(lengths) * VGGISH_EXAMPLE_FRAMES
         log_mel.masked_fill_(_frame_mask(valid, n_frames), math.log(_VG_LOG_OFFSET))
@@ -457,14 +538,14 @@ def panns_log_mel(waveforms: torch.Tensor, sampling_rate: int = 32000, window_si
         idx = torch.where(idx > last, 2 * last - idx, idx).clamp_(0, n - 1)
         padded = torch.gather(x, 1, idx)
     n_frames = panns_num_frames(n, hop_size)
-    window = _const("hann_periodic", (window_size,), x.device, x.dtype)
+    window = _const("hann_periodic", (window_size,), x.device, stft_dtype)
 
     def fill(xc: torch.Tensor, buf: torch.Tensor) -> None:
         torch.mul(xc.unfold(-1, window_size, hop_size), window, out=buf)
 
-    mel = _const("slaney", (sampling_rate, window_size, mel_bins, fmin, fmax), x.device)
-    log_mel = _mel_spectrum(padded, fill, n_frames, window_size, hop_size, window_size, mel)
-    log_mel.clamp_min_(_PANNS_AMIN).log10_().mul_(10.0)
+    mel = _mel("slaney", (sampling_rate, window_size, mel_bins, fmin, fmax), x.device)
+    log_mel = _mel_spectrum(padded, fill, n_frames, window_size, hop_size, window_size, mel, stft_dtype,
+                            finish=lambda m: m.clamp_min_(_PANNS_AMIN).log10_().mul_(10.0))
     if lengths is not None:
         log_mel.masked_fill_(_frame_mask(panns_num_frames(lengths, hop_size), n_frames),
                              10.0 * math.log10(_PANNS_AMIN))

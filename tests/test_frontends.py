@@ -97,6 +97,31 @@ def test_mel_matrices_are_cached_per_device(monkeypatch):
     fe._cached_tensor.cache_clear()
 
 
+@pytest.mark.parametrize("kind, params", [
+    ("htk", (64, 257, 16000, 125.0, 7500.0)),
+    ("kaldi", (128, 257, 16000, 20.0, 8000.0)),  # has an all-zero filter
+    ("slaney", (16000, 512, 64, 50.0, 8000.0)),
+    ("slaney", (32000, 1024, 64, 50.0, 14000.0)),
+])
+def test_mel_groups_hold_every_weight_and_project_like_the_dense_matrix(kind, params):
+    dense, bands = fe._mel(kind, params, torch.device("cpu"))
+    rebuilt = torch.zeros_like(dense)
+    for b0, b1, c0, c1, w in bands.groups:
+        assert c1 - c0 <= fe._MEL_GROUP_COLUMNS
+        rebuilt[bands.lo + b0: bands.lo + b1, c0:c1] = w
+    assert torch.equal(rebuilt, dense), "the groups lose or move mel weights"
+    assert 0 < bands.hi - bands.lo < dense.shape[0] + 1
+    assert not dense[: bands.lo].any() and not dense[bands.hi:].any()
+    used = sum(w.numel() for *_, w in bands.groups)
+    assert used <= 0.5 * dense.numel(), f"groups hold {used} of {dense.numel()} weights: no saving"
+    power = torch.rand(300, dense.shape[0], generator=torch.Generator().manual_seed(0))
+    grouped = torch.empty(300, dense.shape[1])
+    for b0, b1, c0, c1, w in bands.groups:
+        torch.mm(power[:, bands.lo + b0: bands.lo + b1], w, out=grouped[:, c0:c1])
+    ref = power.double() @ dense.double()
+    assert maxdiff(grouped, ref) <= 1e-6 * float(ref.abs().max())
+
+
 # ------------------------------------------------------------------------------------------------
 # AST
 # ------------------------------------------------------------------------------------------------
@@ -301,6 +326,16 @@ def test_float64_input_and_float32_stft_option():
         fast = fn(w, stft_dtype=torch.float32)
         assert fast.dtype == torch.float32
         assert maxdiff(fast, ref) <= 1e-3, "float32 STFT drifted from the float64 one on broadband noise"
+
+
+def test_input_dtype_does_not_change_the_float64_stft():
+    """The waveform is widened to float64 block by block: a float32 batch gives bit for bit what the
+    same samples give as float64 or float16 (exactly representable) input."""
+    w = torch.from_numpy(np.stack(list(make_signals(16000, 2.2).values())))
+    half = w.half()
+    for fn in (fe.ast_fbank, fe.vggish_log_mel_examples, lambda x, **k: fe.panns_log_mel(x, 16000, **k)):
+        assert torch.equal(fn(w.double()), fn(w))
+        assert torch.equal(fn(half), fn(half.float()))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
