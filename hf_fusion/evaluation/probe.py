@@ -8,7 +8,7 @@ reported as mean and std over seeds (3 by default).
 
 Two trainers implement the same computation:
 - `train_batched`: G = len(lrs) x len(seeds) linear models as one stacked weight tensor
-  [S, D, L, C], one bmm per minibatch, closed-form softmax cross-entropy gradients, an elementwise
+  [S, L, C, D] (each member's W^T), one bmm per minibatch, closed-form softmax cross-entropy gradients, an elementwise
   Adam with a per-member learning rate, per-member early-stopping masks and best-weight snapshots.
   Members with the same seed share the initial weights and the minibatch order; seeds differ.
 - `train_sequential`: the plain reference, one `nn.Linear` + `torch.optim.Adam` per (lr, seed).
@@ -145,9 +145,10 @@ def _chunks(n: int, rows: int):
 
 
 def _batched_logits(X: torch.Tensor, W: torch.Tensor, b: torch.Tensor, chunk_elems: int = 1 << 25):
-    """Yield (rows, logits [r, S, L, C]) for X [n, D] and stacked W [S, D, L, C], b [S, L, C]."""
-    S, D, L, C = W.shape
-    Wflat = W.permute(1, 0, 2, 3).reshape(D, S * L * C)
+    """Yield (rows, logits [r, S, L, C]) for X [n, D] and stacked transposed weights W [S, L, C, D],
+    b [S, L, C]."""
+    S, L, C, D = W.shape
+    Wflat = W.reshape(S * L * C, D).t()
     bflat = b.reshape(S * L * C)
     rows = max(1, chunk_elems // (S * L * C))
     for sl in _chunks(X.shape[0], rows):
@@ -160,8 +161,10 @@ def train_batched(Xtr, ytr, Xva, yva, Xte, yte, num_classes: int, lrs: Sequence[
     """Train len(lrs) x len(seeds) linear classifiers as one tensor program.
 
     Inputs are standardised tensors/arrays X [n, D] and int labels y [n]. Weights are stacked as
-    [S, D, L, C] so that one bmm of the per-seed minibatch [S, B, D] with W viewed [S, D, L*C] gives
-    every member's logits; Adam runs elementwise with a per-member lr broadcast over [1, 1, L, 1].
+    [S, L, C, D] (transposed, W^T per member) so that one bmm of the per-seed minibatch [S, B, D] with
+    W viewed [S, L*C, D] gives every member's logits and the weight gradient is one bmm grad^T @ x
+    (the faster operand order on CPU); Adam runs elementwise with a per-member lr broadcast over
+    [1, L, 1, 1]; the minibatch gather is one index_select for all seeds.
     An lr column is dropped from the stacked tensors once all its seeds have early-stopped.
     """
     device = torch.device(device)
@@ -170,20 +173,20 @@ def train_batched(Xtr, ytr, Xva, yva, Xte, yte, num_classes: int, lrs: Sequence[
     n, D = Xtr.shape
     C, S, L = int(num_classes), len(seeds), len(lrs)
 
-    W = torch.empty(S, D, L, C, dtype=dtype, device=device)
+    W = torch.empty(S, L, C, D, dtype=dtype, device=device)
     b = torch.empty(S, L, C, dtype=dtype, device=device)
     gens = []
     for si, seed in enumerate(seeds):
         W0, b0, g = init_linear(D, C, seed, dtype)
-        W[si] = W0.to(device)[:, None, :]
+        W[si] = W0.t().to(device)[None]
         b[si] = b0.to(device)[None, :]
         gens.append(g)
-    lr_w = torch.tensor(lrs, dtype=dtype, device=device).view(1, 1, L, 1)
-    lr_b = lr_w.view(1, L, 1)
+    lr_all = torch.tensor(lrs, dtype=torch.float64, device=device)  # [L]
     beta1, beta2, eps = 0.9, 0.999, 1e-8
     mW, vW, mb, vb = (torch.zeros_like(t) for t in (W, W, b, b))
 
-    best_W, best_b = W.clone(), b.clone()  # full-size snapshots [S, D, L, C], [S, L, C]
+    best_W, best_b = W.clone(), b.clone()  # final snapshots [S, L, C, D], [S, L, C]
+    bW, bb = W.clone(), b.clone()  # running snapshots of the live columns [S, Lc, C, D], [S, Lc, C]
     best_correct = torch.full((S, L), -1, dtype=torch.long, device=device)
     best_epoch = torch.zeros(S, L, dtype=torch.long, device=device)
     wait = torch.zeros(S, L, dtype=torch.long, device=device)
@@ -194,31 +197,39 @@ def train_batched(Xtr, ytr, Xva, yva, Xte, yte, num_classes: int, lrs: Sequence[
     step = 0
     for epoch in range(1, max_epochs + 1):
         Lc = int(cols.numel())
+        lr_c = lr_all[cols]
         perms = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(device)  # [S, n]
+        # targets of the whole epoch at once, as one-hot rows [S, n, 1, C] (broadcast over the lr columns)
+        onehot = F.one_hot(ytr[perms], C).to(dtype).unsqueeze(2)
+        params, exp_avgs, exp_avg_sqs = [W, b], [mW, mb], [vW, vb]
         for start in range(0, n, batch_size):
-            idx = perms[:, start:start + batch_size]  # [S, B]
+            sl = slice(start, start + batch_size)
+            idx = perms[:, sl]  # [S, B]
             B = idx.shape[1]
-            xb, yb = Xtr[idx], ytr[idx]  # [S, B, D], [S, B]
-            logits = torch.baddbmm(b.view(S, 1, Lc * C), xb, W.view(S, D, Lc * C)).view(S, B, Lc, C)
-            grad = torch.softmax(logits, dim=-1)
+            xb = Xtr.index_select(0, idx.reshape(-1)).view(S, B, D)  # one gather for every seed
+            logits = torch.baddbmm(b.view(S, 1, Lc * C), xb, W.view(S, Lc * C, D).transpose(1, 2)).view(S, B, Lc, C)
             # d(mean cross-entropy)/d logits = (softmax - onehot) / B, for every member at once
-            grad.scatter_add_(-1, yb.view(S, B, 1, 1).expand(S, B, Lc, 1),
-                              torch.full((1, 1, 1, 1), -1.0, dtype=dtype, device=device).expand(S, B, Lc, 1))
-            grad.div_(B)
-            gW = torch.bmm(xb.transpose(1, 2), grad.view(S, B, Lc * C)).view(S, D, Lc, C)
+            grad = torch.softmax(logits, dim=-1).sub_(onehot[:, sl]).div_(B)
+            gW = torch.bmm(grad.view(S, B, Lc * C).transpose(1, 2), xb).view(S, Lc, C, D)
             gb = grad.sum(1)  # [S, Lc, C]
             step += 1
-            bc1, bc2 = 1 - beta1 ** step, 1 - beta2 ** step
-            # torch.optim.Adam's update, elementwise, with the lr broadcast per member
-            for p, g_, m, v, lr in ((W, gW, mW, vW, lr_w), (b, gb, mb, vb, lr_b)):
-                m.lerp_(g_, 1 - beta1)
-                v.mul_(beta2).addcmul_(g_, g_, value=1 - beta2)
-                buf = torch.sqrt(v).div_(math.sqrt(bc2)).add_(eps)
-                p.sub_(buf.reciprocal_().mul_(m).mul_(lr / bc1))
+            bc1, bc2_sqrt = 1 - beta1 ** step, math.sqrt(1 - beta2 ** step)
+            # torch.optim.Adam's update p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps), rewritten as
+            # p -= (lr*sqrt(bc2)/bc1) * m / (sqrt(v) + eps*sqrt(bc2)) to save a pass; the per-member lr
+            # is broadcast over the lr axis. _foreach ops update W and b together.
+            grads = [gW, gb]
+            torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+            torch._foreach_mul_(exp_avg_sqs, beta2)
+            torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
+            denom = torch._foreach_sqrt(exp_avg_sqs)
+            torch._foreach_add_(denom, eps * bc2_sqrt)
+            scale = (lr_c * (bc2_sqrt / bc1)).to(dtype)
+            upd = torch._foreach_mul(exp_avgs, [scale.view(1, Lc, 1, 1), scale.view(1, Lc, 1)])
+            torch._foreach_addcdiv_(params, upd, denom, value=-1.0)
         epochs_run += active.long()
         correct_c = torch.zeros(S, Lc, dtype=torch.long, device=device)
-        for sl, lg in _batched_logits(Xva, W, b):
-            correct_c += (lg.argmax(-1) == yva[sl, None, None]).sum(0)
+        for vs, lg in _batched_logits(Xva, W, b):
+            correct_c += (lg.argmax(-1) == yva[vs, None, None]).sum(0)
         correct = torch.full((S, L), -1, dtype=torch.long, device=device)
         correct[:, cols] = correct_c
         if record_history:
@@ -229,19 +240,23 @@ def train_batched(Xtr, ytr, Xva, yva, Xte, yte, num_classes: int, lrs: Sequence[
         best_correct = torch.where(improved, correct, best_correct)
         best_epoch = torch.where(improved, torch.full_like(best_epoch, epoch), best_epoch)
         imp_c = improved[:, cols]
-        best_W[:, :, cols] = torch.where(imp_c[:, None, :, None], W, best_W[:, :, cols])
-        best_b[:, cols] = torch.where(imp_c[:, :, None], b, best_b[:, cols])
+        torch.where(imp_c[:, :, None, None], W, bW, out=bW)
+        torch.where(imp_c[:, :, None], b, bb, out=bb)
         wait = torch.where(improved, torch.zeros_like(wait), wait + 1)
         active &= wait < patience
-        alive = active[:, cols].any(0)  # [Lc]
-        if not bool(alive.any()):
-            break
-        if not bool(alive.all()):  # drop lr columns whose every seed has stopped
-            keep = alive.nonzero().squeeze(1)
+        alive = active[:, cols].any(0).cpu()  # [Lc]; the one host sync of the epoch
+        if not bool(alive.all()):  # drop lr columns whose every seed has stopped (their snapshots are final)
+            dead = (~alive).nonzero().squeeze(1).to(device)
+            best_W[:, cols[dead]] = bW[:, dead]
+            best_b[:, cols[dead]] = bb[:, dead]
+            if not bool(alive.any()):
+                break
+            keep = alive.nonzero().squeeze(1).to(device)
             cols = cols[keep]
-            W, mW, vW = (t[:, :, keep].contiguous() for t in (W, mW, vW))
-            b, mb, vb = (t[:, keep].contiguous() for t in (b, mb, vb))
-            lr_w, lr_b = lr_w[:, :, keep].contiguous(), lr_b[:, keep].contiguous()
+            W, mW, vW, bW, b, mb, vb, bb = (t[:, keep].contiguous() for t in (W, mW, vW, bW, b, mb, vb, bb))
+    else:  # max_epochs reached with columns still alive
+        best_W[:, cols] = bW
+        best_b[:, cols] = bb
     test_pred = torch.empty(S, L, Xte.shape[0], dtype=torch.long, device=device)
     for sl, lg in _batched_logits(Xte, best_W, best_b):
         test_pred[:, :, sl] = lg.argmax(-1).permute(1, 2, 0)
@@ -252,7 +267,7 @@ def train_batched(Xtr, ytr, Xva, yva, Xte, yte, num_classes: int, lrs: Sequence[
         n_valid=int(yva.shape[0]), n_test=int(yte.shape[0]),
         best_epoch=tr(best_epoch), epochs_run=tr(epochs_run),
         test_pred=test_pred.transpose(0, 1).cpu().numpy(),
-        weight=best_W.permute(2, 0, 1, 3).cpu(), bias=best_b.transpose(0, 1).cpu(),
+        weight=best_W.permute(1, 0, 3, 2).contiguous().cpu(), bias=best_b.transpose(0, 1).cpu(),
         valid_history=history,
     )
 
