@@ -40,17 +40,10 @@ from .cache import (
     read_json,
 )
 from ..fusion import temporal_pool
+from ..tasks.validate import AudioDecodeError
 from .identity import dataset_fingerprint, model_key
 
 logger = logging.getLogger(__name__)
-
-
-class AudioDecodeError(RuntimeError):
-    """An audio file could not be decoded; ``.name`` is the file (or row) concerned."""
-
-    def __init__(self, name: str, reason: str):
-        super().__init__(f"cannot decode audio {name}: {reason}")
-        self.name = name
 
 
 @contextmanager
