@@ -21,6 +21,18 @@ def _add_task_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task-root", metavar="DIR", help="folder holding the registered tasks' EVAR folders")
     p.add_argument("--clip-seconds", type=float, help="cut/pad every clip to this length "
                    "(default: the registered length, task.json, or the folder's median duration)")
+    p.add_argument("--folds", type=_fold_list, metavar="1,3",
+                   help="fold tasks: the folds held out in turn as test (default: every fold)")
+
+
+def _fold_list(text: str) -> list[int]:
+    try:
+        folds = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--folds {text!r}: give fold numbers separated by commas, e.g. 1,3") from None
+    if not folds:
+        raise argparse.ArgumentTypeError("--folds: give at least one fold number, e.g. 1,3")
+    return folds
 
 
 def _add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -69,8 +81,21 @@ def _extract(args, loaded, tasks, layers="all"):
 
     print(f"extracting {'every tappable layer' if layers == 'all' else f'layers {layers}'} of {loaded.name} "
           f"on {len(tasks)} task(s), one forward pass per batch (cached)")
+    _describe_folds(tasks, getattr(args, "folds", None))
     return workflow.extract_tasks(loaded, tasks, layers, cache_dir=args.cache_dir, batch_size=args.batch_size,
                                   on_error=args.on_error)
+
+
+def _describe_folds(tasks: dict, folds) -> None:
+    """One line per fold task: which folds are held out in turn (the cache holds each clip once)."""
+    for name, data in tasks.items():
+        if "all" in data and "fold" in data["all"].column_names:
+            known = sorted(set(data["all"]["fold"]))
+            chosen = known if folds is None else [f for f in folds if f in known]
+            if folds is not None and len(chosen) != len(folds):
+                raise ValueError(f"--folds {','.join(map(str, folds))}: task {name} has folds {known}")
+            print(f"  {name}: fold task, folds {chosen} held out in turn as test (validation: a stratified 10% of "
+                  "the other folds); results averaged over them, per-fold numbers kept")
 
 
 def _pct(x: float) -> str:
@@ -96,7 +121,7 @@ def _run_layerwise(args):
 
     loaded, tasks = _load(args)
     caches = _extract(args, loaded, tasks)
-    study = workflow.layerwise_study(caches, loaded.tappable_layers, _probe_config(args))
+    study = workflow.layerwise_study(caches, loaded.tappable_layers, _probe_config(args), folds=args.folds)
     return loaded, caches, study
 
 
@@ -105,7 +130,7 @@ def _write_study(study, out: Path, groups=None) -> dict:
 
     paths = write_study(study, out, groups=groups)
     matrix = study.matrix()
-    print("\nlayer-wise accuracy (%):")
+    print("\nlayer-wise test accuracy (%; validation accuracies and per-fold rows are in layerwise.csv):")
     print("layer " + " ".join(f"{t[:12]:>12s}" for t in matrix))
     for layer in study.layers:
         print(f"{layer!s:>5s} " + " ".join(f"{_pct(matrix[t][layer]):>12s}" for t in matrix))
@@ -119,17 +144,34 @@ def cmd_layerwise(args) -> int:
     return 0
 
 
-def _choose(study, args):
-    from hf_fusion.evaluation import choose_layers
+def _choose(study, args, caches=None):
+    from hf_fusion import workflow
+    from hf_fusion.evaluation import choose_layers, refine_with_pairs
 
     late = args.late_task or None
-    choice = choose_layers(study, late_tasks=late, middle_tasks=args.middle_task or None)
-    print(f"\nlayer choice ({choice.group_source} groups): M = {choice.middle}, L = {choice.late}")
+    select_on = getattr(args, "select_on", "valid")
+    choice = choose_layers(study, late_tasks=late, middle_tasks=args.middle_task or None, select_on=select_on)
+    what = "validation" if choice.selected_on == "valid" else "test (the paper's practice)"
+    print(f"\nlayer choice ({choice.group_source} groups, on {what} accuracy): M = {choice.middle}, L = {choice.late}")
     print(f"  late tasks   {choice.groups['late']}\n  middle tasks {choice.groups['middle']}")
     print("  layer  middle-avg  late-avg")
     for layer in choice.layers:
         mark = " <- M" if layer == choice.middle else (" <- L" if layer == choice.late else "")
         print(f"  {layer!s:>5s}  {_pct(choice.middle_average[layer]):>10s}  {_pct(choice.late_average[layer]):>8s}{mark}")
+    if getattr(args, "rule", "groups") == "pairs":
+        if caches is None:
+            raise ValueError("--rule pairs probes fused candidates on the cached features: give --model and "
+                             "--task/--task-dir (the cache makes it cheap)")
+        config = _probe_config(args)
+        choice = refine_with_pairs(choice, lambda layers: workflow.probe_layers(caches, layers, config, args.folds),
+                                   top_k=args.pairs_top_k)
+        print(f"\npairs rule: {choice.pairs_cost['candidates']} fused candidates, {choice.pairs_cost['probes']} probes "
+              f"in {choice.pairs_cost['seconds']:.1f} s (mean {what} accuracy over all tasks)")
+        for pair, score in sorted(choice.pairs.items(), key=lambda kv: -kv[1]):
+            print(f"  {pair:>9s}  {_pct(score):>6s}")
+        print(f"  -> M = {choice.middle}, L = {choice.late}")
+    if choice.warning:
+        print(f"\nwarning: {choice.warning}")
     return choice
 
 
@@ -140,16 +182,21 @@ def cmd_select(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     loaded = None
+    caches = None
     if args.study:
         study = LayerwiseStudy.from_csv(args.study)
         if args.model:
-            loaded = workflow.load_model(args.model)
+            if args.rule == "pairs" and (args.task or args.task_dir):
+                loaded, tasks = _load(args)
+                caches = _extract(args, loaded, tasks)
+            else:
+                loaded = workflow.load_model(args.model)
     else:
         if not args.model:
             raise ValueError("select needs --study OUT/layerwise.csv or --model with --task/--task-dir")
-        loaded, _, study = _run_layerwise(args)
+        loaded, caches, study = _run_layerwise(args)
         _write_study(study, out)
-    choice = _choose(study, args)
+    choice = _choose(study, args, caches)
     choice.to_json(out / "selection.json")
     print(f"\nwrote {out / 'selection.json'}")
     if loaded is not None:
@@ -163,7 +210,7 @@ def cmd_evaluate(args) -> int:
 
     loaded, tasks = _load(args)
     caches = _extract(args, loaded, tasks)
-    results = workflow.evaluate_fusion(loaded, caches, _probe_config(args))
+    results = workflow.evaluate_fusion(loaded, caches, _probe_config(args), folds=args.folds)
     out = Path(args.out)
     leaderboard = Path(args.leaderboard) if args.leaderboard else out / "leaderboard.jsonl"
     paths = workflow.write_results(loaded, results, out, leaderboard)
@@ -203,11 +250,11 @@ def cmd_demo(args) -> int:
     caches = workflow.extract_tasks(loaded, tasks, "all", cache_dir=cache_dir, batch_size=args.batch_size)
     print("[3/5] layer-wise linear evaluation (every layer x every task)")
     study = workflow.layerwise_study(caches, loaded.tappable_layers, _probe_config(args))
-    args.late_task, args.middle_task = [], []
-    choice = _choose(study, args)
+    args.late_task, args.middle_task, args.folds = [], [], None
+    choice = _choose(study, args, caches)
     paths = _write_study(study, out / "layerwise", groups=choice.groups)
     choice.to_json(out / "selection.json")
-    print(f"[4/5] saving {workflow.fusion_model_name(loaded.config.backbone, [choice.middle, choice.late])}")
+    print(f"[4/5] saving {workflow.fusion_model_name(loaded.config.backbone, choice.fusion_layers)}")
     folder = workflow.save_fused_model(loaded, choice.middle, choice.late, out)
     fused = workflow.load_model(str(folder))
     print("[5/5] fused model vs last-layer baseline (cached features, no second model pass)")
@@ -226,6 +273,16 @@ def cmd_demo(args) -> int:
 # ------------------------------------------------------------------ parser
 
 
+def _add_selection_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--select-on", choices=("valid", "test"), default="valid",
+                   help="accuracy the layer choice reads: validation (default, no test leakage) or test "
+                        "(the paper's practice; recorded in selection.json and on the card)")
+    p.add_argument("--rule", choices=("groups", "pairs"), default="groups",
+                   help="groups: the paper's M/L rule on per-layer accuracies; pairs: also probe the best few "
+                        "(M, L) candidates as fused features and keep the best mean accuracy over all tasks")
+    p.add_argument("--pairs-top-k", type=int, default=3, help="pairs rule: candidates from the top K layers of each group")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hf-fusion", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -237,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--n-per-class", type=int, help="clips per class of the synthetic tasks (default: the suite's)")
     _add_probe_args(p)
+    _add_selection_args(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("extract", help="cache every tappable layer's Eq.1+Eq.3 vectors for the tasks")
@@ -258,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--study", help="an existing layerwise.csv (skips the study)")
     p.add_argument("--late-task", action="append", default=[], help="task of the late group (default: paper/derived)")
     p.add_argument("--middle-task", action="append", default=[], help="task of the middle group")
+    _add_selection_args(p)
     p.set_defaults(func=cmd_select)
 
     p = sub.add_parser("evaluate", help="fusion vs last-layer baseline (Table III) -> results.csv, leaderboard")

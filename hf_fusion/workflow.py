@@ -142,27 +142,43 @@ def extract_tasks(loaded: LoadedModel, tasks: dict, layers="all", cache_dir=None
     }
 
 
-def task_features(cache, layers):
-    """TaskFeatures of one layer (int) or a fusion (list of layers) from a FeatureCache."""
+def task_features(cache, layers, folds: Sequence[int] | None = None):
+    """TaskFeatures of one layer (int) or a fusion (list of layers) from a FeatureCache.
+
+    ``folds``: for fold tasks, the folds held out in turn (default every fold); split tasks ignore it."""
     from .evaluation import TaskFeatures
 
-    return TaskFeatures(**cache.task_features(layers))
+    kwargs = cache.task_features(layers)
+    if folds is not None and "folds" in kwargs:
+        kwargs["test_folds"] = tuple(folds)
+    return TaskFeatures(**kwargs)
 
 
-def layerwise_study(caches: dict, layers: Sequence[int], probe_config=None, progress: bool = True):
-    """Probe every layer on every task -> LayerwiseStudy."""
+def layerwise_study(caches: dict, layers: Sequence[int], probe_config=None, progress: bool = True,
+                    folds: Sequence[int] | None = None):
+    """Probe every layer on every task -> LayerwiseStudy (fold tasks: every fold, or ``folds``)."""
     from .evaluation import run_layerwise_study
 
-    features = {task: {layer: task_features(cache, layer) for layer in layers} for task, cache in caches.items()}
+    features = {task: {layer: task_features(cache, layer, folds) for layer in layers} for task, cache in caches.items()}
     return run_layerwise_study(features, probe_config, progress=progress)
 
 
+def probe_layers(caches: dict, layers: Sequence[int], probe_config=None, folds: Sequence[int] | None = None) -> dict:
+    """{task: ProbeResult} of one feature set (a layer list is concatenated) on every task, from the cache."""
+    from .evaluation import linear_probe
+
+    layers = list(layers)
+    return {task: linear_probe(task_features(cache, layers if len(layers) > 1 else layers[0], folds), probe_config)
+            for task, cache in caches.items()}
+
+
 def evaluate_fusion(loaded: LoadedModel, caches: dict, probe_config=None, single_layers: bool = True,
-                    progress: bool = True) -> dict[str, tuple[list[int], dict]]:
+                    progress: bool = True, folds: Sequence[int] | None = None) -> dict[str, tuple[list[int], dict]]:
     """Probe the fusion, the last-layer baseline and (optionally) each fused layer alone.
 
     Returns {model name: (layers, {task: ProbeResult})}; the fusion vectors are the cached layers concatenated
-    (Eq.3 acts per dimension, so this equals the model's ``pooler_output``).
+    (Eq.3 acts per dimension, so this equals the model's ``pooler_output``). ``folds`` limits the held-out
+    folds of fold tasks.
     """
     from tqdm.auto import tqdm
 
@@ -177,27 +193,42 @@ def evaluate_fusion(loaded: LoadedModel, caches: dict, probe_config=None, single
     jobs = [(name, task) for name in sets for task in caches]
     for name, task in tqdm(jobs, desc="evaluate", disable=not progress):
         layers = sets[name]
-        results[name][1][task] = linear_probe(task_features(caches[task], layers if len(layers) > 1 else layers[0]),
-                                              probe_config)
+        results[name][1][task] = linear_probe(
+            task_features(caches[task], layers if len(layers) > 1 else layers[0], folds), probe_config)
     return results
 
 
-def write_results(loaded: LoadedModel, results: dict, out: Path, leaderboard: Path | None = None) -> dict:
-    """results.csv (model,task,accuracy,std,lr,layers), the Table III files, and leaderboard rows.
+RESULTS_COLUMNS = ["model", "task", "accuracy", "std", "lr", "layers", "valid_accuracy", "fold"]
 
+
+def write_results(loaded: LoadedModel, results: dict, out: Path, leaderboard: Path | None = None) -> dict:
+    """results.csv, results.json, the Table III files, and leaderboard rows.
+
+    results.csv: model,task,accuracy,std,lr,layers,valid_accuracy,fold (fractions in [0, 1]); a fold task has
+    its fold-averaged row (fold = "mean") followed by one row per held-out fold (fold = its number; std
+    over seeds). results.json: every ProbeResult in full (grids, per-seed and per-fold numbers).
     ``results`` is :func:`evaluate_fusion`'s {model name: (layers, {task: ProbeResult})}."""
     import csv
+
+    import numpy as np
 
     from .evaluation import LeaderboardEntry, append_entries, fused_table
 
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "results.csv", "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["model", "task", "accuracy", "std", "lr", "layers"])
+        writer.writerow(RESULTS_COLUMNS)
         for model_name, (layers, per_task) in results.items():
+            names = " ".join(map(str, layers))
             for task, res in per_task.items():
-                writer.writerow([model_name, task, f"{res.accuracy:.6f}", f"{res.std:.6f}", res.lr,
-                                 " ".join(map(str, layers))])
+                writer.writerow([model_name, task, f"{res.accuracy:.6f}", f"{res.std:.6f}", res.lr, names,
+                                 f"{res.valid_mean:.6f}", "" if res.per_fold is None else "mean"])
+                for fold, test in (res.per_fold or {}).items():
+                    writer.writerow([model_name, task, f"{np.mean(test):.6f}", f"{np.std(test):.6f}", res.lr, names,
+                                     f"{np.mean(res.per_fold_valid[fold]):.6f}", fold])
+    (out / "results.json").write_text(json.dumps(
+        {model_name: {"layers": list(layers), "tasks": {task: res.to_dict() for task, res in per_task.items()}}
+         for model_name, (layers, per_task) in results.items()}, indent=1, default=float))
     baseline_name = loaded.layer_name(loaded.last_layer)
     table = fused_table(results[baseline_name][1], results[loaded.name][1], baseline_name=baseline_name,
                         fusion_name=loaded.name)
@@ -210,13 +241,15 @@ def write_results(loaded: LoadedModel, results: dict, out: Path, leaderboard: Pa
             for model_name, (layers, per_task) in results.items() for res in per_task.values()
         ]
         append_entries(leaderboard, entries)
-    return {"results": out / "results.csv", "table": out / "table.md"}
+    return {"results": out / "results.csv", "table": out / "table.md", "json": out / "results.json"}
 
 
 def save_fused_model(loaded: LoadedModel, middle: int, late: int, out: Path) -> Path:
-    """Save the chosen fusion (same weights) with its feature extractor to ``out/<backbone>-fusion-M-L``."""
-    model = with_fusion_layers(loaded.model, [middle, late])
-    folder = out / fusion_model_name(model.config.backbone, [middle, late])
+    """Save the chosen fusion (same weights) with its feature extractor to ``out/<backbone>-fusion-A-B``,
+    its layers in depth order (A < B) whichever of M and L is deeper."""
+    layers = sorted([int(middle), int(late)])
+    model = with_fusion_layers(loaded.model, layers)
+    folder = out / fusion_model_name(model.config.backbone, layers)
     model.save_pretrained(folder)
     loaded.feature_extractor.save_pretrained(folder)
     return folder

@@ -73,6 +73,12 @@ def main(argv=None) -> int:
     parser.add_argument("--cache-dir")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--layerwise", action="store_true", help="also run the layer-wise study and the layer choice")
+    parser.add_argument("--select-on", choices=("valid", "test"), default="valid",
+                        help="--layerwise: the layer choice reads validation (default) or test accuracy (the paper's practice)")
+    parser.add_argument("--folds", type=lambda t: [int(x) for x in t.split(",") if x.strip()], metavar="1,3",
+                        help="fold tasks (esc50, us8k): the folds held out in turn (default: all, as the paper)")
+    parser.add_argument("--max-epochs", type=int, default=200, help="probe epochs (paper: 200)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="probe seeds (paper: 3 runs)")
     args = parser.parse_args(argv)
 
     missing = preflight(args)
@@ -80,7 +86,11 @@ def main(argv=None) -> int:
         print("reproduce_paper: cannot start, missing:\n  - " + "\n  - ".join(missing), file=sys.stderr)
         return 2
     out = Path(args.out)
-    config = ProbeConfig()  # the paper's protocol: 200 epochs, patience 20, lr grid, 3 seeds
+    # the paper's protocol: up to 200 epochs, patience 20, lr grid in [1e-5, 1e-2], 3 seeds
+    config = ProbeConfig(max_epochs=args.max_epochs, seeds=tuple(args.seeds))
+    print("protocol: fold tasks hold out each fold in turn (validation: a stratified 10% of the other folds), "
+          "results averaged over folds; clips cut/padded to the task's length (random crop for train/valid, "
+          f"from 0 for test); layer choice on {args.select_on} accuracy")
     summary = {}
     for backbone in args.backbones:
         preset = PRESETS[_preset(backbone)]
@@ -91,12 +101,12 @@ def main(argv=None) -> int:
         tasks = workflow.load_tasks(args.tasks, [], loaded.feature_extractor.sampling_rate, root=args.data_root)
         caches = workflow.extract_tasks(loaded, tasks, "all", cache_dir=args.cache_dir, batch_size=args.batch_size)
         if args.layerwise:
-            study = workflow.layerwise_study(caches, loaded.tappable_layers, config)
-            choice = choose_layers(study)
+            study = workflow.layerwise_study(caches, loaded.tappable_layers, config, folds=args.folds)
+            choice = choose_layers(study, select_on=args.select_on)
             write_study(study, out / preset.name / "layerwise", groups=choice.groups)
             choice.to_json(out / preset.name / "selection.json")
             print(f"{preset.name}: layer-wise choice M={choice.middle} L={choice.late} (paper: {preset.fusion_layers})")
-        results = workflow.evaluate_fusion(loaded, caches, config)
+        results = workflow.evaluate_fusion(loaded, caches, config, folds=args.folds)
         workflow.write_results(loaded, results, out / preset.name / "evaluation", out / "leaderboard.jsonl")
         ours = {task: 100 * res.accuracy for task, res in results[loaded.name][1].items()}
         paper = dict(zip(TASK_ORDER, PAPER_TABLE_III[preset.name]))

@@ -152,6 +152,13 @@ def test_evar_native_rate_and_root(split_dir, tmp_path):
     assert rates == {16000, 22050}  # sampling_rate=None keeps native rates
 
 
+def fold_of(dd, row, other=False):
+    """The fold of ``row`` in ``dd["all"]`` (``other``: some other fold)."""
+    folds = sorted(set(dd["all"]["fold"]))
+    f = dd["all"][row]["fold"]
+    return next(x for x in folds if x != f) if other else f
+
+
 def test_evar_fold_folder_int_labels(fold_dir):
     dd = load_task_dir(fold_dir, sampling_rate=8000)
     assert list(dd) == ["all"] and len(dd["all"]) == 60
@@ -161,8 +168,33 @@ def test_evar_fold_folder_int_labels(fold_dir):
     assert row["file_name"] == "f1_2_0.wav" and row["label"] == 0 and row["fold"] == 1
     dd3 = load_task_dir(fold_dir, sampling_rate=8000, test_fold=3)
     assert set(dd3["test"]["fold"]) == {3} and len(dd3["test"]) == 15
-    with pytest.raises(ValueError, match="test_fold"):
-        load_task_dir(fold_dir, sampling_rate=8000, clip_seconds=0.1)
+    # fold data cropped without test_fold: every clip once (test crop from 0), plus the random training
+    # crops of the clips longer than the clip length, keyed by their row in "all"
+    lengths = [len(audio_array(ex["audio"])[0]) for ex in dd["all"]]
+    cropped = load_task_dir(fold_dir, sampling_rate=8000, clip_seconds=0.1, seed=5)
+    n = 800
+    long_rows = [i for i, k in enumerate(lengths) if k > n]
+    assert len(long_rows) == 60  # every 0.2 s clip is longer than 0.1 s
+    assert list(load_task_dir(fold_dir, sampling_rate=8000, clip_seconds=0.2)) == ["all"]  # all fit: one crop each
+    assert list(cropped) == ["all", "all_train_crops"] and len(cropped["all"]) == 60
+    assert cropped["all_train_crops"]["source_row"] == long_rows
+    for i in (0, long_rows[0]):
+        wave = audio_array(dd["all"][i]["audio"])[0]
+        np.testing.assert_array_equal(cropped["all"][i]["input_values"], crop_or_pad(wave, n, 0))
+    j = long_rows[-1]
+    wave = audio_array(dd["all"][j]["audio"])[0]
+    start = crop_start(len(wave), n, True, seed=5, index=j)
+    np.testing.assert_array_equal(cropped["all_train_crops"][len(long_rows) - 1]["input_values"],
+                                  crop_or_pad(wave, n, start))
+    # with test_fold the same crops: train/valid take the training crop of their row, test the crop from 0
+    held = load_task_dir(fold_dir, sampling_rate=8000, clip_seconds=0.1, seed=5, test_fold=fold_of(dd, j, other=True))
+    rows = {name: i for i, name in enumerate(dd["all"]["file_name"])}
+    for split in ("train", "valid"):
+        for ex in held[split]:
+            i = rows[ex["file_name"]]
+            wave = audio_array(dd["all"][i]["audio"])[0]
+            expected = crop_or_pad(wave, n, crop_start(len(wave), n, True, seed=5, index=i))
+            np.testing.assert_array_equal(ex["input_values"], expected)
     # a registered fold task read from an EVAR folder, cropped to its 4.0 s clips
     with pytest.warns(UserWarning, match="3 classes, the paper's task has 10"):
         us = load_task("us8k", 8000, root=fold_dir, test_fold=4, crop=True)

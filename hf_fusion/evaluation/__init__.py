@@ -9,7 +9,7 @@ from .leaderboard import (LeaderboardEntry, ResultTable, append_entries, fused_t
 from .metrics import accuracy_metric, compute_accuracy
 from .probe import (ProbeConfig, ProbeResult, TrainOutput, init_linear, linear_probe, lr_grid, standardise,
                     train_batched, train_sequential)
-from .selection import PAPER_LATE_TASKS, PAPER_TASKS, LayerChoice, choose_layers, derive_groups
+from .selection import PAPER_LATE_TASKS, PAPER_TASKS, LayerChoice, choose_layers, derive_groups, refine_with_pairs
 from .study import LayerwiseStudy, plot_heatmap, run_layerwise_study, write_study
 
 __all__ = [
@@ -17,7 +17,7 @@ __all__ = [
     "ProbeConfig", "ProbeResult", "TrainOutput", "linear_probe", "lr_grid", "standardise", "init_linear",
     "train_batched", "train_sequential",
     "LayerwiseStudy", "run_layerwise_study", "plot_heatmap", "write_study",
-    "LayerChoice", "choose_layers", "derive_groups", "PAPER_TASKS", "PAPER_LATE_TASKS",
+    "LayerChoice", "choose_layers", "derive_groups", "refine_with_pairs", "PAPER_TASKS", "PAPER_LATE_TASKS",
     "accuracy_metric", "compute_accuracy",
     "LeaderboardEntry", "ResultTable", "append_entries", "load_leaderboard", "fused_table", "leaderboard_table",
     "package_versions",

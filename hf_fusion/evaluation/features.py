@@ -2,7 +2,8 @@
 
 `TaskFeatures` is the unit the linear probe, the layer-wise study and the selection rule work on.
 Either official splits (train/valid/test) or a fold column (EVAR convention: every fold is held out
-in turn as test and 10% of the remaining folds, stratified, becomes validation).
+in turn as test and 10% of the remaining folds, stratified, becomes validation; the carving is
+``hf_fusion.tasks.folds.fold_split_indices``, the same function the task loaders use).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 import numpy as np
+
+from ..tasks.folds import fold_split_indices, stratified_valid_indices
 
 SPLITS = ("train", "valid", "test")
 
@@ -40,6 +43,11 @@ class TaskFeatures:
         num_classes: number of classes C; labels are integers in [0, C).
         splits: {"train": (X[n, D] float32, y[n] int64), "valid": ..., "test": ...} or None.
         folds: (X[n, D] float32, y[n] int64, fold[n] int) or None; exactly one of splits/folds is set.
+            X holds each clip's test crop (from sample 0).
+        train_X: fold tasks only, optional [n, D]: the features of each clip's training crop (random
+            start, EVAR's rule for train/valid), used when the clip is in train or valid; None = X
+            (every clip fits the clip length, so both crops are the same).
+        test_folds: fold tasks only, the folds held out in turn (default: every fold).
         name: optional task name (used in error messages and tables).
     """
 
@@ -48,6 +56,8 @@ class TaskFeatures:
     folds: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     name: str = "task"
     meta: dict = field(default_factory=dict)
+    train_X: np.ndarray | None = None
+    test_folds: tuple | None = None
 
     def __post_init__(self):
         if (self.splits is None) == (self.folds is None):
@@ -69,6 +79,8 @@ class TaskFeatures:
                     raise ValueError(f"{self.name}/{s}: split is empty")
                 self._check_labels(f"{self.name}/{s}", clean[s][1])
             self.splits = clean
+            if self.train_X is not None or self.test_folds is not None:
+                raise ValueError(f"{self.name}: train_X and test_folds apply to fold tasks only")
         else:
             if len(self.folds) != 3:
                 raise ValueError(f"{self.name}: folds must be a tuple (X, y, fold), got {len(self.folds)} items")
@@ -80,6 +92,17 @@ class TaskFeatures:
                 raise ValueError(f"{self.name}: fold tasks need at least 2 distinct folds, got {np.unique(fold).tolist()}")
             self._check_labels(self.name, y)
             self.folds = (X, y, fold)
+            if self.train_X is not None:
+                self.train_X = _as_xy(f"{self.name} (training crops)", self.train_X, y)[0]
+                if self.train_X.shape != X.shape:
+                    raise ValueError(f"{self.name}: train_X must have the shape of X {X.shape}, got {self.train_X.shape}")
+            if self.test_folds is not None:
+                known = np.unique(fold).tolist()
+                chosen = [int(f) for f in self.test_folds]
+                bad = [f for f in chosen if f not in known]
+                if bad or not chosen:
+                    raise ValueError(f"{self.name}: folds {bad or chosen} are not in the data; its folds are {known}")
+                self.test_folds = tuple(sorted(set(chosen)))
 
     def _check_labels(self, where: str, y: np.ndarray) -> None:
         if y.size and (y.min() < 0 or y.max() >= self.num_classes):
@@ -113,7 +136,7 @@ class TaskFeatures:
 
 
 def stratified_valid_split(y: np.ndarray, fraction: float = 0.1, seed: int = 0) -> np.ndarray:
-    """Boolean mask [n] choosing a stratified validation subset of about `fraction` of each class.
+    """Boolean mask [n] of the stratified validation subset: ``stratified_valid_indices`` as a mask.
 
     Every class with at least 2 samples gets at least one validation sample and keeps at least one
     training sample; a class with a single sample stays in training. Deterministic by `seed`.
@@ -121,30 +144,22 @@ def stratified_valid_split(y: np.ndarray, fraction: float = 0.1, seed: int = 0) 
     y = np.asarray(y)
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"validation fraction must be in (0, 1), got {fraction}")
-    rng = np.random.default_rng(seed)
     mask = np.zeros(y.shape[0], dtype=bool)
-    for c in np.unique(y):
-        idx = np.flatnonzero(y == c)
-        if idx.size < 2:
-            continue
-        k = int(round(fraction * idx.size))
-        k = min(max(k, 1), idx.size - 1)
-        mask[rng.choice(idx, size=k, replace=False)] = True
+    mask[stratified_valid_indices(y, fraction, seed)] = True
     return mask
 
 
 def fold_problems(task: TaskFeatures, valid_fraction: float = 0.1, split_seed: int = 0):
     """Yield (fold_id, train (X, y), valid (X, y), test (X, y)) for each held-out fold, or one split problem.
 
-    Split tasks yield a single problem with fold_id None.
+    Split tasks yield a single problem with fold_id None. Fold tasks: ``task.test_folds`` (default all)
+    in order; train/valid use the training crops (``task.train_X``) when given, test the test crops.
     """
     if task.splits is not None:
         yield None, task.splits["train"], task.splits["valid"], task.splits["test"]
         return
     X, y, fold = task.folds
-    for f in np.unique(fold):
-        test = fold == f
-        rest = np.flatnonzero(~test)
-        vmask = stratified_valid_split(y[rest], valid_fraction, seed=split_seed)
-        tr, va = rest[~vmask], rest[vmask]
-        yield (f.item() if hasattr(f, "item") else f), (X[tr], y[tr]), (X[va], y[va]), (X[test], y[test])
+    Xtrain = X if task.train_X is None else task.train_X
+    for f in task.test_folds or np.unique(fold).tolist():
+        tr, va, te = fold_split_indices(fold, y, f, valid_fraction, split_seed)
+        yield int(f), (Xtrain[tr], y[tr]), (Xtrain[va], y[va]), (X[te], y[te])

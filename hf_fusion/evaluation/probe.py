@@ -353,6 +353,9 @@ class ProbeResult:
         for transparency only, it never influences the choice.
     per_seed: test accuracy per seed at the chosen lr.
     per_fold: {fold id: [test accuracy per seed]} at the chosen lr (fold tasks only).
+    valid_mean: mean validation accuracy over seeds (and folds) at the chosen lr: the number a layer
+        choice may read without touching the test sets.
+    per_fold_valid: {fold id: [validation accuracy per seed]} at the chosen lr (fold tasks only).
     """
 
     task: str
@@ -371,6 +374,8 @@ class ProbeResult:
     method: str
     seconds: float
     config: dict
+    valid_mean: float = float("nan")
+    per_fold_valid: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -420,6 +425,8 @@ def linear_probe(task: TaskFeatures, config: ProbeConfig | None = None, method: 
                           for o, y in zip(outputs, tests)])  # [F, S]
     per_seed = fold_seed.mean(axis=0)
     per_fold = None if fold_ids[0] is None else {str(f): fold_seed[k].tolist() for k, f in enumerate(fold_ids)}
+    per_fold_valid = None if fold_ids[0] is None else {str(f): o.valid_acc[li].tolist()
+                                                       for f, o in zip(fold_ids, outputs)}
     return ProbeResult(
         task=task.name, accuracy=float(per_seed.mean()), std=float(per_seed.std()), lr=cfg.lrs[li],
         lrs=list(cfg.lrs), seeds=list(cfg.seeds), per_seed=per_seed.tolist(),
@@ -427,4 +434,5 @@ def linear_probe(task: TaskFeatures, config: ProbeConfig | None = None, method: 
         best_epoch=np.mean([o.best_epoch for o in outputs], axis=0)[li].tolist(),
         num_classes=task.num_classes, dim=task.dim, method=method,
         seconds=time.perf_counter() - t0, config=cfg.to_dict(),
+        valid_mean=float(valid.mean(axis=1)[li]), per_fold_valid=per_fold_valid,
     )

@@ -17,6 +17,17 @@ Groups come from, in order of precedence:
 
 Ties in the averages go to the shallower layer. If the best middle-group layer equals L, M becomes
 the best middle-group layer among the other layers (the second best), and `m_equals_l` records it.
+
+Which accuracy is read: ``select_on="valid"`` (default) reads each probe's validation accuracy at its
+chosen learning rate, so the test sets never influence the layers; ``"test"`` reproduces the paper's
+practice (the layer-wise test accuracies of its Figs. 2-4) and is recorded as such.
+
+When L is not deeper than M the middle/late premise does not hold for these tasks; the choice says
+so (``late_not_deeper``, ``warning``) and the fused layers are always named in depth order
+(``fusion_layers``: ``crepe-fusion-1-7``, never ``crepe-fusion-7-1``).
+
+``refine_with_pairs`` (the ``--rule pairs`` option) probes the best few (M, L) candidates as fused
+features and keeps the pair with the best mean accuracy over all tasks (on the same ``select_on``).
 """
 
 from __future__ import annotations
@@ -55,6 +66,11 @@ class LayerChoice:
     middle_average / late_average: {layer: mean accuracy over the group's tasks}.
     best_layer_per_task: {task: layer with its best accuracy}.
     m_equals_l: True when the middle group's best layer was L and the second best was taken.
+    selected_on: "valid" (validation accuracy) or "test" (the paper's practice) or "given" (a plain
+        {task: {layer: accuracy}} mapping, whatever it holds).
+    late_not_deeper: True when L is shallower than M (int layers); ``warning`` explains it.
+    pairs: ``--rule pairs`` only: {"M-L": mean fused accuracy over all tasks} of the candidates, and
+        ``pairs_cost`` {"probes": n, "seconds": s}.
     """
 
     middle: object
@@ -67,11 +83,25 @@ class LayerChoice:
     best_layer_per_task: dict
     m_equals_l: bool
     rule: str
+    selected_on: str = "given"
+    late_not_deeper: bool = False
+    warning: str = ""
+    rule_name: str = "groups"
+    pairs: dict | None = None
+    pairs_cost: dict | None = None
+
+    @property
+    def fusion_layers(self) -> list:
+        """[M, L] in depth order (shallower first), the layers of the fused model and its name."""
+        pair = [self.middle, self.late]
+        if all(isinstance(x, (int, np.integer)) for x in pair):
+            return sorted(int(x) for x in pair)
+        return pair
 
     @property
     def name_suffix(self) -> str:
-        """'M-L', as in 'vggish-fusion-10-15'."""
-        return f"{self.middle}-{self.late}"
+        """'M-L' in depth order, as in 'vggish-fusion-10-15'."""
+        return "-".join(str(x) for x in self.fusion_layers)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -88,11 +118,27 @@ class LayerChoice:
         return text
 
 
-def _as_matrix(table) -> dict[str, dict]:
+SELECT_ON = ("valid", "test")
+
+
+def _as_matrix(table, select_on: str) -> tuple[dict[str, dict], str]:
+    if select_on not in SELECT_ON:
+        raise ValueError(f"select_on must be one of {SELECT_ON}, got {select_on!r}")
     if hasattr(table, "matrix"):
-        return table.matrix()
+        if not table.has_metric(select_on):
+            raise ValueError(
+                f"the study has no {'validation' if select_on == 'valid' else 'test'} accuracy for every row "
+                "(a layerwise.csv written before validation accuracies were recorded?); re-run the study, or "
+                "choose on test accuracy as the paper did (select_on='test', CLI --select-on test)")
+        return table.matrix(select_on), select_on
     if isinstance(table, Mapping):
-        return {str(t): dict(per) for t, per in table.items()}
+        matrix = {str(t): dict(per) for t, per in table.items()}
+        for t, per in matrix.items():
+            for layer, acc in per.items():
+                if not (isinstance(acc, (int, float, np.floating)) and math.isfinite(acc) and 0 <= acc <= 1):
+                    raise ValueError(f"choose_layers: task {t!r}, layer {layer!r}: accuracy {acc!r} is not a "
+                                     "finite fraction in [0, 1]")
+        return matrix, "given"
     raise TypeError(f"expected a LayerwiseStudy or {{task: {{layer: accuracy}}}}, got {type(table).__name__}")
 
 
@@ -120,13 +166,14 @@ def derive_groups(matrix: Mapping[str, Mapping], layers: Sequence) -> tuple[dict
 
 
 def choose_layers(table, late_tasks: Sequence[str] | None = None, middle_tasks: Sequence[str] | None = None,
-                  use_paper_groups: bool = True) -> LayerChoice:
+                  use_paper_groups: bool = True, select_on: str = "valid") -> LayerChoice:
     """Choose M and L from a `LayerwiseStudy` or a {task: {layer: accuracy}} mapping.
 
     `late_tasks` / `middle_tasks` override the groups; `use_paper_groups=False` forces the derived rule
-    even for the paper's task names.
+    even for the paper's task names. `select_on`: which accuracy of a `LayerwiseStudy` is read,
+    "valid" (default, no test leakage) or "test" (the paper's practice).
     """
-    matrix = _as_matrix(table)
+    matrix, selected_on = _as_matrix(table, select_on)
     if not matrix:
         raise ValueError("choose_layers: empty table")
     layers = sorted({l for per in matrix.values() for l in per}, key=_layer_key)
@@ -164,9 +211,62 @@ def choose_layers(table, late_tasks: Sequence[str] | None = None, middle_tasks: 
     m_equals_l = M == L
     if m_equals_l:
         M = layers[_argmax_first([middle_avg[l] if l != L else np.nan for l in layers])]
-    return LayerChoice(middle=M, late=L, groups=groups, group_source=source, layers=list(layers),
-                       middle_average=middle_avg, late_average=late_avg, best_layer_per_task=best,
-                       m_equals_l=m_equals_l, rule=_RULES[source] + (_M_EQ_L if m_equals_l else ""))
+    choice = LayerChoice(middle=M, late=L, groups=groups, group_source=source, layers=list(layers),
+                         middle_average=middle_avg, late_average=late_avg, best_layer_per_task=best,
+                         m_equals_l=m_equals_l, rule=_RULES[source] + (_M_EQ_L if m_equals_l else "")
+                         + _SELECTED_ON[selected_on], selected_on=selected_on)
+    return _check_depth(choice)
+
+
+def _check_depth(choice: LayerChoice) -> LayerChoice:
+    """Set ``late_not_deeper`` and its warning when L is shallower than M (int layers)."""
+    M, L = choice.middle, choice.late
+    choice.late_not_deeper = bool(isinstance(M, (int, np.integer)) and isinstance(L, (int, np.integer)) and L < M)
+    choice.warning = "" if not choice.late_not_deeper else (
+        f"L = layer {L} (best on the late tasks {choice.groups['late']}) is shallower than M = layer {M} (best on the "
+        f"middle tasks {choice.groups['middle']}): the middle/late split does not hold for these tasks. The fused "
+        f"layers are named in depth order, {'-'.join(map(str, choice.fusion_layers))}.")
+    return choice
+
+
+def refine_with_pairs(choice: LayerChoice, probe_pair, top_k: int = 3) -> LayerChoice:
+    """The ``pairs`` rule: probe fused candidates and keep the best mean accuracy over all tasks.
+
+    Candidates: every pair of distinct layers from the ``top_k`` best layers of the middle average and
+    the ``top_k`` best of the late average (unordered, the group rule's own pair first).
+    ``probe_pair(layers) -> {task: ProbeResult}`` probes one fused feature set (cached features, no model
+    pass); the score is the mean over tasks of ``valid_mean`` (``select_on="valid"``) or ``accuracy``.
+    Ties keep the earlier candidate. Returns a new LayerChoice with ``pairs`` and ``pairs_cost``.
+    """
+    import time
+
+    if top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
+
+    def top(avg):
+        ranked = sorted((l for l in choice.layers if not math.isnan(avg[l])), key=lambda l: (-avg[l], _layer_key(l)))
+        return ranked[:top_k]
+
+    candidates = [(choice.middle, choice.late)]
+    for m in top(choice.middle_average):
+        for l in top(choice.late_average):
+            if m != l and {m, l} not in [set(c) for c in candidates]:
+                candidates.append((m, l))
+    start, scores = time.perf_counter(), {}
+    key = "accuracy" if choice.selected_on == "test" else "valid_mean"
+    for m, l in candidates:
+        results = probe_pair(sorted([m, l], key=_layer_key))
+        scores[(m, l)] = float(np.mean([getattr(r, key) for r in results.values()]))
+    best = max(candidates, key=lambda c: scores[c])  # max keeps the first of equal scores
+    out = LayerChoice(**{**asdict(choice), "middle": best[0], "late": best[1]})
+    out.rule_name = "pairs"
+    out.pairs = {f"{m}-{l}": s for (m, l), s in scores.items()}
+    out.pairs_cost = {"probes": len(candidates) * len(results), "candidates": len(candidates),
+                      "seconds": round(time.perf_counter() - start, 3)}
+    out.rule = (choice.rule + f" Pairs rule: {len(candidates)} candidate pairs from the top {top_k} layers of each "
+                f"group were probed as fused features; kept the best mean {'test' if key == 'accuracy' else 'validation'}"
+                " accuracy over all tasks.")
+    return _check_depth(out)
 
 
 _RULES = {
@@ -178,3 +278,8 @@ _RULES = {
                        "L = best mean accuracy, M = the best other layer."),
 }
 _M_EQ_L = " The middle group's best layer equalled L, so M is its second-best layer."
+_SELECTED_ON = {
+    "valid": " Chosen on validation accuracy (the test sets were not read).",
+    "test": " Chosen on test accuracy, as in the paper (the test sets influenced the choice).",
+    "given": "",
+}

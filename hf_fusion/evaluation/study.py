@@ -1,7 +1,10 @@
 """Layer-wise study: linear-probe every layer on every task; tidy table, CSV/JSON and a heatmap.
 
 Input: {task: {layer: TaskFeatures}}, layers in the package's public 1-based numbering (ints) or
-any labels (e.g. "fusion-10-15"). Output rows: layer, task, accuracy (fraction in [0, 1]), std, lr.
+any labels (e.g. "fusion-10-15"). Output rows: layer, task, fold, accuracy (test, fraction in [0, 1]),
+valid_accuracy (validation at the chosen lr, what the layer choice reads by default), std, lr.
+Fold tasks get one row per held-out fold (``fold`` = its number) after their averaged row
+(``fold`` = "mean"); split tasks have ``fold`` = "".
 """
 
 from __future__ import annotations
@@ -18,7 +21,11 @@ import numpy as np
 from .features import TaskFeatures
 from .probe import ProbeConfig, ProbeResult, linear_probe
 
-CSV_COLUMNS = ("layer", "task", "accuracy", "std", "lr", "num_seeds", "dim")
+#: accuracy = test accuracy (the heatmap's number); new columns go last so readers by position keep working
+CSV_COLUMNS = ("layer", "task", "accuracy", "std", "lr", "num_seeds", "dim", "valid_accuracy", "fold")
+#: ``fold`` value of a fold task's averaged row
+FOLD_MEAN = "mean"
+METRICS = {"test": "accuracy", "valid": "valid_accuracy"}
 
 
 def _layer_key(layer):
@@ -35,10 +42,12 @@ def _parse_layer(value: str):
 
 @dataclass
 class LayerwiseStudy:
-    """Tidy results: one row per (layer, task). Accuracies are fractions in [0, 1]."""
+    """Tidy results: one row per (layer, task) in ``rows`` (fold tasks: averaged over folds) and one
+    per (layer, task, fold) in ``fold_rows``. Accuracies are fractions in [0, 1]."""
 
     rows: list[dict] = field(default_factory=list)
     results: dict = field(default_factory=dict)  # {(task, layer): ProbeResult}, not serialised
+    fold_rows: list[dict] = field(default_factory=list)
 
     @property
     def tasks(self) -> list[str]:
@@ -52,11 +61,30 @@ class LayerwiseStudy:
     def layers(self) -> list:
         return sorted({r["layer"] for r in self.rows}, key=_layer_key)
 
-    def matrix(self) -> dict[str, dict]:
-        """{task: {layer: accuracy}} view of the table."""
+    def matrix(self, metric: str = "test") -> dict[str, dict]:
+        """{task: {layer: accuracy}} view of the table; ``metric`` "test" (default) or "valid"."""
+        if metric not in METRICS:
+            raise ValueError(f"metric must be one of {sorted(METRICS)}, got {metric!r}")
+        key = METRICS[metric]
         out: dict[str, dict] = {}
         for r in self.rows:
-            out.setdefault(r["task"], {})[r["layer"]] = r["accuracy"]
+            out.setdefault(r["task"], {})[r["layer"]] = r.get(key, float("nan"))
+        return out
+
+    def has_metric(self, metric: str) -> bool:
+        """True when every row has a finite value of ``metric`` ("test" or "valid")."""
+        key = METRICS[metric]
+        return bool(self.rows) and all(isinstance(r.get(key), (int, float)) and math.isfinite(r[key]) for r in self.rows)
+
+    def _ordered_rows(self) -> list[dict]:
+        """Averaged rows, each followed by its per-fold rows."""
+        folds: dict = {}
+        for r in self.fold_rows:
+            folds.setdefault((r["task"], r["layer"]), []).append(r)
+        out = []
+        for r in self.rows:
+            out.append(r)
+            out.extend(folds.get((r["task"], r["layer"]), []))
         return out
 
     def to_csv(self, path) -> Path:
@@ -65,16 +93,41 @@ class LayerwiseStudy:
         with open(path, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(CSV_COLUMNS), extrasaction="ignore")
             w.writeheader()
-            for r in self.rows:
-                w.writerow(r)
+            for r in self._ordered_rows():
+                w.writerow({"fold": "", **r})
         return path
 
     def to_json(self, path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        rows = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in self.rows]
+        rows = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in {"fold": "", **r}.items()}
+                for r in self._ordered_rows()]
         path.write_text(json.dumps({"columns": list(CSV_COLUMNS), "rows": rows}, indent=1))
         return path
+
+    @classmethod
+    def _from_rows(cls, rows: list[dict], where) -> "LayerwiseStudy":
+        """Split averaged and per-fold rows and check every accuracy (finite fraction in [0, 1])."""
+        study = cls()
+        for i, r in enumerate(rows):
+            for key in ("accuracy", "valid_accuracy"):
+                value = r.get(key, float("nan"))
+                if key == "accuracy" and not math.isfinite(value):
+                    raise ValueError(f"{where}: row {i + 1} ({r['task']}, layer {r['layer']}): accuracy {value} is not a number")
+                if math.isfinite(value) and not 0.0 <= value <= 1.0:
+                    hint = " (percent? accuracies are fractions in [0, 1])" if 1.0 < value <= 100.0 else ""
+                    raise ValueError(f"{where}: row {i + 1} ({r['task']}, layer {r['layer']}): {key} {value} is "
+                                     f"outside [0, 1]{hint}")
+                if key == "valid_accuracy" and math.isinf(value):
+                    raise ValueError(f"{where}: row {i + 1} ({r['task']}, layer {r['layer']}): valid_accuracy is infinite")
+            fold = str(r.get("fold", "") or "")
+            (study.rows if fold in ("", FOLD_MEAN) else study.fold_rows).append(r)
+        seen = set()
+        for r in study.rows:
+            if (r["task"], r["layer"]) in seen:
+                raise ValueError(f"{where}: two rows for task {r['task']!r}, layer {r['layer']!r}")
+            seen.add((r["task"], r["layer"]))
+        return study
 
     @classmethod
     def from_csv(cls, path) -> "LayerwiseStudy":
@@ -84,21 +137,26 @@ class LayerwiseStudy:
             if missing:
                 raise ValueError(f"{path}: missing columns {sorted(missing)}; expected {CSV_COLUMNS}")
             rows = []
-            for r in reader:
-                row = {"layer": _parse_layer(r["layer"]), "task": r["task"], "accuracy": float(r["accuracy"])}
-                for k in ("std", "lr"):
-                    row[k] = float(r[k]) if r.get(k) not in (None, "") else float("nan")
-                for k in ("num_seeds", "dim"):
-                    if r.get(k) not in (None, ""):
-                        row[k] = int(r[k])
+            for line, r in enumerate(reader, start=2):
+                try:
+                    row = {"layer": _parse_layer(r["layer"]), "task": r["task"], "fold": r.get("fold") or "",
+                           "accuracy": float(r["accuracy"])}
+                    for k in ("valid_accuracy", "std", "lr"):
+                        row[k] = float(r[k]) if r.get(k) not in (None, "") else float("nan")
+                    for k in ("num_seeds", "dim"):
+                        if r.get(k) not in (None, ""):
+                            row[k] = int(r[k])
+                except (TypeError, ValueError) as err:
+                    raise ValueError(f"{path}: line {line} is not a valid study row ({err}); "
+                                     "a truncated or hand-edited layerwise.csv?") from None
                 rows.append(row)
-        return cls(rows=rows)
+        return cls._from_rows(rows, path)
 
     @classmethod
     def from_json(cls, path) -> "LayerwiseStudy":
         data = json.loads(Path(path).read_text())
         rows = [{k: (float("nan") if v is None else v) for k, v in r.items()} for r in data["rows"]]
-        return cls(rows=rows)
+        return cls._from_rows(rows, path)
 
     @classmethod
     def from_matrix(cls, matrix: Mapping[str, Mapping]) -> "LayerwiseStudy":
@@ -127,8 +185,13 @@ def run_layerwise_study(features: Mapping[str, Mapping[object, TaskFeatures]], c
     study = LayerwiseStudy()
     for task, layer in tqdm(jobs, desc="layer-wise probe", disable=not progress):
         res = linear_probe(features[task][layer], config, method=method)
-        study.rows.append({"layer": layer, "task": task, "accuracy": res.accuracy, "std": res.std, "lr": res.lr,
-                           "num_seeds": len(res.seeds), "dim": res.dim})
+        common = {"layer": layer, "task": task, "lr": res.lr, "num_seeds": len(res.seeds), "dim": res.dim}
+        study.rows.append({**common, "fold": "" if res.per_fold is None else FOLD_MEAN, "accuracy": res.accuracy,
+                           "valid_accuracy": res.valid_mean, "std": res.std})
+        for fold, test in (res.per_fold or {}).items():
+            valid = res.per_fold_valid[fold]
+            study.fold_rows.append({**common, "fold": fold, "accuracy": float(np.mean(test)),
+                                    "valid_accuracy": float(np.mean(valid)), "std": float(np.std(test))})
         study.results[(task, layer)] = res
         if callback is not None:
             callback(task, layer, res)

@@ -27,6 +27,9 @@ from typing import Any
 import numpy as np
 from datasets import Dataset
 
+from ..tasks.clips import SOURCE_ROW, TRAIN_CROPS_SPLIT
+from ..tasks.folds import ALL_SPLIT
+
 META = "meta.json"
 PLAN = "plan.json"
 SHARDS = "shards"
@@ -111,6 +114,12 @@ class SplitCache:
         if with_fold:
             return X, y, (np.concatenate(folds) if folds else np.zeros(0, np.int64))
         return X, y
+
+    def read_column(self, name: str) -> np.ndarray:
+        """An integer column of every row (``row``: position in the split, ``fold``, ``source_row``) [n]."""
+        parts = [Dataset.from_file(str(path)).data.column(name).to_numpy().astype(np.int64)
+                 for path in self._shard_files()]
+        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
 
 class FeatureCache:
@@ -208,14 +217,31 @@ class FeatureCache:
             raise ValueError(f"{self.task_name}/{split}: the data had no 'fold' column")
         return group.read(resolved, with_fold=True)
 
+    @property
+    def is_fold_task(self) -> bool:
+        """Fold data: a split ``all`` with a fold column (and optionally ``all_train_crops``)."""
+        return ALL_SPLIT in self._groups and bool(self._meta(ALL_SPLIT).get("has_fold"))
+
     def task_features(self, layers) -> dict[str, Any]:
         """Keyword arguments of the evaluation's ``TaskFeatures`` for one feature set:
         ``{"name", "num_classes", "splits": {"train": (X, y), "valid": ..., "test": ...}}`` or, for fold
-        data (a single split with a fold column), ``{"name", "num_classes", "folds": (X, y, fold)}``."""
+        data, ``{"name", "num_classes", "folds": (X, y, fold), "train_X": X of the training crops or None}``
+        (``train_X`` differs from X only in the rows of clips longer than the clip length)."""
         name = f"{self.task_name}"
-        if len(self.splits) == 1 and self._meta(self.splits[0]).get("has_fold"):
-            return {"name": name, "num_classes": self.num_classes, "folds": self.load_folds(layers, self.splits[0])}
-        return {"name": name, "num_classes": self.num_classes, "splits": {s: self.load(layers, s) for s in self.splits}}
+        if not self.is_fold_task:
+            return {"name": name, "num_classes": self.num_classes, "splits": {s: self.load(layers, s) for s in self.splits}}
+        X, y, fold = self.load_folds(layers, ALL_SPLIT)
+        train_X = None
+        if TRAIN_CROPS_SPLIT in self._groups:
+            resolved = self.resolve_layers(layers)
+            Xr, _ = self.load(resolved, TRAIN_CROPS_SPLIT)
+            source = self._group_for(TRAIN_CROPS_SPLIT, resolved).read_column(SOURCE_ROW)
+            rows = self._group_for(ALL_SPLIT, resolved).read_column("row")
+            position = {int(r): i for i, r in enumerate(rows)}
+            keep = [k for k, r in enumerate(source) if int(r) in position]  # a skipped file is skipped in both
+            train_X = X.copy()
+            train_X[[position[int(source[k])] for k in keep]] = Xr[keep]
+        return {"name": name, "num_classes": self.num_classes, "folds": (X, y, fold), "train_X": train_X}
 
     def __repr__(self) -> str:
         return f"FeatureCache(task={self.task_name!r}, splits={self.splits}, layers={self.layers})"

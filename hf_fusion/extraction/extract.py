@@ -40,6 +40,7 @@ from .cache import (
     read_json,
 )
 from ..fusion import temporal_pool
+from ..tasks.clips import SOURCE_ROW
 from ..tasks.validate import AudioDecodeError
 from .identity import dataset_fingerprint, model_key
 
@@ -217,7 +218,7 @@ def _complete_groups(split_dir: Path, layers: Sequence[int]) -> list[Path]:
 
 
 def _split_folder(task_dir: Path, split: str, ds: Dataset, audio_column: str, input_column: str) -> Path:
-    extra = tuple(c for c in ("fold", input_column) if c in ds.column_names)
+    extra = tuple(c for c in ("fold", SOURCE_ROW, input_column) if c in ds.column_names)
     return task_dir / f"{split}-{dataset_fingerprint(ds, audio_column, extra)}"
 
 
@@ -239,7 +240,9 @@ def _extract_split(
             )
     label_feature = ds.features["label"]
     has_fold = "fold" in ds.column_names
-    in_columns = ([input_column] if use_input else [audio_column]) + ["label"] + (["fold"] if has_fold else [])
+    # integer columns copied to the cache as they are: the fold, and a training crop's row in "all"
+    carried = [c for c in ("fold", SOURCE_ROW) if c in ds.column_names]
+    in_columns = ([input_column] if use_input else [audio_column]) + ["label"] + carried
     work = ds.select_columns(in_columns)
     if use_input:
         work = work.with_format("numpy", columns=[input_column], output_all_columns=True)
@@ -247,7 +250,7 @@ def _extract_split(
         work = work.cast_column(audio_column, Audio(decode=False))
     decoder = Audio(sampling_rate=sr)
     out_features = Features(
-        {"row": Value("int64"), "label": Value("int64"), **({"fold": Value("int64")} if has_fold else {}),
+        {"row": Value("int64"), "label": Value("int64"), **{c: Value("int64") for c in carried},
          **{layer_column(layer): List(Value("float32"), length=dims[layer]) for layer in layers}}
     )
 
@@ -290,8 +293,8 @@ def _extract_split(
                                            "pass on_error='skip' to skip unreadable files") from err
                 skipped.append(err.name)
         out = {"row": [rows[k] for k in keep], "label": [int(batch["label"][k]) for k in keep]}
-        if has_fold:
-            out["fold"] = [int(batch["fold"][k]) for k in keep]
+        for column in carried:
+            out[column] = [int(batch[column][k]) for k in keep]
         if clips:
             inputs = feature_extractor(clips, sampling_rate=sr, return_tensors="pt", device=device)["input_values"]
             with torch.inference_mode():

@@ -140,6 +140,7 @@ def read_results(source, model_names: str | list[str] | None = None) -> list[dic
     """
     names = [model_names] if isinstance(model_names, str) else list(model_names or [])
     entries = _read_rows(source, ("task", "accuracy"), "results")
+    entries = [e for e in entries if str(e[2].get("fold") or "").strip() in ("", "mean")]  # per-fold rows: not here
     if names:
         entries = _filter_model(entries, names, "results", explicit=len(names) == 1)
     out, seen = [], set()
@@ -159,9 +160,12 @@ def read_results(source, model_names: str | list[str] | None = None) -> list[dic
 
 
 def read_layerwise(source, model_names: str | list[str] | None = None) -> list[dict[str, Any]]:
-    """``layerwise.csv`` (``layer,task,accuracy,std``) or rows -> [{layer, task, accuracy, std}]."""
+    """``layerwise.csv`` (``layer,task,accuracy,std``) or rows -> [{layer, task, accuracy, std}].
+
+    Only the averaged rows are read: a fold task's per-fold rows (``fold`` = a fold number) are skipped."""
     names = [model_names] if isinstance(model_names, str) else list(model_names or [])
     entries = _read_rows(source, ("layer", "task", "accuracy"), "layer-wise")
+    entries = [e for e in entries if str(e[2].get("fold") or "").strip() in ("", "mean")]
     if names:
         entries = _filter_model(entries, names, "layer-wise", explicit=len(names) == 1)
     out = []
@@ -327,9 +331,13 @@ def card_context(
                     f"selection chose M={middle}, L={late} but the model fuses layers {layers}; "
                     "pass the selection file of this model (or none)"
                 )
+            read = {"valid": "validation accuracies (the test sets were not read)",
+                    "test": "test accuracies, as in the paper (the test sets influenced the choice)"}
             ctx["selection_text"] = (
                 f"Chosen from the layer-wise study: M = {middle} (middle) and L = {late} (late), "
-                "by the selection rule applied to the per-layer linear-probe accuracies."
+                "by the selection rule applied to the per-layer linear-probe "
+                + read.get(str(selection.get("selected_on")), "accuracies") + "."
+                + (f" Note: {selection['warning']}" if selection.get("warning") else "")
             )
         else:
             ctx["selection_text"] = "Chosen from the layer-wise study; the selection summary follows."

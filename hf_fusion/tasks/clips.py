@@ -126,3 +126,52 @@ def crop_clips(
             mapped = mapped.remove_columns(audio_column)
         out[split] = mapped
     return DatasetDict(out)
+
+
+#: split of fold data holding the training crops of the clips longer than the clip length
+TRAIN_CROPS_SPLIT = "all_train_crops"
+#: its column naming each row's position in the ``all`` split
+SOURCE_ROW = "source_row"
+
+
+def crop_fold_clips(
+    ds,
+    clip_seconds: float,
+    seed: int = 0,
+    audio_column: str = "audio",
+    output_column: str = "input_values",
+    num_proc: Optional[int] = None,
+) -> tuple:
+    """Crops of fold data (every fold is test once and train/valid otherwise), decoding each clip once.
+
+    Returns ``(test_crops, train_crops, long_rows)``: two row-aligned Datasets with
+    ``output_column`` = the clip from sample 0 (its crop whenever it is in the test fold) and a
+    random crop with ``crop_start(..., seed, index)``, ``index`` = the clip's row in ``ds`` (its
+    crop whenever it is in train or valid, whichever fold is held out), and the rows whose clip is
+    longer than the clip length (only there do the two crops differ; shorter clips are zero-padded
+    identically in both).
+    """
+    feat = ds.features.get(audio_column)
+    if not isinstance(feat, Audio) or feat.sampling_rate is None:
+        raise ValueError(f"fold data: column {audio_column!r} must be an Audio feature with a fixed sampling_rate "
+                         f"(got {feat}); load the task with sampling_rate=...")
+    n = clip_samples(clip_seconds, feat.sampling_rate)
+    random_column = f"_{output_column}_train_crop"
+    features = ds.features.copy()
+    features[output_column] = List(Value("float32"), length=n)
+    features[random_column] = List(Value("float32"), length=n)
+    features["_is_long"] = Value("bool")
+
+    def fn(example: dict, index: int) -> dict:
+        wave, _ = audio_array(example[audio_column])
+        start = crop_start(len(wave), n, True, seed, index)
+        return {output_column: crop_or_pad(wave, n, 0), random_column: crop_or_pad(wave, n, start),
+                "_is_long": len(wave) > n}
+
+    mapped = ds.map(fn, with_indices=True, features=features, num_proc=num_proc,
+                    desc=f"crop fold clips to {clip_seconds} s")
+    long_rows = [i for i, is_long in enumerate(mapped["_is_long"]) if is_long]
+    mapped = mapped.remove_columns("_is_long")
+    test = mapped.remove_columns(random_column)
+    train = mapped.remove_columns(output_column).rename_column(random_column, output_column)
+    return test, train, long_rows

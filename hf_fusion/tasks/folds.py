@@ -10,6 +10,11 @@ remaining examples becomes the validation set:
   classes); a class with a single remaining example stays in train;
 * which examples go to validation is drawn with ``numpy.random.default_rng(seed)``; the same seed
   gives the same split. Example order inside each split follows the original dataset order.
+
+:func:`fold_split_indices` is the one implementation of this carving: the task loaders
+(``load_task(..., test_fold=k)``) and the linear probe on cached fold features
+(``hf_fusion.evaluation.fold_problems``) both call it, so a fold gets the same validation set on
+every code path.
 """
 
 from __future__ import annotations
@@ -80,6 +85,32 @@ def available_folds(dataset: Union[Dataset, DatasetDict], fold_column: str = "fo
     return sorted(int(f) for f in set(ds[fold_column]))
 
 
+def fold_split_indices(
+    folds, labels, test_fold: int, valid_fraction: float = 0.1, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """THE train/valid/test carving of fold data, used by every code path (task loading and the probe).
+
+    Args:
+        folds: [N] integer fold id per example; labels: [N] class ids; test_fold: the held-out fold.
+    Returns:
+        (train, valid, test) positions into the N examples, each ascending: test = the examples of
+        ``test_fold``; valid = :func:`stratified_valid_indices` of the remaining examples' labels
+        (``valid_fraction``, ``seed``); train = the rest.
+    """
+    folds = np.asarray(folds).astype(np.int64)
+    labels = np.asarray(labels)
+    if folds.shape != labels.shape or folds.ndim != 1:
+        raise ValueError(f"folds and labels must be 1-D of one length, got {folds.shape} and {labels.shape}")
+    known = sorted(set(folds.tolist()))
+    if int(test_fold) not in known:
+        raise ValueError(f"test_fold={test_fold!r} is not one of the folds {known}")
+    test_idx = np.flatnonzero(folds == int(test_fold))
+    rest_idx = np.flatnonzero(folds != int(test_fold))
+    is_valid = np.zeros(len(rest_idx), dtype=bool)
+    is_valid[stratified_valid_indices(labels[rest_idx], valid_fraction, seed)] = True
+    return rest_idx[~is_valid], rest_idx[is_valid], test_idx
+
+
 def fold_splits(
     dataset: Union[Dataset, DatasetDict],
     test_fold: int,
@@ -87,8 +118,9 @@ def fold_splits(
     seed: int = 0,
     fold_column: str = "fold",
     label_column: str = "label",
+    train_dataset: Dataset | None = None,
 ) -> DatasetDict:
-    """Split a fold dataset into train/valid/test with ``test_fold`` held out.
+    """Split a fold dataset into train/valid/test with ``test_fold`` held out (:func:`fold_split_indices`).
 
     Args:
         dataset: a Dataset (or one-split DatasetDict, e.g. ``{"all": ...}``) with integer
@@ -96,27 +128,21 @@ def fold_splits(
         test_fold: fold number used as the test set.
         valid_fraction: stratified fraction of the other folds used for validation.
         seed: seed of the validation draw.
+        train_dataset: optional row-aligned copy of ``dataset`` that train/valid rows are taken from
+            (the random training crops of :func:`hf_fusion.tasks.clips.crop_fold_clips`).
     Returns:
         DatasetDict with "train", "valid", "test" (disjoint; union = whole dataset).
     """
     ds = _as_dataset(dataset)
-    folds = available_folds(ds, fold_column)
-    if int(test_fold) not in folds:
-        raise ValueError(f"test_fold={test_fold!r} is not one of the folds {folds}")
+    available_folds(ds, fold_column)  # a clear error when the column is missing
     if label_column not in ds.column_names:
         raise ValueError(f"no label column {label_column!r}; columns are {ds.column_names}")
-    fold = np.asarray(ds[fold_column], dtype=np.int64)
-    labels = np.asarray(ds[label_column])
-    test_idx = np.flatnonzero(fold == int(test_fold))
-    rest_idx = np.flatnonzero(fold != int(test_fold))
-    valid_pos = stratified_valid_indices(labels[rest_idx], valid_fraction, seed)
-    is_valid = np.zeros(len(rest_idx), dtype=bool)
-    is_valid[valid_pos] = True
-    return DatasetDict(
-        train=ds.select(rest_idx[~is_valid]),
-        valid=ds.select(rest_idx[is_valid]),
-        test=ds.select(test_idx),
-    )
+    train_idx, valid_idx, test_idx = fold_split_indices(ds[fold_column], ds[label_column], test_fold,
+                                                        valid_fraction, seed)
+    source = ds if train_dataset is None else train_dataset
+    if len(source) != len(ds):
+        raise ValueError(f"train_dataset has {len(source)} rows, the fold data {len(ds)}")
+    return DatasetDict(train=source.select(train_idx), valid=source.select(valid_idx), test=ds.select(test_idx))
 
 
 def iter_folds(

@@ -44,7 +44,7 @@ from datasets import (
     load_from_disk,
 )
 
-from hf_fusion.tasks.clips import crop_clips
+from hf_fusion.tasks.clips import SOURCE_ROW, TRAIN_CROPS_SPLIT, crop_clips, crop_fold_clips
 from hf_fusion.tasks.folds import ALL_SPLIT, fold_splits, stratified_valid_indices
 from hf_fusion.tasks.registry import SYNTHETIC_TASKS, TaskSpec, get_task
 
@@ -197,19 +197,29 @@ def load_task_dir(
 
 
 def _finish(data: DatasetDict, clip_seconds, test_fold, valid_fraction, seed) -> DatasetDict:
-    """Apply the fold choice and the optional crop to a normalised DatasetDict."""
+    """Apply the fold choice and the optional crop to a normalised DatasetDict.
+
+    Fold data (split ``all`` with a ``fold`` column) with ``clip_seconds``: every clip is decoded
+    once (:func:`crop_fold_clips`). With ``test_fold``: train/valid/test where train/valid hold the
+    random training crops and test the crops from sample 0. Without: ``all`` (crops from sample 0,
+    every clip once) plus, when some clips are longer than the clip length, ``all_train_crops``
+    (those clips' random training crops, column ``source_row`` = their row in ``all``); the probe
+    uses the right crop for each fold (``hf_fusion.evaluation.TaskFeatures.train_X``).
+    """
     is_fold = ALL_SPLIT in data
+    if test_fold is not None and not is_fold:
+        raise ValueError(f"test_fold={test_fold} given but the data has fixed splits {list(data)}, no folds")
+    if clip_seconds is None:
+        return data if test_fold is None else fold_splits(data[ALL_SPLIT], test_fold, valid_fraction, seed)
+    if not is_fold:
+        return crop_clips(data, clip_seconds, seed=seed)
+    test_crops, train_crops, long_rows = crop_fold_clips(data[ALL_SPLIT], clip_seconds, seed=seed)
     if test_fold is not None:
-        if not is_fold:
-            raise ValueError(f"test_fold={test_fold} given but the data has fixed splits {list(data)}, no folds")
-        data = fold_splits(data[ALL_SPLIT], test_fold, valid_fraction, seed)
-    if clip_seconds is not None:
-        if ALL_SPLIT in data:
-            raise ValueError(
-                "clip_seconds with fold data needs test_fold= (train/valid get random crops, test starts at 0)"
-            )
-        data = crop_clips(data, clip_seconds, seed=seed)
-    return data
+        return fold_splits(test_crops, test_fold, valid_fraction, seed, train_dataset=train_crops)
+    out = {ALL_SPLIT: test_crops}
+    if long_rows:
+        out[TRAIN_CROPS_SPLIT] = train_crops.select(long_rows).add_column(SOURCE_ROW, long_rows)
+    return DatasetDict(out)
 
 
 def _as_dict(obj: Union[Dataset, DatasetDict]) -> DatasetDict:
