@@ -69,7 +69,7 @@ class LayerChoice:
     selected_on: "valid" (validation accuracy) or "test" (the paper's practice) or "given" (a plain
         {task: {layer: accuracy}} mapping, whatever it holds).
     late_not_deeper: True when L is shallower than M (int layers); ``warning`` explains it.
-    pairs: ``--rule pairs`` only: {"M-L": mean fused accuracy over all tasks} of the candidates, and
+    pairs: ``--rule pairs`` only: {"A-B" (depth order): mean fused accuracy over all tasks} of the candidates, and
         ``pairs_cost`` {"probes": n, "seconds": s}.
     """
 
@@ -260,7 +260,7 @@ def refine_with_pairs(choice: LayerChoice, probe_pair, top_k: int = 3) -> LayerC
     best = max(candidates, key=lambda c: scores[c])  # max keeps the first of equal scores
     out = LayerChoice(**{**asdict(choice), "middle": best[0], "late": best[1]})
     out.rule_name = "pairs"
-    out.pairs = {f"{m}-{l}": s for (m, l), s in scores.items()}
+    out.pairs = {"-".join(str(x) for x in sorted([m, l], key=_layer_key)): s for (m, l), s in scores.items()}
     out.pairs_cost = {"probes": len(candidates) * len(results), "candidates": len(candidates),
                       "seconds": round(time.perf_counter() - start, 3)}
     out.rule = (choice.rule + f" Pairs rule: {len(candidates)} candidate pairs from the top {top_k} layers of each "
