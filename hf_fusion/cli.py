@@ -346,6 +346,11 @@ def main(argv: list[str] | None = None) -> int:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"hf-fusion {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except OSError as err:  # a full disk, a permission problem: one line naming the file, finished work is kept
+        where = f" ({err.filename})" if getattr(err, "filename", None) else ""
+        print(f"hf-fusion {args.command}: error: {err.strerror or err}{where}; finished work is kept and a re-run "
+              "resumes it", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

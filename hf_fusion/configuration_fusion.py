@@ -48,7 +48,7 @@ class AudioFusionConfig(PretrainedConfig):
             )
         if fusion_layers is None:
             fusion_layers = backbone_cls.default_fusion_layers(self.backbone_config)
-        self.fusion_layers = [int(layer) for layer in fusion_layers]
+        self.fusion_layers = layer_numbers(fusion_layers, "fusion_layers")
         valid = backbone_cls.tappable_layers(self.backbone_config)
         bad = [layer for layer in self.fusion_layers if layer not in valid]
         if bad or not self.fusion_layers or len(set(self.fusion_layers)) != len(self.fusion_layers):
@@ -88,6 +88,22 @@ class AudioFusionConfig(PretrainedConfig):
     def fusion_name(self) -> str:
         """Paper-style name, e.g. ``ast-fusion-5-12``."""
         return fusion_model_name(self.backbone, self.fusion_layers)
+
+
+def layer_numbers(value: Any, what: str = "layers") -> list[int]:
+    """A layer number or a list of them -> list[int]; a string, a fraction or a bool is an error (never
+    ``"12"`` -> [1, 2] or 10.7 -> 10)."""
+    items = [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+    if isinstance(value, (str, bytes)) or not hasattr(items, "__iter__"):
+        raise ValueError(f"{what} must be a list of layer numbers (e.g. [5, 12]), got {value!r}")
+    out = []
+    for item in items:
+        if hasattr(item, "item") and not isinstance(item, (list, tuple)):
+            item = item.item()  # numpy / torch scalars
+        if isinstance(item, bool) or not isinstance(item, (int, float)) or (isinstance(item, float) and not item.is_integer()):
+            raise ValueError(f"{what}: {item!r} in {value!r} is not a whole layer number")
+        out.append(int(item))
+    return out
 
 
 def fusion_model_name(backbone: str, layers: list[int]) -> str:

@@ -48,7 +48,10 @@ class LoadedModel:
 
 def load_model(spec: str, fusion_layers: Sequence[int] | None = None) -> LoadedModel:
     """``spec``: a saved fused-model folder, a backbone name (``crepe-tiny``, ``hf:<id>``, ``ast[:id]``)
-    or a Hub repo id of a fused model. ``fusion_layers`` overrides the fusion layers."""
+    or a Hub repo id of a fused model. ``fusion_layers`` overrides the fusion layers.
+
+    A path that does not exist fails at once with its name (never a Hub lookup for a mistyped folder);
+    a Hub id that cannot be served fails with one line."""
     import hf_fusion  # noqa: F401  (Auto registration)
     from transformers import AutoFeatureExtractor, AutoModel
 
@@ -64,16 +67,46 @@ def load_model(spec: str, fusion_layers: Sequence[int] | None = None) -> LoadedM
         try:
             backbone = resolve_backbone_spec(spec)
         except ValueError as err:
-            if spec.count("/") != 1:
+            if spec.count("/") != 1 or _looks_local(spec):
+                if _looks_local(spec):
+                    raise FileNotFoundError(f"--model {spec}: no such folder") from None
                 raise ValueError(f"--model {spec!r}: not a folder, a backbone name or an org/name repo id ({err})") from None
-            model = AutoModel.from_pretrained(spec)  # a fused model on the Hub (or in the HF cache)
-            fe = AutoFeatureExtractor.from_pretrained(spec)
+            model = _from_hub(AutoModel, spec)  # a fused model on the Hub (or in the HF cache)
+            fe = _from_hub(AutoFeatureExtractor, spec)
         else:
+            if backbone.source is not None and _looks_local(backbone.source) and not Path(backbone.source).expanduser().exists():
+                raise FileNotFoundError(f"--model {spec}: checkpoint {backbone.source} does not exist")
             model, fe = build_from_spec(backbone, fusion_layers=fusion_layers)
             fusion_layers = None
     if fusion_layers is not None and list(fusion_layers) != list(model.config.fusion_layers):
         model = with_fusion_layers(model, fusion_layers)
     return LoadedModel(model.eval(), fe, spec)
+
+
+def _looks_local(spec: str) -> bool:
+    """A path rather than a Hub id: starts with / . ~, or its parent folder exists here (``out/model``)."""
+    text = str(spec)
+    if text.startswith(("/", ".", "~")) or text.count("/") > 1:
+        return True
+    parent = Path(text).expanduser().parent
+    return str(parent) not in ("", ".") and parent.is_dir()
+
+
+def _from_hub(auto_class, repo_id: str):
+    """``auto_class.from_pretrained(repo_id)``: the local HF cache first, then the Hub; one clear error."""
+    try:
+        return auto_class.from_pretrained(repo_id, local_files_only=True)
+    except OSError:
+        pass
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        raise FileNotFoundError(f"--model {repo_id}: not a local folder and not in the HF cache (HF_HUB_OFFLINE=1)")
+    try:
+        return auto_class.from_pretrained(repo_id)
+    except OSError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise FileNotFoundError(f"--model {repo_id}: not a local folder, and the Hub could not serve it ({first})") from None
 
 
 def with_fusion_layers(model, fusion_layers: Sequence[int]):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import sys
@@ -147,29 +148,57 @@ def assemble_repo_folder(
     """
     validate_hub_repo_id(repo_id)
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise PublishError(f"output folder {out} is not empty; choose a new one or pass --overwrite")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    fused, extractor = _load_model(model)
-    fused.save_pretrained(out, safe_serialization=True)
-    extractor.save_pretrained(out)
-    card = render_model_card(
-        fused.config,
-        repo_id,
-        results=results,
-        layerwise=layerwise,
-        selection=selection,
-        results_model=results_model,
-        source_checkpoint=source_checkpoint,
-        license=license,
-    )
-    card.save(out / "README.md")
-    summary = results_summary(fused.config, repo_id, results, layerwise, selection, results_model)
-    (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    check_repo_folder(out)
+    if not isinstance(model, AudioFusionModel):
+        source = Path(model).resolve()
+        target = out.resolve()
+        if target == source or source.is_relative_to(target) or target.is_relative_to(source):
+            raise PublishError(f"--out {out} overlaps --model {model}: the repo folder must be a separate folder "
+                               "(it is replaced as a whole)")
+    if out.exists() and not out.is_dir():
+        raise PublishError(f"--out {out} is a file, not a folder")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise PublishError(f"output folder {out} is not empty; choose a new one or pass --overwrite")
+    fused, extractor = _load_model(model)  # a missing or broken model fails here, before --out is touched
+    out.parent.mkdir(parents=True, exist_ok=True)
+    build = Path(tempfile.mkdtemp(prefix=f".{out.name}.build-", dir=out.parent))
+    try:
+        fused.save_pretrained(build, safe_serialization=True)
+        extractor.save_pretrained(build)
+        card = render_model_card(
+            fused.config,
+            repo_id,
+            results=results,
+            layerwise=layerwise,
+            selection=selection,
+            results_model=results_model,
+            source_checkpoint=source_checkpoint,
+            license=license,
+        )
+        card.save(build / "README.md")
+        summary = results_summary(fused.config, repo_id, results, layerwise, selection, results_model)
+        (build / "results.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        check_repo_folder(build)
+        _swap_in(build, out)
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
     return out
+
+
+def _swap_in(build: Path, out: Path) -> None:
+    """Replace ``out`` by the finished ``build`` folder (same parent): the old folder is moved aside
+    first and deleted only once the new one is in place, so a failure never leaves ``out`` half-written."""
+    if not out.exists():
+        os.replace(build, out)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    os.replace(out, old / out.name)
+    try:
+        os.replace(build, out)
+    except BaseException:
+        os.replace(old / out.name, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def upload_plan(folder: str | Path) -> list[tuple[str, int]]:

@@ -63,17 +63,36 @@ _INT_RE = re.compile(r"^[+-]?\d+$")
 
 
 def sorted_label_names(values: Iterable) -> list[str]:
-    """Distinct labels as strings, sorted numerically if all are integers, else lexically."""
-    uniq = {str(v).strip() if not isinstance(v, (int, np.integer)) else int(v) for v in values}
-    strs = {str(v) for v in uniq}
+    """Distinct labels as strings (each distinct text is its own class: "7" and "007" are two), sorted
+    numerically (then by text) if all are integers, else lexically."""
+    strs = {_label_key(v) for v in values}
     if strs and all(_INT_RE.match(s) for s in strs):
-        return [str(v) for v in sorted({int(s) for s in strs})]
+        return sorted(strs, key=lambda s: (int(s), s))
     return sorted(strs)
 
 
 def _label_key(v) -> str:
-    s = str(v).strip()
-    return str(int(s)) if _INT_RE.match(s) else s
+    return str(int(v)) if isinstance(v, (int, np.integer)) else str(v).strip()
+
+
+def _warn_split_problems(rows: list[dict], where) -> None:
+    """Warn about a split layout that makes the probe's numbers meaningless or leaky."""
+    by_split: dict[str, set] = {}
+    files: dict[str, set] = {}
+    for r in rows:
+        by_split.setdefault(r["split"], set()).add(_label_key(r["label"]))
+        files.setdefault(os.path.normpath(r["file_name"]), set()).add(r["split"])
+    train = by_split.get("train", set())
+    if len(train) == 1:
+        warnings.warn(f"{where}: the train split has a single class ({sorted(train)[0]!r}); a classifier "
+                      "cannot learn anything from it")
+    unseen = sorted((by_split.get("valid", set()) | by_split.get("test", set())) - train)
+    if unseen:
+        warnings.warn(f"{where}: label(s) {unseen[:10]} occur in valid/test but never in train; those "
+                      "examples can only be misclassified")
+    shared = sorted(f for f, splits in files.items() if len(splits) > 1)
+    if shared:
+        warnings.warn(f"{where}: {len(shared)} file(s) are in more than one split (test leakage), e.g. {shared[:5]}")
 
 
 # ----------------------------------------------------------------------------- (a) EVAR folder
@@ -130,6 +149,7 @@ def load_task_dir(
     valid_fraction: float = 0.1,
     seed: int = 0,
     check_files: bool = True,
+    allow_outside_root: bool = False,
 ) -> DatasetDict:
     """Load an EVAR-style task folder (``metadata.csv`` + audio files).
 
@@ -145,6 +165,8 @@ def load_task_dir(
         test_fold: for fold data, return train/valid/test with this fold held out.
         valid_fraction, seed: validation carving for fold data (see ``fold_splits``).
         check_files: raise FileNotFoundError naming missing audio files (default True).
+        allow_outside_root: accept ``file_name`` paths that resolve outside ``root`` (``..``, absolute
+            paths, symlinks); refused by default so a metadata file cannot open arbitrary files.
     Returns:
         DatasetDict (train/valid/test, or ``all`` for fold data without ``test_fold``) with
         columns ``file_name`` (str), ``audio`` (Audio), ``label`` (ClassLabel), ``fold`` (int,
@@ -155,6 +177,15 @@ def load_task_dir(
     rows, kind = read_metadata(csv_path)
     root = Path(root) if root is not None else (task_dir if metadata is None else csv_path.parent)
     paths = [str((root / r["file_name"]).resolve()) for r in rows]
+    if not allow_outside_root:
+        inside = root.resolve()
+        outside = [r["file_name"] for r, p in zip(rows, paths) if not Path(p).is_relative_to(inside)]
+        if outside:
+            raise ValueError(
+                f"{csv_path}: {len(outside)} file_name(s) point outside {root} (after '..', absolute paths or "
+                f"symlinks): {outside[:5]}; keep the audio under the task folder, give root= the folder that "
+                "holds it, or pass allow_outside_root=True (CLI --allow-outside-task-dir) if that is intended"
+            )
     if check_files:
         missing = [r["file_name"] for r, p in zip(rows, paths) if not os.path.isfile(p)]
         if missing:
@@ -183,6 +214,7 @@ def load_task_dir(
         return Dataset.from_dict(d, features=features)
 
     if kind == "split":
+        _warn_split_problems(rows, csv_path)
         parts = {s: [i for i, r in enumerate(rows) if r["split"] == s] for s in SPLITS}
         empty = [s for s, sel in parts.items() if not sel]
         if empty:
