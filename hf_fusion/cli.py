@@ -21,6 +21,8 @@ def _add_task_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task-root", metavar="DIR", help="folder holding the registered tasks' EVAR folders")
     p.add_argument("--clip-seconds", type=float, help="cut/pad every clip to this length "
                    "(default: the registered length, task.json, or the folder's median duration)")
+    p.add_argument("--allow-outside-task-dir", action="store_true",
+                   help="accept metadata.csv file names that resolve outside the task folder (.., absolute, symlinks)")
     p.add_argument("--folds", type=_fold_list, metavar="1,3",
                    help="fold tasks: the folds held out in turn as test (default: every fold)")
 
@@ -72,7 +74,8 @@ def _load(args):
 
     loaded = workflow.load_model(args.model, args.layers)
     tasks = workflow.load_tasks(args.task, args.task_dir, loaded.feature_extractor.sampling_rate,
-                                root=args.task_root, clip_seconds=args.clip_seconds)
+                                root=args.task_root, clip_seconds=args.clip_seconds,
+                                allow_outside=args.allow_outside_task_dir)
     return loaded, tasks
 
 

@@ -140,15 +140,19 @@ def task_clip_seconds(task_dir: Path) -> float:
 
 
 def load_tasks(names: Sequence[str], dirs: Sequence[str], sampling_rate: int, root: str | None = None,
-               clip_seconds: float | None = None, seed: int = 0) -> dict:
-    """{task name: DatasetDict with a fixed-length ``input_values`` column} for registered names and folders."""
+               clip_seconds: float | None = None, seed: int = 0, allow_outside: bool = False) -> dict:
+    """{task name: DatasetDict with a fixed-length ``input_values`` column} for registered names and folders.
+
+    Fold tasks give ``all`` (+ ``all_train_crops``), see ``hf_fusion.tasks.sources``; ``allow_outside``
+    accepts EVAR file names resolving outside their folder."""
     from .tasks import get_task, load_task
 
+    outside = {"allow_outside_root": True} if allow_outside else {}
     tasks = {}
     for name in names:
         spec = get_task(name)  # KeyError lists the known names
         tasks[spec.name] = load_task(spec.name, sampling_rate, root=root, crop=True, clip_seconds=clip_seconds,
-                                     seed=seed)
+                                     seed=seed, **(outside if root is not None else {}))
     for d in dirs:
         path = Path(d).expanduser()
         if not (path / "metadata.csv").is_file():
@@ -157,7 +161,7 @@ def load_tasks(names: Sequence[str], dirs: Sequence[str], sampling_rate: int, ro
         name = path.name
         if name in tasks:
             raise ValueError(f"two tasks are named {name!r}; give the folders distinct names")
-        tasks[name] = load_task(path, sampling_rate, crop=True, clip_seconds=seconds, seed=seed)
+        tasks[name] = load_task(path, sampling_rate, crop=True, clip_seconds=seconds, seed=seed, **outside)
     if not tasks:
         raise ValueError("no task given: use --task NAME and/or --task-dir DIR")
     return tasks
