@@ -7,7 +7,8 @@ per-task fbank normalisation.
 - :func:`ast_task_normalization`: mean/std of the raw fbank over up to 5000 training clips, computed
   with EVAR's running statistic; :func:`set_ast_normalization` puts them (or AudioSet's) into the model's
   front end, so ``(x - mean) / (2 * std)`` uses them and the saved extractor records them.
-- :func:`prepare_ast_for_task`: both steps in one call.
+- :func:`set_layer_norm_eps`: timm's LayerNorm eps 1e-6 (the original model) on a transformers copy (1e-12).
+- :func:`prepare_ast_for_task`: all of it in one call.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .backbone_ast import AUDIOSET_MEAN, AUDIOSET_STD
+from .backbone_ast import AUDIOSET_MEAN, AUDIOSET_STD, TIMM_LAYER_NORM_EPS
 from .feature_extraction_fusion import FusedAudioFeatureExtractor
 from .frontends import ast_num_frames
 
@@ -55,6 +56,17 @@ def resize_ast(model, max_length: int):
     _check_ast(model)
     model.set_input_length(int(max_length))
     return model, FusedAudioFeatureExtractor.from_fusion_config(model.config)
+
+
+def set_layer_norm_eps(model, eps: float = TIMM_LAYER_NORM_EPS):
+    """Set every LayerNorm eps of a fused AST model (in place, recorded in its config) -> model."""
+    _check_ast(model)
+    if not float(eps) > 0:
+        raise ValueError(f"layer_norm_eps must be > 0, got {eps!r}")
+    model.backbone.set_layer_norm_eps(float(eps))
+    model.config.backbone_config = {**model.config.backbone_config, "layer_norm_eps": float(eps)}
+    model.backbone.backbone_config = model.config.backbone_config
+    return model
 
 
 def _batches(clips: Iterable, batch_size: int):
@@ -169,14 +181,19 @@ def set_ast_normalization(model, normalization: str = "task", stats: dict[str, f
 
 
 def prepare_ast_for_task(model, clip_seconds: float, train_clips: Iterable | None = None,
-                         normalization: str = "task", max_clips: int = TASK_STATS_MAX_CLIPS):
+                         normalization: str = "task", max_clips: int = TASK_STATS_MAX_CLIPS,
+                         layer_norm_eps: float | None = TIMM_LAYER_NORM_EPS):
     """The authors' protocol in one call -> (model, extractor, stats or None).
 
-    Resizes ``model`` (in place) to the fbank frames of ``clip_seconds`` and sets the normalisation:
-    ``"task"`` computes it from ``train_clips`` (see :func:`ast_task_normalization`), ``"audioset"``
-    keeps AudioSet's constants.
+    Resizes ``model`` (in place) to the fbank frames of ``clip_seconds``, sets LayerNorm eps
+    (default timm's 1e-6; ``None`` keeps the model's) and the normalisation: ``"task"`` computes it
+    from ``train_clips`` (see :func:`ast_task_normalization`), ``"audioset"`` uses AudioSet's constants.
     """
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
     model, fe = resize_ast(model, ast_frames_for_seconds(clip_seconds))
+    if layer_norm_eps is not None:
+        set_layer_norm_eps(model, layer_norm_eps)
     stats = None
     if normalization == "task":
         if train_clips is None:

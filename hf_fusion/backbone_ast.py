@@ -28,6 +28,8 @@ from .fusion import align_layer
 
 AUDIOSET_MEAN = -4.2677393
 AUDIOSET_STD = 4.5689974
+#: LayerNorm eps of the original (timm) AST; transformers' ASTConfig default is 1e-12
+TIMM_LAYER_NORM_EPS = 1e-6
 #: backbone_config key: frames of the checkpoint's positional-embedding grid (not an ASTConfig field)
 PRETRAINED_LENGTH_KEY = "pretrained_max_length"
 
@@ -182,6 +184,14 @@ class ASTBackbone(TappedBackbone):
         """Take inputs of ``max_length`` frames from now on (the weights are unchanged)."""
         self.ast.embeddings.set_input_length(int(max_length))
         self.backbone_config["max_length"] = int(max_length)
+
+    def set_layer_norm_eps(self, eps: float) -> None:
+        """Use ``eps`` in every LayerNorm (timm's AST: 1e-6)."""
+        for module in self.ast.modules():
+            if isinstance(module, nn.LayerNorm):
+                module.eps = float(eps)
+        self.ast.config.layer_norm_eps = float(eps)
+        self.backbone_config["layer_norm_eps"] = float(eps)
 
     def forward(
         self, input_values: torch.Tensor, layers: Sequence[int], num_frames: int | None = None

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from transformers import ASTModel, FeatureExtractionMixin
 
-from ..backbone_ast import AUDIOSET_MEAN, AUDIOSET_STD, PRETRAINED_LENGTH_KEY, patch_grid
+from ..backbone_ast import AUDIOSET_MEAN, AUDIOSET_STD, PRETRAINED_LENGTH_KEY, TIMM_LAYER_NORM_EPS, patch_grid
 from ..configuration_fusion import AudioFusionConfig
 from ..feature_extraction_fusion import FusedAudioFeatureExtractor
 from ..modeling_fusion import AudioFusionModel
@@ -34,8 +34,6 @@ from ._checkpoint import check_keys, finish_conversion, load_checkpoint, state_d
 
 PAPER_CHECKPOINT = "MIT/ast-finetuned-audioset-10-10-0.4593"
 ORIGINAL_CHECKPOINT_NAME = "audioset_10_10_0.4593.pth"
-#: LayerNorm eps of the original (timm) AST; transformers' ASTConfig default is 1e-12
-TIMM_LAYER_NORM_EPS = 1e-6
 TIMM_HEAD_PREFIXES = ("v.head.", "v.head_dist.", "mlp_head.")
 _FRONTEND_KEYS = ("sampling_rate", "num_mel_bins", "max_length", "mean", "std", "do_normalize")
 #: timm block sub-module -> transformers ASTLayer sub-module (qkv is split separately)
