@@ -184,6 +184,22 @@ def test_original_checkpoint_strict_keys(reference, tmp_path):
         convert_ast_checkpoint(_save(tmp_path / "vgg.pth", {"features.0.weight": torch.zeros(1)}))
 
 
+def test_resize_errors(tmp_path):
+    from hf_fusion import AudioFusionConfig
+
+    vggish = AudioFusionModel(AudioFusionConfig(backbone="vggish"))
+    with pytest.raises(ValueError, match="expected a fused AST model, got backbone 'vggish'"):
+        resize_ast(vggish, 398)
+    with pytest.raises(ValueError, match="no fixed input length to change"):
+        vggish.set_input_length(398)
+    small = AudioFusionModel(AudioFusionConfig(backbone="ast", backbone_config=dict(
+        hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32), fusion_layers=[1, 2]))
+    with pytest.raises(ValueError, match="max_length must be a positive int"):
+        small.set_input_length(39.8)
+    with pytest.raises(FileNotFoundError, match="nope.pth"):
+        convert_ast_checkpoint(tmp_path / "nope.pth")
+
+
 def _save(path, state):
     torch.save(state, path)
     return path

@@ -72,6 +72,8 @@ def convert_ast_checkpoint(
     (``kwargs``: its geometry options); otherwise ``kwargs`` go to ``ASTModel.from_pretrained``.
     With ``output_dir`` the model and feature extractor are saved there.
     """
+    if str(checkpoint).endswith((".pth", ".pt")) and not Path(str(checkpoint)).is_file():
+        raise FileNotFoundError(f"checkpoint file not found: {checkpoint}")
     if Path(str(checkpoint)).is_file():
         return convert_original_ast_checkpoint(
             checkpoint, fusion_layers, output_dir, max_length=max_length,
