@@ -128,7 +128,7 @@ def ast_task_normalization(
         if statistic == "evar":
             batch_means.append(mean)
             running = batch_means[0] if len(batch_means) == 1 else float(np.mean(batch_means[1:]))
-            batch_sq.append(float(((x - running) ** 2).mean()))
+            batch_sq.append(float((x - running).square_().mean()))
         else:
             total += float(x.sum())
             total_sq += float((x**2).sum())
