@@ -1,8 +1,16 @@
-"""AST backbone through transformers' ``ASTModel(output_hidden_states=True)``.
+"""AST backbone through transformers' ``ASTModel(output_hidden_states=True)``, at any input length.
 
 Paper token rule (DESIGN.md section 2): layer l's feature is the model's final LayerNorm applied to
 ``hidden_states[l]`` (block l's output; ``hidden_states[0]`` is the embeddings), then the mean of the
 [CLS] (token 0) and distillation (token 1) vectors: [B, hidden_size], no time axis.
+
+Input length (the authors' protocol, DESIGN.md section 8): ``backbone_config["max_length"]`` is the
+number N of fbank frames the model takes; ``backbone_config["pretrained_max_length"]`` (default: N) is
+the length the checkpoint's positional embeddings were trained for (1024 for AudioSet AST). The weights
+always keep that pretrained grid (frequency patches x time patches, frequency-major as the patch conv
+flattens [B, D, f, t]); every forward adapts its time axis to N as YuanGongND/ast does: fewer time
+patches -> the middle columns, more -> bilinear interpolation (frequency axis and the two token
+embeddings untouched). So one saved model can be re-used for any N without touching its weights.
 """
 
 from __future__ import annotations
@@ -13,12 +21,84 @@ from typing import Any
 import torch
 from torch import nn
 from transformers import ASTConfig, ASTModel
+from transformers.models.audio_spectrogram_transformer.modeling_audio_spectrogram_transformer import ASTEmbeddings
 
 from .backbone_base import TappedBackbone
 from .fusion import align_layer
 
 AUDIOSET_MEAN = -4.2677393
 AUDIOSET_STD = 4.5689974
+#: LayerNorm eps of the original (timm) AST; transformers' ASTConfig default is 1e-12
+TIMM_LAYER_NORM_EPS = 1e-6
+#: backbone_config key: frames of the checkpoint's positional-embedding grid (not an ASTConfig field)
+PRETRAINED_LENGTH_KEY = "pretrained_max_length"
+
+
+def patch_grid(num_frames: int, num_mel_bins: int, patch_size: int = 16, frequency_stride: int = 10,
+               time_stride: int = 10) -> tuple[int, int]:
+    """(frequency patches, time patches) of a [num_frames, num_mel_bins] fbank, e.g. 1024 x 128 -> (12, 101)."""
+    if num_frames < patch_size or num_mel_bins < patch_size:
+        raise ValueError(
+            f"ast: an input of {num_frames} frames x {num_mel_bins} mel bins is smaller than one "
+            f"{patch_size}x{patch_size} patch; use max_length >= {patch_size} frames"
+        )
+    return (num_mel_bins - patch_size) // frequency_stride + 1, (num_frames - patch_size) // time_stride + 1
+
+
+def adapt_position_embeddings(position_embeddings: torch.Tensor, frequency_patches: int, time_patches: int,
+                              new_time_patches: int) -> torch.Tensor:
+    """[1, 2 + f * t, D] -> [1, 2 + f * t_new, D], AST's rule for another input length.
+
+    The patch part is viewed as [D, f, t] (frequency-major, as the patch conv flattens); t_new <= t keeps
+    the middle columns ``[t // 2 - t_new // 2, ... + t_new)`` (the reference's ``50 - t_new // 2`` for
+    t = 101); t_new > t interpolates bilinearly to (f, t_new). Tokens 0 and 1 are kept as they are.
+    The reference cuts only when t_new < t; at t_new == t its interpolation is the identity, so both agree.
+    """
+    tokens, patches = position_embeddings[:, :2], position_embeddings[:, 2:]
+    dim = position_embeddings.shape[-1]
+    if patches.shape[1] != frequency_patches * time_patches:
+        raise ValueError(
+            f"ast: positional embeddings hold {patches.shape[1]} patches, not {frequency_patches} x {time_patches}"
+        )
+    if new_time_patches == time_patches:
+        return position_embeddings
+    grid = patches.transpose(1, 2).reshape(1, dim, frequency_patches, time_patches)
+    if new_time_patches < time_patches:
+        start = time_patches // 2 - new_time_patches // 2
+        grid = grid[..., start : start + new_time_patches]
+    else:
+        grid = nn.functional.interpolate(grid, size=(frequency_patches, new_time_patches), mode="bilinear")
+    patches = grid.reshape(1, dim, frequency_patches * new_time_patches).transpose(1, 2)
+    return torch.cat([tokens, patches], dim=1)
+
+
+class LengthAdaptedASTEmbeddings(ASTEmbeddings):
+    """transformers' ``ASTEmbeddings`` (same parameters, pretrained grid) for inputs of ``input_length`` frames."""
+
+    def __init__(self, config: ASTConfig, input_length: int):
+        super().__init__(config)
+        self.set_input_length(input_length)
+
+    def set_input_length(self, input_length: int) -> None:
+        cfg = self.config
+        geometry = (cfg.patch_size, cfg.frequency_stride, cfg.time_stride)
+        self.pretrained_grid = patch_grid(cfg.max_length, cfg.num_mel_bins, *geometry)
+        self.input_time_patches = patch_grid(int(input_length), cfg.num_mel_bins, *geometry)[1]
+        self.input_length = int(input_length)
+
+    def adapted_position_embeddings(self) -> torch.Tensor:
+        """[1, 2 + f * t_in, D]: the positional embeddings this input length uses."""
+        f, t = self.pretrained_grid
+        return adapt_position_embeddings(self.position_embeddings, f, t, self.input_time_patches)
+
+    def forward(self, input_values: torch.Tensor) -> torch.Tensor:
+        batch_size = input_values.shape[0]
+        patches = self.patch_embeddings(input_values)
+        tokens = torch.cat(
+            (self.cls_token.expand(batch_size, -1, -1), self.distillation_token.expand(batch_size, -1, -1), patches),
+            dim=1,
+        )
+        return self.dropout(tokens + self.adapted_position_embeddings())
 
 
 class ASTBackbone(TappedBackbone):
@@ -38,7 +118,15 @@ class ASTBackbone(TappedBackbone):
         # ASTConfig so invalid values fail here with transformers' message.
         fields = {k: v for k, v in merged.items() if k in ASTConfig.__annotations__}
         checked = ASTConfig(**fields).to_dict()
-        return {k: checked[k] for k in fields}
+        out = {k: checked[k] for k in fields}
+        pretrained = merged.get(PRETRAINED_LENGTH_KEY)
+        pretrained = out["max_length"] if pretrained is None else pretrained
+        if isinstance(pretrained, bool) or not isinstance(pretrained, int) or pretrained < 1:
+            raise ValueError(f"ast: {PRETRAINED_LENGTH_KEY} must be a positive int (frames), got {pretrained!r}")
+        out[PRETRAINED_LENGTH_KEY] = pretrained
+        for key in ("max_length", PRETRAINED_LENGTH_KEY):
+            patch_grid(out[key], out["num_mel_bins"], out["patch_size"], out["frequency_stride"], out["time_stride"])
+        return out
 
     @classmethod
     def tappable_layers(cls, backbone_config: dict[str, Any]) -> tuple[int, ...]:
@@ -61,17 +149,49 @@ class ASTBackbone(TappedBackbone):
         }
 
     @classmethod
+    def check_frontend(cls, backbone_config: dict[str, Any], frontend: dict[str, Any]) -> None:
+        """The fbank must have exactly the frames and mel bins the model takes."""
+        for key in ("max_length", "num_mel_bins"):
+            if int(frontend[key]) != int(backbone_config[key]):
+                raise ValueError(
+                    f"ast: front-end {key}={frontend[key]} differs from the model's {key}={backbone_config[key]}; "
+                    "the feature extractor must produce the model's input length (resize both with "
+                    "hf_fusion.ast_protocol.resize_ast or AudioFusionModel.from_pretrained(path, max_length=N))"
+                )
+
+    @classmethod
     def default_fusion_layers(cls, backbone_config: dict[str, Any]) -> list[int]:
         n = int(backbone_config["num_hidden_layers"])
         middle = max(1, round(5 * n / 12))  # the paper's 5 of 12
         return [middle, n] if middle != n else [n]
 
+    @staticmethod
+    def ast_config(backbone_config: dict[str, Any]) -> ASTConfig:
+        """The ``ASTConfig`` of the weights: ``max_length`` = the pretrained grid's length."""
+        fields = {k: v for k, v in backbone_config.items() if k in ASTConfig.__annotations__}
+        fields["max_length"] = int(backbone_config.get(PRETRAINED_LENGTH_KEY) or fields["max_length"])
+        return ASTConfig(**fields)
+
     def __init__(self, backbone_config: dict[str, Any], frontend: dict[str, Any], attn_implementation=None):
         super().__init__(backbone_config, frontend)
-        ast_config = ASTConfig(**backbone_config)
+        ast_config = self.ast_config(backbone_config)
         if attn_implementation is not None:
             ast_config._attn_implementation = attn_implementation
         self.ast = ASTModel(ast_config)
+        self.ast.embeddings = LengthAdaptedASTEmbeddings(ast_config, int(backbone_config["max_length"]))
+
+    def set_input_length(self, max_length: int) -> None:
+        """Take inputs of ``max_length`` frames from now on (the weights are unchanged)."""
+        self.ast.embeddings.set_input_length(int(max_length))
+        self.backbone_config["max_length"] = int(max_length)
+
+    def set_layer_norm_eps(self, eps: float) -> None:
+        """Use ``eps`` in every LayerNorm (timm's AST: 1e-6)."""
+        for module in self.ast.modules():
+            if isinstance(module, nn.LayerNorm):
+                module.eps = float(eps)
+        self.ast.config.layer_norm_eps = float(eps)
+        self.backbone_config["layer_norm_eps"] = float(eps)
 
     def forward(
         self, input_values: torch.Tensor, layers: Sequence[int], num_frames: int | None = None
@@ -82,7 +202,8 @@ class ASTBackbone(TappedBackbone):
         if input_values.dim() != 3 or tuple(input_values.shape[1:]) != tuple(expected):
             raise ValueError(
                 f"ast: input_values must be [B, {expected[0]}, {expected[1]}] (frames x mel bins, from "
-                f"FusedAudioFeatureExtractor(backbone='ast')), got shape {tuple(input_values.shape)}"
+                f"FusedAudioFeatureExtractor(backbone='ast') with the model's max_length), got shape "
+                f"{tuple(input_values.shape)}"
             )
         hidden_states = self.ast(input_values, output_hidden_states=True).hidden_states
         out = {}

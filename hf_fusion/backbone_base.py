@@ -68,6 +68,10 @@ class TappedBackbone(nn.Module):
         return {**cls.default_frontend(backbone_config), **(overrides or {})}
 
     @classmethod
+    def check_frontend(cls, backbone_config: dict[str, Any], frontend: dict[str, Any]) -> None:
+        """Raise ValueError when resolved front-end settings cannot feed this backbone (default: no check)."""
+
+    @classmethod
     def default_fusion_layers(cls, backbone_config: dict[str, Any]) -> list[int]:
         """The paper's (or a sensible) middle + late layer choice."""
         raise NotImplementedError

@@ -46,6 +46,7 @@ class AudioFusionConfig(PretrainedConfig):
             raise ValueError(
                 f"backbone {backbone!r} needs front end {defaults.get('name')!r}, got {self.frontend.get('name')!r}"
             )
+        backbone_cls.check_frontend(self.backbone_config, self.frontend)
         if fusion_layers is None:
             fusion_layers = backbone_cls.default_fusion_layers(self.backbone_config)
         self.fusion_layers = layer_numbers(fusion_layers, "fusion_layers")

@@ -72,6 +72,9 @@ FRONTEND_FUNCTIONS = {
     "panns_log_mel": panns_log_mel_padded,
 }
 
+#: front-end keys that only record provenance (how AST's mean/std were obtained); not passed to the function
+FRONTEND_INFO_KEYS = ("name", "normalization", "normalization_clips")
+
 #: front ends with a per-clip time axis -> (valid steps per clip from lengths [B] + settings, time axis of
 #: input_values). The feature extractor returns ``attention_mask`` [B, steps] for these.
 FRONTEND_VALID_STEPS = {
@@ -158,7 +161,7 @@ class FusedAudioFeatureExtractor(SequenceFeatureExtractor):
             waveforms[i, : clip.numel()] = clip
         if device is not None:
             waveforms, lengths = waveforms.to(device), lengths.to(device)
-        settings = {k: v for k, v in self.frontend.items() if k != "name"}
+        settings = {k: v for k, v in self.frontend.items() if k not in FRONTEND_INFO_KEYS}
         with torch.no_grad():
             features = FRONTEND_FUNCTIONS[self.frontend["name"]](waveforms, lengths=lengths, **settings)
         data = {"input_values": features}

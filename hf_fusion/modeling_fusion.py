@@ -62,6 +62,34 @@ class AudioFusionModel(AudioFusionPreTrainedModel):
         )
         self.post_init()
 
+    @classmethod
+    def from_pretrained(cls, *args, max_length: int | None = None, **kwargs):
+        """transformers' ``from_pretrained``; ``max_length=N`` (AST only) makes the loaded model take N
+        fbank frames (see :meth:`set_input_length`). Pair it with the matching extractor:
+        ``FusedAudioFeatureExtractor.from_fusion_config(model.config)``."""
+        loaded = super().from_pretrained(*args, **kwargs)
+        if max_length is not None:
+            model = loaded[0] if isinstance(loaded, tuple) else loaded
+            model.set_input_length(max_length)
+        return loaded
+
+    def set_input_length(self, max_length: int) -> "AudioFusionModel":
+        """Re-target the model to inputs of ``max_length`` frames (AST: the positional embeddings are
+        re-adapted from the checkpoint's grid, weights unchanged); updates ``config.backbone_config`` and
+        ``config.frontend`` so a feature extractor built from the config pads/cuts to the same length."""
+        if not hasattr(self.backbone, "set_input_length"):
+            raise ValueError(f"backbone {self.config.backbone!r} has no fixed input length to change (AST only)")
+        if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
+            raise ValueError(f"max_length must be a positive int (fbank frames), got {max_length!r}")
+        backbone_config = {**self.config.backbone_config, "max_length": max_length}
+        backbone_config = self.config.backbone_class.normalize_backbone_config(backbone_config)  # checks N
+        self.backbone.set_input_length(max_length)
+        self.config.backbone_config = backbone_config
+        self.backbone.backbone_config = backbone_config
+        self.config.frontend = {**self.config.frontend, "max_length": max_length}
+        self.backbone.frontend = self.config.frontend
+        return self
+
     @property
     def layer_dims(self) -> dict[int, int]:
         return self.config.layer_dims

@@ -1,4 +1,4 @@
-"""Convert torchvggish's ``vggish-10086976.pth`` into a saved fused model folder.
+"""Convert a VGGish ``.pth`` (torchvggish's ``vggish-10086976.pth`` or tcvrick's ``pytorch_vggish.pth``) into a saved fused model folder.
 
     python scripts/convert_vggish.py --checkpoint vggish-10086976.pth --layers 10 15 --out vggish-fusion-10-15
 """
@@ -12,7 +12,7 @@ from hf_fusion.conversion import convert_vggish_checkpoint
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", required=True, help="torchvggish state dict (.pth), pre-PCA weights")
+    parser.add_argument("--checkpoint", required=True, help="VGGish state dict (.pth), torchvggish or tcvrick layout (auto-detected)")
     parser.add_argument("--layers", type=int, nargs="+", default=[10, 15],
                         help="Table I layers to fuse (tappable: 2 5 8 10 13 15 18 20 22); default 10 15")
     parser.add_argument("--out", required=True, help="output folder (save_pretrained)")

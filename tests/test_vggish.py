@@ -177,3 +177,59 @@ def test_align_layer_matches_written_out_eq1():
     ref = torch.nn.functional.max_pool2d(z, (4, 1)).permute(0, 1, 3, 2).reshape(3, 256 * 16, 6)
     torch.testing.assert_close(ours, ref)
     assert temporal_pool(ours).shape == (3, 4096)
+
+
+def _tcvrick_vggish(seed: int = 5) -> torch.nn.Module:
+    """tcvrick's VGGish layout written out for the test: conv stack ``features``, FC stack ``fc``, the conv
+    map flattened from NHWC (his fix of harritaylor's port); random weights."""
+    torch.manual_seed(seed)
+    layers, channels = [], 1
+    for v in (64, "M", 128, "M", 256, 256, "M", 512, 512, "M"):
+        if v == "M":
+            layers.append(torch.nn.MaxPool2d(2, stride=2))
+        else:
+            layers += [torch.nn.Conv2d(channels, v, 3, stride=1, padding=1), torch.nn.ReLU()]
+            channels = v
+
+    class Tcvrick(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.features = torch.nn.Sequential(*layers)
+            self.fc = torch.nn.Sequential(
+                torch.nn.Linear(512 * 24, 4096), torch.nn.ReLU(), torch.nn.Linear(4096, 4096), torch.nn.ReLU(),
+                torch.nn.Linear(4096, 128), torch.nn.ReLU(),
+            )
+
+        def forward(self, x):
+            x = self.features(x).permute(0, 2, 3, 1).contiguous()
+            return self.fc(x.view(x.size(0), -1))
+
+    return Tcvrick().eval()
+
+
+def test_tcvrick_layout_converts_and_matches(tmp_path):
+    """The authors' VGGish weights layout (``features.N``, ``fc.N``) -> same taps as the tcvrick module."""
+    ref = _tcvrick_vggish()
+    assert any(k.startswith("fc.4.") for k in ref.state_dict())
+    path = save_state(tmp_path / "pytorch_vggish.pth", ref.state_dict(), wrap=False)
+    model, fe = convert_vggish_checkpoint(path, fusion_layers=[10, 15])
+    examples = fe(make_clips((2.1,), seed=4)[0], sampling_rate=16000, return_tensors="pt")["input_values"]
+    x = examples.reshape(-1, 1, 96, 64)
+    hooks = Hooks({10: ref.features[9], 15: ref.features[14]})
+    with torch.no_grad():
+        final = ref(x)
+        ours = model.backbone.run_taps(x, [10, 15, 22])
+    hooks.remove()
+    torch.testing.assert_close(ours[22], final, rtol=1e-5, atol=1e-6)
+    for layer in (10, 15):
+        torch.testing.assert_close(ours[layer], hooks.out[layer], rtol=1e-5, atol=1e-6)
+    # strict keys in the checkpoint's own naming; a mixed layout is refused
+    state = ref.state_dict()
+    broken = save_state(tmp_path / "broken.pth", {k: v for k, v in state.items() if k != "fc.2.weight"}, False)
+    with pytest.raises(ValueError, match=r"tcvrick VGGish checkpoint: missing keys \['fc.2.weight'\]"):
+        convert_vggish_checkpoint(broken)
+    mixed = save_state(tmp_path / "mixed.pth", {**state, "embeddings.0.bias": state["fc.0.bias"]}, False)
+    with pytest.raises(ValueError, match=r"cannot tell the VGGish layout.*found both"):
+        convert_vggish_checkpoint(mixed)
+    with pytest.raises(ValueError, match="layout must be"):
+        convert_vggish_checkpoint(path, layout="google")

@@ -1,6 +1,6 @@
 """Converters from original backbone checkpoints to saved ``AudioFusionModel`` folders."""
 
-from .ast import convert_ast_checkpoint
+from .ast import convert_ast_checkpoint, convert_original_ast_checkpoint
 from .cnn14 import convert_cnn14_checkpoint
 from .crepe import build_crepe_fusion_model
 from .hf_encoder import convert_hf_encoder
@@ -9,6 +9,7 @@ from .vggish import convert_vggish_checkpoint
 
 __all__ = [
     "convert_ast_checkpoint",
+    "convert_original_ast_checkpoint",
     "convert_vggish_checkpoint",
     "convert_cnn14_checkpoint",
     "build_crepe_fusion_model",
