@@ -27,6 +27,18 @@ def _add_task_args(p: argparse.ArgumentParser) -> None:
                    help="fold tasks: the folds held out in turn as test (default: every fold)")
 
 
+def _frames(text: str):
+    if text == "task":
+        return text
+    try:
+        frames = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--ast-frames {text!r}: 'task' or a number of fbank frames") from None
+    if frames < 16:
+        raise argparse.ArgumentTypeError(f"--ast-frames {frames}: AST needs at least 16 frames (one patch)")
+    return frames
+
+
 def _fold_list(text: str) -> list[int]:
     try:
         folds = [int(x) for x in text.split(",") if x.strip()]
@@ -49,6 +61,12 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=16, help="clips per forward pass")
     p.add_argument("--on-error", choices=("raise", "skip"), default="raise",
                    help="undecodable audio: stop naming the file, or skip it and count it")
+    p.add_argument("--ast-frames", type=_frames, default="task", metavar="task|N",
+                   help="AST input length: 'task' = each task's clip length, as the authors (default); "
+                        "N fbank frames, e.g. 1024 (the checkpoint's 10.24 s)")
+    p.add_argument("--ast-normalization", choices=("task", "audioset", "model"), default="task",
+                   help="AST fbank normalisation: the task's statistics over up to 5000 training clips, as the "
+                        "authors (default); AudioSet's constants; or the model's saved ones")
 
 
 def _add_probe_args(p: argparse.ArgumentParser) -> None:
@@ -86,7 +104,8 @@ def _extract(args, loaded, tasks, layers="all"):
           f"on {len(tasks)} task(s), one forward pass per batch (cached)")
     _describe_folds(tasks, getattr(args, "folds", None))
     return workflow.extract_tasks(loaded, tasks, layers, cache_dir=args.cache_dir, batch_size=args.batch_size,
-                                  on_error=args.on_error)
+                                  on_error=args.on_error, input_frames=args.ast_frames,
+                                  normalization=args.ast_normalization)
 
 
 def _describe_folds(tasks: dict, folds) -> None:

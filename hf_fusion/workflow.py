@@ -168,15 +168,89 @@ def load_tasks(names: Sequence[str], dirs: Sequence[str], sampling_rate: int, ro
 
 
 def extract_tasks(loaded: LoadedModel, tasks: dict, layers="all", cache_dir=None, batch_size: int = 16,
-                  on_error: str = "raise") -> dict:
-    """{task: FeatureCache}; every requested layer comes from one forward pass per batch (or the cache)."""
+                  on_error: str = "raise", input_frames: str | int = "task", normalization: str = "task",
+                  layer_norm_eps: float | None = None, log=print) -> dict:
+    """{task: FeatureCache}; every requested layer comes from one forward pass per batch (or the cache).
+
+    Backbones with a variable input length (AST) follow the authors' protocol per task
+    (:func:`task_model`): ``input_frames`` "task" (the task's clip length) or a frame count, and
+    ``normalization`` "task" (the task's fbank statistics), "audioset" or "model" (as saved)."""
     from .extraction import extract_features
 
-    return {
-        name: extract_features(loaded.model, loaded.feature_extractor, data, name, layers=layers,
-                               batch_size=batch_size, cache_dir=cache_dir, on_error=on_error)
-        for name, data in tasks.items()
-    }
+    caches = {}
+    for name, data in tasks.items():
+        task_loaded = task_model(loaded, data, input_frames, normalization, layer_norm_eps, log=log, task=name)
+        caches[name] = extract_features(task_loaded.model, task_loaded.feature_extractor, data, name, layers=layers,
+                                        batch_size=batch_size, cache_dir=cache_dir, on_error=on_error)
+    return caches
+
+
+def task_clip_samples(data) -> int:
+    """Samples per clip of a cropped task (its fixed-length ``input_values`` column)."""
+    split = next(iter(data))
+    feature = data[split].features.get("input_values")
+    if feature is None or getattr(feature, "length", -1) in (None, -1):
+        raise ValueError("the task has no fixed-length input_values column (load it with a clip length)")
+    return int(feature.length)
+
+
+def train_clips(data, limit: int | None = None):
+    """The training clips of a cropped task, in order, as float32 arrays (at most ``limit``): the ``train``
+    split, or for fold data the training rows of the first fold (their training crops), as EVAR does."""
+    import numpy as np
+
+    from .tasks.clips import SOURCE_ROW, TRAIN_CROPS_SPLIT
+    from .tasks.folds import ALL_SPLIT, fold_split_indices
+
+    if "train" in data:
+        rows, source = range(len(data["train"])), data["train"].with_format("numpy")
+        crops = {}
+    else:
+        everything = data[ALL_SPLIT]
+        folds = np.asarray(everything["fold"])
+        rows, _, _ = fold_split_indices(folds, everything["label"], int(folds.min()))
+        source = everything.with_format("numpy")
+        crops = {}
+        if TRAIN_CROPS_SPLIT in data:
+            extra = data[TRAIN_CROPS_SPLIT].with_format("numpy")
+            crops = {int(r): k for k, r in enumerate(data[TRAIN_CROPS_SPLIT][SOURCE_ROW])}
+    for n, row in enumerate(rows):
+        if limit is not None and n >= limit:
+            return
+        row = int(row)
+        yield np.asarray((extra[crops[row]] if row in crops else source[row])["input_values"], dtype=np.float32)
+
+
+def task_model(loaded: LoadedModel, data, input_frames: str | int = "task", normalization: str = "task",
+               layer_norm_eps: float | None = None, log=print, task: str = "task") -> LoadedModel:
+    """The model one task is extracted with. Backbones without a variable input length: ``loaded`` itself.
+    AST: a copy sized for the task's clip length (``input_frames="task"``, EVAR's ``input_tdim``) or a
+    given frame count, with the task's fbank statistics (``normalization="task"``, over up to 5000
+    training clips), AudioSet's (``"audioset"``) or the saved ones (``"model"``), and optionally another
+    LayerNorm eps. The settings are in the copy's config, so the feature cache keys them."""
+    import copy
+
+    if not hasattr(loaded.model.backbone, "set_input_length"):
+        return loaded
+    from .ast_protocol import (TASK_STATS_MAX_CLIPS, ast_frames_for_seconds, ast_task_normalization, resize_ast,
+                               set_ast_normalization, set_layer_norm_eps)
+
+    if normalization not in ("task", "audioset", "model"):
+        raise ValueError(f"normalization must be 'task', 'audioset' or 'model', got {normalization!r}")
+    seconds = task_clip_samples(data) / loaded.feature_extractor.sampling_rate
+    frames = ast_frames_for_seconds(seconds) if input_frames == "task" else int(input_frames)
+    model, fe = resize_ast(copy.deepcopy(loaded.model), frames)
+    if layer_norm_eps is not None:
+        set_layer_norm_eps(model, layer_norm_eps)
+    if normalization != "model":
+        stats = (ast_task_normalization(train_clips(data, TASK_STATS_MAX_CLIPS), fe)
+                 if normalization == "task" else None)
+        fe = set_ast_normalization(model, normalization, stats)
+    frontend = model.config.frontend
+    log(f"  {task}: {loaded.config.backbone} input {frames} frames ({seconds:g} s clips"
+        f"{', the task length' if input_frames == 'task' else ''}), fbank normalisation "
+        f"{frontend.get('normalization', 'as saved')} (mean {frontend['mean']:.4f}, std {frontend['std']:.4f})")
+    return LoadedModel(model.eval(), fe, loaded.source)
 
 
 def task_features(cache, layers, folds: Sequence[int] | None = None):

@@ -77,6 +77,10 @@ def main(argv=None) -> int:
                         help="--layerwise: the layer choice reads validation (default) or test accuracy (the paper's practice)")
     parser.add_argument("--folds", type=lambda t: [int(x) for x in t.split(",") if x.strip()], metavar="1,3",
                         help="fold tasks (esc50, us8k): the folds held out in turn (default: all, as the paper)")
+    parser.add_argument("--ast-frames", default="task", help="AST input: 'task' = each task's clip length "
+                        "(the authors' protocol, default) or a frame count such as 1024")
+    parser.add_argument("--ast-normalization", choices=("task", "audioset"), default="task",
+                        help="AST fbank statistics: the task's (the authors', default) or AudioSet's")
     parser.add_argument("--max-epochs", type=int, default=200, help="probe epochs (paper: 200)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="probe seeds (paper: 3 runs)")
     args = parser.parse_args(argv)
@@ -91,6 +95,10 @@ def main(argv=None) -> int:
     print("protocol: fold tasks hold out each fold in turn (validation: a stratified 10% of the other folds), "
           "results averaged over folds; clips cut/padded to the task's length (random crop for train/valid, "
           f"from 0 for test); layer choice on {args.select_on} accuracy")
+    if "ast" in args.backbones:
+        frames = "each task's clip length" if args.ast_frames == "task" else f"{args.ast_frames} frames"
+        print(f"protocol (AST): input {frames}, fbank normalised with the {args.ast_normalization} statistics, "
+              "LayerNorm eps 1e-6 (timm's, the original model)")
     summary = {}
     for backbone in args.backbones:
         preset = PRESETS[_preset(backbone)]
@@ -99,7 +107,9 @@ def main(argv=None) -> int:
             convert_checkpoint(backbone, getattr(args, f"{backbone}_checkpoint"), list(preset.fusion_layers), folder)
         loaded = workflow.load_model(str(folder))
         tasks = workflow.load_tasks(args.tasks, [], loaded.feature_extractor.sampling_rate, root=args.data_root)
-        caches = workflow.extract_tasks(loaded, tasks, "all", cache_dir=args.cache_dir, batch_size=args.batch_size)
+        caches = workflow.extract_tasks(loaded, tasks, "all", cache_dir=args.cache_dir, batch_size=args.batch_size,
+                                        input_frames=args.ast_frames if args.ast_frames == "task" else int(args.ast_frames),
+                                        normalization=args.ast_normalization, layer_norm_eps=1e-6)
         if args.layerwise:
             study = workflow.layerwise_study(caches, loaded.tappable_layers, config, folds=args.folds)
             choice = choose_layers(study, select_on=args.select_on)
