@@ -1,7 +1,7 @@
 """A clip's embedding is the same alone, in any batch, at any batch_size (issue 9, "masks everywhere").
 
 For every backbone (tiny random configs; CREPE with its real tiny weights) eight clips of mixed lengths
-are embedded one by one (the reference), then in shuffled batches of 1, 3 and 8, through both paths:
+(and, for five of them, with a forced T_o) are embedded one by one (the reference), then in shuffled batches of 1, 3 and 8, through both paths:
 - the model call: ``FusedAudioFeatureExtractor`` -> ``AudioFusionModel(input_values, attention_mask=...)``;
 - ``extract_features`` (every layer's cached Eq.1+Eq.3 vector, and the fused one, via ``FeatureCache.load``).
 Every vector must equal the clip's vector alone to RTOL (max |batched - alone| / max |alone| per clip).
@@ -25,6 +25,9 @@ SECONDS = (1.3, 0.45, 0.9, 2.1, 0.6, 0.9, 0.35, 1.05)
 ORDER = (3, 0, 6, 1, 5, 7, 2, 4)  # batches are cut from this shuffled order
 BATCH_SIZES = (1, 3, 8)
 BACKBONES = ("vggish", "cnn14", "ast", "crepe", "wav2vec2-group", "wav2vec2-layer", "hubert", "wavlm", "whisper")
+#: a forced T_o (config.num_output_frames): Eq.1 max-pools each clip over its own frames
+FORCED = {"cnn14": 1, "crepe": 2, "wav2vec2-group": 4, "wav2vec2-layer": 4, "whisper": 4}
+CASES = BACKBONES + tuple(f"{name}@T_o={t_o}" for name, t_o in FORCED.items())
 
 
 def _tiny_hf(name, folder):
@@ -68,7 +71,13 @@ def _tiny_hf(name, folder):
 
 
 def build(name, folder):
-    """(model in eval mode, feature extractor) for one backbone, tiny."""
+    """(model in eval mode, feature extractor) for one backbone, tiny; "<name>@T_o=<k>" forces T_o = k."""
+    if "@T_o=" in name:
+        name, t_o = name.split("@T_o=")
+        model, fe = build(name, folder)
+        forced = AudioFusionModel(AudioFusionConfig(**{**model.config.to_dict(), "num_output_frames": int(t_o)}))
+        forced.load_state_dict(model.state_dict())
+        return forced.eval(), fe
     torch.manual_seed(0)
     if name == "crepe":
         from hf_fusion.conversion import build_crepe_fusion_model
@@ -93,7 +102,7 @@ def clips():
     return make_clips(SECONDS, seed=5)
 
 
-@pytest.fixture(scope="module", params=BACKBONES)
+@pytest.fixture(scope="module", params=CASES)
 def setup(request, tmp_path_factory, clips):
     """(name, model, fe, alone) with alone = {"fused": [n, D], layer: [n, D_l]} computed one clip at a time."""
     name = request.param
@@ -124,7 +133,10 @@ def test_clips_really_differ_in_length(setup, clips):
     assert mask.shape[0] == 8 and bool((mask == 0).any()), mask.sum(1)
     with torch.no_grad():
         frame_mask = model.frame_mask(mask)
-    assert len(set(frame_mask.sum(1).tolist())) > 1  # clips keep different numbers of valid output frames
+    if model.config.num_output_frames is None:  # clips keep different numbers of valid output frames
+        assert len(set(frame_mask.sum(1).tolist())) > 1
+    else:  # a forced T_o: every frame of every clip is valid (each pooled over its own frames)
+        assert bool(frame_mask.all()) and frame_mask.shape == (8, model.config.num_output_frames)
 
 
 @pytest.mark.parametrize("batch_size", BATCH_SIZES)
@@ -165,3 +177,24 @@ def test_extract_features_batch_independent(setup, clips, batch_size, tmp_path):
         reference = alone["fused" if layer == "fusion" else layer][order]
         worst = max(relative_difference(X[k], reference[k]) for k in range(len(order)))
         assert worst <= RTOL, f"{name}, batch_size={batch_size}, layer {layer}: max relative difference {worst:.3g}"
+
+
+def test_cache_key_ignores_batch_size(tmp_path, clips):
+    """batch_size is not in the cache key (vectors do not depend on it): a second run at another batch
+    size reuses the cache without running the model; backbones with a time axis key the masking version."""
+    from hf_fusion.extraction import model_key
+
+    model, fe = build("crepe", tmp_path / "model")
+    (tmp_path / "audio").mkdir()
+    data = _audio_dataset(tmp_path / "audio", clips)
+    first = extract_features(model, fe, data, "mixed", batch_size=3, cache_dir=tmp_path / "cache", progress=False)
+    forward = model.backbone.forward
+    model.backbone.forward = lambda *a, **k: pytest.fail("the cache should have been reused")
+    try:
+        again = extract_features(model, fe, data, "mixed", batch_size=8, cache_dir=tmp_path / "cache", progress=False)
+    finally:
+        model.backbone.forward = forward
+    np.testing.assert_array_equal(first.load("fusion", "all")[0], again.load("fusion", "all")[0])
+    assert model_key(model, fe)[1]["valid_frames"] == 1
+    ast, ast_fe = build("ast", tmp_path / "ast")
+    assert "valid_frames" not in model_key(ast, ast_fe)[1]  # fixed-length input: AST caches keep their key
