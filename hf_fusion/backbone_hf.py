@@ -9,6 +9,21 @@ embeddings / feature projection, is not a tap, as for AST). A layer's [B, T, D] 
 [B, D, T] with time last; Eq.1 max-pools it to T_o frames (default: the last layer's frame count,
 so nothing is pooled for these models, whose layers all share one frame rate).
 AST through this path treats its patch tokens as the time axis; use ``backbone="ast"`` for the paper's rule.
+
+Clips of different lengths (``attention_mask`` from the feature extractor: valid samples [B, N], or
+valid mel frames [B, T] for Whisper). Every clip's valid output frames must equal its frames alone;
+``mask_strategy`` picks how, per model:
+- ``"fixed"``: the extractor pads every clip to one fixed chunk (Whisper, 30 s): the input, hence every
+  output frame, is already the clip's own; only Eq.3 is restricted to the frames of the clip's audio.
+- ``"attention_mask"``: wav2vec2 / HuBERT / WavLM with a LayerNorm conv front end
+  (``feat_extract_norm="layer"``, e.g. wav2vec2-large-lv60, hubert-large, wavlm-large): the conv front
+  end has no padding and normalises each frame alone, and the encoder zeroes padded frames before its
+  positional conv and masks them in attention, so one padded batch + ``attention_mask`` is exact.
+- ``"groups"``: everything else, notably GroupNorm conv front ends (``feat_extract_norm="group"``:
+  wav2vec2-base, hubert-base, wavlm-base(-plus)), whose first GroupNorm normalises each channel over
+  ALL time steps, padding included, so no mask can make it exact. Clips are run in groups of equal
+  valid length, each cut to that length (no padding at all), and the outputs re-padded with zeros.
+Valid output frames: the encoder's ``_get_feat_extract_output_lengths`` of the valid input steps.
 """
 
 from __future__ import annotations
@@ -22,9 +37,12 @@ import torch
 from torch import nn
 
 from .backbone_base import TappedBackbone
-from .fusion import align_layer
+from .frontend_hf import load_wrapped_feature_extractor, pads_to_fixed_length
+from .fusion import align_layer, align_valid, valid_frame_mask
 
 _DROP_KEYS = ("transformers_version", "_name_or_path")
+#: model types whose encoder is exact under an attention mask when the conv front end uses LayerNorm
+MASK_EXACT_MODEL_TYPES = ("wav2vec2", "hubert", "wavlm")
 
 
 @lru_cache(maxsize=16)
@@ -72,11 +90,21 @@ def build_encoder(config) -> nn.Module:
     return AutoModel.from_config(config)
 
 
+def mask_strategy(config, feature_extractor: dict[str, Any] | None) -> str:
+    """How clips of different lengths are run: "fixed", "attention_mask" or "groups" (module docstring)."""
+    if feature_extractor is not None and pads_to_fixed_length(load_wrapped_feature_extractor(feature_extractor)):
+        return "fixed"
+    if config.model_type in MASK_EXACT_MODEL_TYPES and getattr(config, "feat_extract_norm", None) == "layer":
+        return "attention_mask"
+    return "groups"
+
+
 class HFEncoderBackbone(TappedBackbone):
     """Hidden states 1..N of a transformers audio encoder, aligned along its frame axis."""
 
     name = "hf"
     has_time_axis = True
+    supports_attention_mask = True
 
     @classmethod
     def default_backbone_config(cls) -> dict[str, Any]:
@@ -131,26 +159,100 @@ class HFEncoderBackbone(TappedBackbone):
         config = type(config).from_dict(config.to_dict())  # a private copy (the cached one is shared)
         if attn_implementation is not None:
             config._attn_implementation = attn_implementation
-        self.encoder = build_encoder(config)
+        try:
+            self.encoder = build_encoder(config)
+        except ValueError as err:  # e.g. WavLM has no SDPA attention: fall back to its eager one
+            if attn_implementation in (None, "eager") or "attention implementation" not in str(err):
+                raise
+            config._attn_implementation = "eager"
+            self.encoder = build_encoder(config)
         self.num_layers = num_encoder_layers(config)
+        self.mask_strategy = mask_strategy(config, frontend.get("feature_extractor"))
 
     def forward(
-        self, input_values: torch.Tensor, layers: Sequence[int], num_frames: int | None = None
+        self,
+        input_values: torch.Tensor,
+        layers: Sequence[int],
+        num_frames: int | None = None,
+        attention_mask: torch.Tensor | None = None,
     ) -> dict[int, torch.Tensor]:
-        """input_values: the wrapped extractor's input ([B, N] samples or [B, mels, frames]) -> {layer: [B, D, T_o]}."""
+        """input_values: the wrapped extractor's input ([B, N] samples or [B, mels, frames]) -> {layer: [B, D, T_o]}.
+
+        ``attention_mask``: the feature extractor's valid steps along the last axis of ``input_values``;
+        handled by ``self.mask_strategy`` (module docstring). Padded output frames are zeros (groups)
+        or whatever the encoder gives there (masked out of Eq.3 by ``frame_mask``); with a forced
+        ``num_frames`` each clip is max-pooled over its own valid frames.
+        """
         layers = self.check_layers(layers)
+        lengths = self._lengths(attention_mask, input_values)
+        if lengths is not None and self.mask_strategy == "groups" and not bool((lengths == input_values.shape[-1]).all()):
+            hidden_states = self._run_groups(input_values, lengths)
+        elif lengths is not None and self.mask_strategy == "attention_mask":
+            hidden_states = self._run(input_values, attention_mask=attention_mask.to(torch.long))
+        else:
+            hidden_states = self._run(input_values)
+        t = hidden_states[-1].shape[1]
+        frames = None if lengths is None else self.output_lengths(lengths).clamp(max=t)
+        result = {}
+        for layer in layers:
+            z, name = hidden_states[layer].transpose(1, 2), f"hf layer {layer}"
+            result[layer] = align_layer(z, t, name=name) if num_frames is None else align_valid(z, num_frames, frames, name)
+        return result
+
+    def _run(self, input_values: torch.Tensor, **kwargs) -> tuple[torch.Tensor, ...]:
+        """The encoder's hidden states (embeddings + every layer), each [B, T, D]."""
         name = self.encoder.main_input_name
-        out = self.encoder(**{name: input_values}, output_hidden_states=True, return_dict=True)
+        out = self.encoder(**{name: input_values}, output_hidden_states=True, return_dict=True, **kwargs)
         hidden_states = out.hidden_states
         if len(hidden_states) != self.num_layers + 1:
             raise RuntimeError(
                 f"hf backbone: {type(self.encoder).__name__} returned {len(hidden_states)} hidden states, "
                 f"expected {self.num_layers + 1} (embeddings + {self.num_layers} layers)"
             )
-        t_o = num_frames or hidden_states[-1].shape[1]
-        return {
-            layer: align_layer(hidden_states[layer].transpose(1, 2), t_o, name=f"hf layer {layer}") for layer in layers
-        }
+        return hidden_states
+
+    def _run_groups(self, input_values: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
+        """Run clips of equal valid length together, cut to that length (no padding); zero-padded outputs."""
+        total = int(self.output_lengths(torch.tensor([input_values.shape[-1]]))[0])
+        merged: list[torch.Tensor] | None = None
+        for length in torch.unique(lengths).tolist():
+            rows = torch.nonzero(lengths == length).flatten()
+            states = self._run(input_values[rows][..., :length])
+            if merged is None:
+                merged = [h.new_zeros((input_values.shape[0], total) + tuple(h.shape[2:])) for h in states]
+            for full, h in zip(merged, states):
+                full[rows, : h.shape[1]] = h
+        return merged
+
+    def _lengths(self, attention_mask: torch.Tensor | None, input_values: torch.Tensor) -> torch.Tensor | None:
+        if attention_mask is None:
+            return None
+        expected = (input_values.shape[0], input_values.shape[-1])
+        if tuple(attention_mask.shape) != expected:
+            raise ValueError(
+                f"hf backbone: attention_mask must be [B, steps] = {expected} (valid steps along the last axis "
+                f"of input_values, from FusedAudioFeatureExtractor), got shape {tuple(attention_mask.shape)}"
+            )
+        return attention_mask.to(torch.long).sum(dim=1)
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """Valid input steps [B] -> valid encoder frames [B] (the encoder's ``_get_feat_extract_output_lengths``)."""
+        convert = getattr(self.encoder, "_get_feat_extract_output_lengths", None)
+        if convert is None:
+            raise ValueError(
+                f"hf backbone: {type(self.encoder).__name__} has no _get_feat_extract_output_lengths, so valid "
+                "output frames of clips of different lengths are unknown; pass clips of one length without attention_mask"
+            )
+        return torch.as_tensor(convert(lengths)).to(torch.long)
+
+    def frame_mask(self, attention_mask: torch.Tensor, num_frames: int | None = None) -> torch.Tensor:
+        """Valid input steps [B, N] -> valid output frames [B, T_o] bool (a forced T_o: all, each clip pooled alone)."""
+        batch, steps = attention_mask.shape
+        if num_frames is not None:
+            return torch.ones(batch, num_frames, dtype=torch.bool, device=attention_mask.device)
+        total = int(self.output_lengths(torch.tensor([steps]))[0])
+        frames = self.output_lengths(attention_mask.to(torch.long).sum(dim=1).cpu()).clamp(max=total)
+        return valid_frame_mask(frames.to(attention_mask.device), total)
 
     def init_weights(self, module: nn.Module) -> None:
         self.encoder._init_weights(module)

@@ -11,8 +11,8 @@ from transformers.utils import logging
 
 from .backbones import get_backbone_class
 # `from .module import name` (not `from . import module`): transformers copies only such imports as remote code.
-from .frontend_crepe import crepe_frames
-from .frontend_hf import hf_feature_extractor
+from .frontend_crepe import crepe_frames, crepe_valid_frames
+from .frontend_hf import hf_feature_extractor, hf_valid_steps
 from .frontends import ast_fbank, panns_log_mel, panns_num_frames, vggish_log_mel_examples, vggish_num_examples
 
 logger = logging.get_logger(__name__)
@@ -76,10 +76,13 @@ FRONTEND_FUNCTIONS = {
 FRONTEND_INFO_KEYS = ("name", "normalization", "normalization_clips")
 
 #: front ends with a per-clip time axis -> (valid steps per clip from lengths [B] + settings, time axis of
-#: input_values). The feature extractor returns ``attention_mask`` [B, steps] for these.
+#: input_values). The feature extractor returns ``attention_mask`` [B, steps] for these (a count
+#: function returning None: this configuration has no per-clip steps, no mask).
 FRONTEND_VALID_STEPS = {
     "vggish_log_mel": (_vggish_valid_examples, 1),  # examples of [B, n, 96, 64]
     "panns_log_mel": (_panns_valid_frames, 2),  # frames of [B, 1, T, M]
+    "crepe_frames": (crepe_valid_frames, 1),  # frames of [B, T, 1024]
+    "hf": (hf_valid_steps, -1),  # samples of [B, N] (wav2vec2-family) or mel frames of [B, M, T] (Whisper)
 }
 
 
@@ -94,9 +97,11 @@ class FusedAudioFeatureExtractor(SequenceFeatureExtractor):
     ``fe(audio, sampling_rate=16000, return_tensors="pt")`` takes one mono clip (1-D) or a batch
     (list of 1-D arrays/tensors, or a 2-D [B, N] array) of float audio and returns ``input_values``
     (AST: [B, max_length, num_mel_bins]; VGGish: [B, n_examples, 96, 64]; CNN14: [B, 1, T, mel_bins]).
-    VGGish and CNN14 also return ``attention_mask`` (int, [B, n_examples] / [B, T]: 1 = the clip's own
-    example/frame, 0 = padding up to the batch's longest clip); pass it on to the model so that a clip's
-    embedding does not depend on its batch.
+    Every backbone with a per-clip time axis also returns ``attention_mask`` (int; 1 = the clip's own
+    step, 0 = padding up to the batch's longest clip): VGGish [B, n_examples], CNN14 [B, T] log-mel
+    frames, CREPE [B, T] 1024-sample frames, ``hf`` [B, N] samples (wav2vec2-family) or [B, T] mel
+    frames (Whisper, whose input is always padded to its chunk). Pass it on to the model so that a
+    clip's embedding does not depend on its batch. AST (fixed-length input) returns none.
     """
 
     model_input_names = ["input_values"]
@@ -168,8 +173,10 @@ class FusedAudioFeatureExtractor(SequenceFeatureExtractor):
         valid_steps = FRONTEND_VALID_STEPS.get(self.frontend["name"])
         if valid_steps is not None and return_attention_mask is not False:
             count, axis = valid_steps
-            steps = torch.arange(features.shape[axis], device=features.device)
-            data["attention_mask"] = (steps[None, :] < count(lengths, **settings)[:, None]).to(torch.long)
+            valid = count(lengths, **settings)
+            if valid is not None:
+                steps = torch.arange(features.shape[axis], device=features.device)
+                data["attention_mask"] = (steps[None, :] < valid.to(features.device)[:, None]).to(torch.long)
         if return_tensors in ("pt", "torch"):
             return BatchFeature(data)
         return BatchFeature({k: v.cpu().numpy() for k, v in data.items()}, tensor_type=return_tensors)

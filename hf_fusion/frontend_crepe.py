@@ -4,6 +4,10 @@ Same framing as torchcrepe's ``preprocess`` (``pad=True``): the clip is zero-pad
 both sides, frame ``t`` covers samples ``[t * hop, t * hop + 1024)`` of the padded clip (so it is centred
 on sample ``t * hop`` of the original), there are ``1 + N // hop`` frames, and every frame is made zero
 mean and divided by its (unbiased) standard deviation clamped at 1e-10.
+
+Clips of different lengths: frame ``t < 1 + N_b // hop`` of clip b only sees its own samples and the
+zero padding it would get alone, so these frames equal the clip's frames alone; ``crepe_valid_frames``
+gives that count (the feature extractor's ``attention_mask``), later frames are batch padding.
 """
 
 from __future__ import annotations
@@ -13,6 +17,11 @@ import torch.nn.functional as F
 
 CREPE_SAMPLE_RATE = 16000
 CREPE_WINDOW = 1024
+
+
+def crepe_valid_frames(lengths: torch.Tensor, hop_length: int = 160, **unused) -> torch.Tensor:
+    """Frames [B] of each clip alone: 1 + N_b // hop_length (N_b = lengths [B] in samples)."""
+    return 1 + torch.div(lengths, int(hop_length), rounding_mode="floor")
 
 
 def crepe_frames(
@@ -25,8 +34,9 @@ def crepe_frames(
 ) -> torch.Tensor:
     """waveforms [B, N] float (16 kHz, zero-padded batch) -> frames [B, T, 1024], T = 1 + N // hop_length.
 
-    ``lengths`` is accepted for the front-end protocol; a batch of unequal clips is framed over its
-    zero-padded length (all-zero frames normalise to zeros).
+    A batch of unequal clips is framed over its zero-padded length: clip b's first
+    ``crepe_valid_frames(lengths)[b]`` frames are those it gets alone, the rest (batch padding) are
+    masked by the feature extractor's ``attention_mask``.
     """
     if int(sampling_rate) != CREPE_SAMPLE_RATE:
         raise ValueError(

@@ -48,6 +48,28 @@ def align_layer(z: torch.Tensor, num_frames: int, name: str = "layer") -> torch.
     return z[..., :num_frames]
 
 
+def align_valid(
+    z: torch.Tensor, num_frames: int, lengths: torch.Tensor | None = None, name: str = "layer"
+) -> torch.Tensor:
+    """Eq.1 with a FORCED T_o on a padded batch: clip b is aligned over its own ``lengths[b]`` valid
+    frames only (kernel ``lengths[b] // T_o``), exactly as when it is alone; -> [B, D, T_o].
+
+    ``z`` as in :func:`align_layer` (time last); ``lengths`` [B] valid time steps of ``z`` (``None`` or
+    all full: one batched call). Every output frame of every clip is then valid.
+    """
+    full = z.shape[-1]
+    if lengths is None or bool((lengths >= full).all()):
+        return align_layer(z, num_frames, name=name)
+    return torch.cat(
+        [align_layer(z[b : b + 1, ..., : int(n)], num_frames, name=name) for b, n in enumerate(lengths.tolist())]
+    )
+
+
+def valid_frame_mask(lengths: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """Valid-frame mask [B, T] (bool) from per-clip frame counts ``lengths`` [B]."""
+    return torch.arange(num_frames, device=lengths.device)[None, :] < lengths[:, None]
+
+
 def concat_layers(aligned: Sequence[torch.Tensor]) -> torch.Tensor:
     """Eq.2: concatenate aligned layers [B, D_l, T_o] per frame -> [B, sum(D_l), T_o]."""
     if len(aligned) == 0:

@@ -103,7 +103,8 @@ class AudioFusionModel(AudioFusionPreTrainedModel):
         """One backbone pass -> {layer: [B, D_l, T_o]} Eq.1-aligned features.
 
         ``layers``: ``None`` = the fusion layers, ``"all"`` = every tappable layer, or a list of layer numbers.
-        ``attention_mask``: the feature extractor's mask of valid input frames/examples (VGGish, CNN14).
+        ``attention_mask``: the feature extractor's mask of valid input steps (VGGish examples, CNN14 /
+        CREPE frames, hf samples or mel frames); padding then never changes a clip's valid frames.
         """
         if layers is None:
             layers = self.config.fusion_layers
@@ -151,9 +152,11 @@ class AudioFusionModel(AudioFusionPreTrainedModel):
         **kwargs,
     ) -> AudioFusionOutput | tuple:
         """input_values: the feature extractor's output for this backbone (e.g. AST [B, 1024, 128],
-        VGGish [B, n_examples, 96, 64], CNN14 [B, 1, T, 64]); attention_mask: its mask of valid input
-        examples/frames for clips of different lengths (VGGish, CNN14), so that each clip's embedding
-        equals the one it gets alone."""
+        VGGish [B, n_examples, 96, 64], CNN14 [B, 1, T, 64], CREPE [B, T, 1024], hf [B, N] or
+        [B, mels, frames]); attention_mask: its mask of valid input steps for clips of different
+        lengths (every backbone but AST), so that each clip's embedding equals the one it gets alone
+        (Eq.3 then pools only the clip's valid frames; for Whisper, whose extractor pads every clip to
+        its chunk, pass it even for one clip to leave the padded chunk out of Eq.3)."""
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states

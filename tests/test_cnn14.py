@@ -146,11 +146,15 @@ def test_too_short_input_and_forced_num_frames(converted16):
     tiny = {"channels": [4, 8, 8, 8, 8, 8]}
     forced = AudioFusionModel(AudioFusionConfig(backbone="cnn14", backbone_config=tiny, num_output_frames=4)).eval()
     mask = torch.ones(2, 200, dtype=torch.long)
-    mask[1, 100:] = 0
+    mask[1, 150:] = 0  # 150 frames: 4 frames in block 6 (fewer than T_o=4 fails, as alone)
+    x = torch.randn(2, 1, 200, 64) - 50
     with torch.no_grad():
-        out = forced(torch.randn(2, 1, 200, 64) - 50, attention_mask=mask)
+        out = forced(x, attention_mask=mask)
+        alone = forced(x[1:, :, :150]).pooler_output[0]
     assert out.last_hidden_state.shape == (2, 4, 8 * 8 + 8 * 2)  # block 3: 8 ch x 8 mel, block 6: 8 x 2
-    assert out.frame_mask.tolist() == [[True] * 4, [True, True, False, False]]
+    # a forced T_o pools each clip over its own frames: all 4 frames valid, the short clip as alone
+    assert out.frame_mask.tolist() == [[True] * 4, [True] * 4]
+    torch.testing.assert_close(out.pooler_output[1], alone, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.slow

@@ -9,7 +9,8 @@ Layout under the cache root (``$HF_FUSION_CACHE`` or ``~/.cache/hf_fusion``)::
         shards/shard-00000.json   written after its arrow file is in place = "shard complete"
         meta.json                 written last = "split complete" (rows, skipped files, dims, labels)
 
-``model_key`` digests the model config, every weight and the front-end settings; ``data_key`` the
+``model_key`` digests the model config, every weight and the front-end settings (and the masking
+version for backbones with a time axis; never ``batch_size``, which no vector depends on); ``data_key`` the
 split's files/bytes, labels, folds and any pre-cropped clip column (so the clip length is in it).
 Every file is written to a temporary name in the same folder and moved into place with
 ``os.replace``: a killed run leaves complete shards and ignorable temporaries, never a half file.

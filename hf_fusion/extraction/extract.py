@@ -1,7 +1,10 @@
 """All-layer feature extraction with ``datasets.map(batched=True)`` into the resumable cache.
 
-One forward pass per batch (``model.tap(x, layers)``) yields every requested layer; each layer is
-pooled on its own (Eq.1 inside the backbone, Eq.3 via ``model.pool``) and stored as a column.
+One forward pass per batch (``model.tap(x, layers, attention_mask=...)``) yields every requested layer;
+each layer is pooled on its own (Eq.1 inside the backbone, Eq.3 over the clip's valid frames,
+``model.frame_mask``) and stored as a column. Clips of different lengths in one batch: the feature
+extractor's ``attention_mask`` goes to the model, so a clip's cached vector is the one it gets alone,
+whatever ``batch_size`` (which is therefore not part of the cache key).
 
 Resume: a split is cut into shards of ``batch_size * batches_per_shard`` rows; each shard is one
 ``Dataset.map`` call writing its own arrow file (datasets writes a temporary file and moves it into
@@ -72,12 +75,13 @@ def _resolve_layers(model, layers) -> list[int]:
     return sorted(set(layers))
 
 
-def _pool_one(model, aligned: torch.Tensor) -> torch.Tensor:
-    """Eq.3 of one Eq.1-aligned layer [B, D, T_o] -> [B, D], exactly as ``model.pool([aligned])[1]`` (no copy)."""
+def _pool_one(model, aligned: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Eq.3 of one Eq.1-aligned layer [B, D, T_o] -> [B, D], exactly as ``model.pool([aligned], mask)[1]``
+    (no copy); ``mask`` [B, T_o] bool: each clip's valid frames (``model.frame_mask``)."""
     config = model.config
     if not config.backbone_class.has_time_axis and config.num_output_frames is None:
         return aligned[..., 0]  # AST's token rule: no time axis, the vector itself
-    return temporal_pool(aligned, config.pooling)
+    return temporal_pool(aligned, config.pooling, mask=mask)
 
 
 def _decode(value: dict, row: int, decoder: Audio) -> np.ndarray:
@@ -155,7 +159,8 @@ def extract_features(
         task_name: the task's name (part of the cache path; the data content is hashed too).
         layers: ``"all"`` tappable layers (default), ``None``/``"fusion"`` = the model's fusion
             layers, or a list of layer numbers.
-        batch_size: clips per forward pass. batches_per_shard: batches per resumable shard.
+        batch_size: clips per forward pass (speed and memory only: vectors do not depend on it).
+            batches_per_shard: batches per resumable shard.
         cache_dir: cache root (default ``$HF_FUSION_CACHE`` or ``~/.cache/hf_fusion``).
         on_error: ``"raise"`` stops at the first undecodable audio file naming it; ``"skip"`` drops it
             (the names are kept: ``FeatureCache.skipped(split)``).
@@ -296,11 +301,14 @@ def _extract_split(
         for column in carried:
             out[column] = [int(batch[column][k]) for k in keep]
         if clips:
-            inputs = feature_extractor(clips, sampling_rate=sr, return_tensors="pt", device=device)["input_values"]
+            features = feature_extractor(clips, sampling_rate=sr, return_tensors="pt", device=device)
+            inputs, mask = features["input_values"], features.get("attention_mask")
             with torch.inference_mode():
-                taps = model.tap(inputs, layers)  # ONE forward pass for every layer
+                # ONE forward pass for every layer; the mask keeps each clip's vector independent of its batch
+                taps = model.tap(inputs, layers, attention_mask=mask)
+                frame_mask = None if mask is None else model.frame_mask(mask)
                 for layer in layers:
-                    out[layer_column(layer)] = _pool_one(model, taps[layer]).float().cpu().numpy()
+                    out[layer_column(layer)] = _pool_one(model, taps[layer], frame_mask).float().cpu().numpy()
         else:
             for layer in layers:
                 out[layer_column(layer)] = np.zeros((0, dims[layer]), dtype=np.float32)

@@ -24,6 +24,12 @@ _VOLATILE_CONFIG_KEYS = {
 }
 _VOLATILE_FE_KEYS = {"processor_class", "auto_map", "transformers_version"}
 
+#: How Eq.1/Eq.3 treat clips of different lengths; part of the key of every backbone with a per-clip
+#: time axis, so vectors cached before masks (which depended on the batch, and for Whisper pooled its
+#: padded chunk) are never reused. Version 1: masks everywhere (each clip's vector = the clip alone).
+#: ``batch_size`` is NOT in the key: with masks no vector depends on it (tests/test_batch_independence.py).
+VALID_FRAMES_VERSION = 1
+
 
 def _digest(*parts: bytes, size: int = 16) -> str:
     h = hashlib.blake2b(digest_size=size)
@@ -60,12 +66,16 @@ def frontend_identity(feature_extractor) -> dict[str, Any]:
 
 
 def model_key(model, feature_extractor) -> tuple[str, dict[str, Any]]:
-    """(digest, description) of model config + weights + front-end settings."""
+    """(digest, description) of model config + weights + front-end settings (+ the masking version for
+    backbones with a per-clip time axis). Batch size and device are not part of it: they do not change
+    a clip's vectors."""
     desc = {
         "config": config_identity(model.config),
         "weights": weights_fingerprint(model),
         "frontend": frontend_identity(feature_extractor),
     }
+    if getattr(getattr(model, "backbone", None), "supports_attention_mask", False):
+        desc["valid_frames"] = VALID_FRAMES_VERSION
     return _digest(_canonical_json(desc)), desc
 
 
