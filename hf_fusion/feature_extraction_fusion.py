@@ -182,12 +182,22 @@ class FusedAudioFeatureExtractor(SequenceFeatureExtractor):
         return BatchFeature({k: v.cpu().numpy() for k, v in data.items()}, tensor_type=return_tensors)
 
 
+#: a 2-D array [N, C] with C <= this and N > C is channel-last multichannel audio, never a batch of C-sample clips
+MAX_CHANNELS = 8
+
+
 def _as_mono_clips(raw_audio) -> list[torch.Tensor]:
     """Validate audio and return 1-D float32 CPU tensors; errors say what was received and what is expected."""
     if isinstance(raw_audio, (np.ndarray, torch.Tensor)):
         if raw_audio.ndim == 1:
             items = [raw_audio]
         elif raw_audio.ndim == 2:
+            rows, cols = raw_audio.shape
+            if cols <= MAX_CHANNELS < rows:
+                raise ValueError(
+                    f"got a [{rows}, {cols}] array: that is {cols}-channel audio laid out [samples, channels], "
+                    "not a batch of clips; down-mix it first (audio.mean(axis=1)) or pass a [batch, samples] array"
+                )
             items = list(raw_audio)  # a batch [B, N] of mono clips, as in transformers
         else:
             raise ValueError(

@@ -63,15 +63,30 @@ class AudioFusionModel(AudioFusionPreTrainedModel):
         self.post_init()
 
     @classmethod
-    def from_pretrained(cls, *args, max_length: int | None = None, **kwargs):
+    def from_pretrained(cls, *args, max_length: int | None = None, allow_missing_weights: bool = False, **kwargs):
         """transformers' ``from_pretrained``; ``max_length=N`` (AST only) makes the loaded model take N
         fbank frames (see :meth:`set_input_length`). Pair it with the matching extractor:
-        ``FusedAudioFeatureExtractor.from_fusion_config(model.config)``."""
-        loaded = super().from_pretrained(*args, **kwargs)
+        ``FusedAudioFeatureExtractor.from_fusion_config(model.config)``.
+
+        Strict: a checkpoint whose weights do not match the config (missing, unexpected or wrong-shape
+        keys, e.g. a config.json edited to another backbone or more layers) is an error naming the keys,
+        never a model with random weights; ``allow_missing_weights=True`` accepts it (transformers' warning)."""
+        want_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
+        problems = {kind: sorted(map(str, info.get(kind) or [])) for kind in ("missing_keys", "unexpected_keys",
+                                                                             "mismatched_keys")}
+        problems = {kind: keys for kind, keys in problems.items() if keys}
+        if problems and not allow_missing_weights:
+            where = args[0] if args else kwargs.get("pretrained_model_name_or_path", "the checkpoint")
+            said = "; ".join(f"{len(keys)} {kind.replace('_', ' ')} (e.g. {', '.join(keys[:3])})"
+                             for kind, keys in problems.items())
+            raise ValueError(
+                f"{where}: the saved weights do not match its config.json (backbone {model.config.backbone!r}, "
+                f"layers {list(model.config.fusion_layers)}): {said}. Was config.json edited? Restore it, or pass "
+                "allow_missing_weights=True to load with random weights where they are missing")
         if max_length is not None:
-            model = loaded[0] if isinstance(loaded, tuple) else loaded
             model.set_input_length(max_length)
-        return loaded
+        return (model, info) if want_info else model
 
     def set_input_length(self, max_length: int) -> "AudioFusionModel":
         """Re-target the model to inputs of ``max_length`` frames (AST: the positional embeddings are

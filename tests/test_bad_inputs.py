@@ -13,6 +13,9 @@
 | split-one-class / split-unseen / split-shared | one class in train; a label only in test; a file in two splits | a warning naming it |
 | model-missing-folder / model-missing-checkpoint | `--model out/missing`, `--model ast:/nonexistent` | exit 2 in one line, no Hub lookup |
 | study-nan / -inf / -percent / -truncated | a hand-edited `layerwise.csv` | ValueError naming the row (tests/test_protocol.py) |
+| stereo-channel-last | a `[N, 2]` array | ValueError "2-channel audio laid out [samples, channels]" |
+| ast-unknown-key | `backbone_config={"num_hiden_layers": 4}` | ValueError with "did you mean 'num_hidden_layers'" (as every backbone) |
+| edited-config-layers / -backbone | a saved config.json edited to more layers / another backbone | ValueError naming the missing/unexpected weights |
 """
 
 import argparse
@@ -174,3 +177,42 @@ def test_missing_model_is_one_line_without_hub_lookups(tmp_path, capsys, monkeyp
     code = main(["evaluate", "--model", spec.format(tmp=tmp_path), "--task", "synth_pitch"])
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+# ---------------------------------------------------------------- audio arrays, configs, saved models
+
+
+def test_channel_last_stereo_is_refused_not_read_as_many_clips():
+    from hf_fusion import FusedAudioFeatureExtractor
+
+    fe = FusedAudioFeatureExtractor(backbone="ast", frontend={"max_length": 64, "num_mel_bins": 32})
+    stereo = np.zeros((16000, 2), dtype=np.float32)
+    with pytest.raises(ValueError, match=r"\[16000, 2\] array: that is 2-channel audio laid out \[samples, channels\]"):
+        fe(stereo, sampling_rate=16000)
+    assert fe(stereo.T.copy(), sampling_rate=16000, return_tensors="pt")["input_values"].shape[0] == 2  # [B, N]
+
+
+@pytest.mark.parametrize("backbone, key, hint", [("ast", "num_hiden_layers", "num_hidden_layers"),
+                                                 ("cnn14", "mel_bin", None), ("crepe", "capacty", None)])
+def test_unknown_backbone_config_keys_are_refused_by_every_backbone(backbone, key, hint):
+    with pytest.raises(ValueError, match=f"unknown backbone_config key.*{key}" + (f".*did you mean '{hint}'" if hint else "")):
+        AudioFusionConfig(backbone=backbone, backbone_config={key: 4})
+
+
+@pytest.mark.parametrize("edit", ["more-layers", "other-backbone"])
+def test_a_saved_model_with_an_edited_config_does_not_load_silently(saved_model, edit):
+    from transformers import AutoModel
+
+    path = saved_model / "config.json"
+    config = json.loads(path.read_text())
+    if edit == "more-layers":
+        config["backbone_config"]["num_hidden_layers"] = 14
+    else:
+        config.update(backbone="crepe", backbone_config={"capacity": "tiny"}, fusion_layers=[3, 6])
+        config["frontend"] = {"name": "crepe_frames", "sampling_rate": 16000}
+    path.write_text(json.dumps(config))
+    kind = "missing keys" if edit == "more-layers" else "unexpected keys"
+    with pytest.raises(ValueError, match=f"do not match its config.json.*{kind}.*Was config.json edited"):
+        AutoModel.from_pretrained(saved_model)
+    model = AudioFusionModel.from_pretrained(saved_model, allow_missing_weights=True)  # explicit opt-in
+    assert model.config.backbone == ("ast" if edit == "more-layers" else "crepe")

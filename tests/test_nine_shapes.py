@@ -81,6 +81,10 @@ def test_nine_shapes_through_reproduce_paper_and_the_cli(tmp_path, monkeypatch, 
     printed = capsys.readouterr()
     assert exit_info.value.code == 0, printed.err
     assert "fold tasks hold out each fold in turn" in printed.out and "layer choice on valid accuracy" in printed.out
+    assert "protocol (AST): input each task's clip length, fbank normalised with the task statistics" in printed.out
+    for task, frames in (("spcv2", 98), ("cremad", 248), ("esc50", 498), ("voxforge", 578), ("vc1", 818),
+                         ("gtzan", 2998)):
+        assert f"  {task}: ast input {frames} frames" in printed.out
     comparison = json.loads((out / "paper_comparison.json").read_text())["ast-fusion-5-12"]
     assert list(comparison) == list(SHAPES)
     assert comparison["esc50"]["paper"] == 94.2 and all(0 <= v["ours"] <= 100 for v in comparison.values())

@@ -116,6 +116,8 @@ def test_cli_runs_a_fold_task_with_per_fold_rows(fold_task, ast_folder, tmp_path
     assert main(["layerwise", *common, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "foldtask: fold task, folds [1, 2, 3] held out in turn" in printed
+    # AST per task (the authors' protocol): sized for the 0.6 s clips, normalised with the task's statistics
+    assert "foldtask: ast input 58 frames (0.6 s clips, the task length), fbank normalisation task" in printed
     rows = _rows(out / "layerwise.csv")
     assert {r["fold"] for r in rows} == {"mean", "1", "2", "3"}
     for layer in range(1, 13):
