@@ -110,6 +110,19 @@ class TappedBackbone(nn.Module):
         mask Eq.3 uses; ``None`` when the backbone has no per-clip lengths."""
         return None
 
+    def mask_lengths(self, attention_mask: torch.Tensor | None, batch: int, steps: int,
+                     unit: str = "frames") -> torch.Tensor | None:
+        """Valid steps per clip [B] from an input ``attention_mask`` [B, steps] (None -> None); the error
+        names the expected shape."""
+        if attention_mask is None:
+            return None
+        if tuple(attention_mask.shape) != (batch, steps):
+            raise ValueError(
+                f"{self.name}: attention_mask must be [B, T] = {(batch, steps)} (valid {unit}), "
+                f"got shape {tuple(attention_mask.shape)}"
+            )
+        return attention_mask.to(torch.long).sum(dim=1)
+
     def tap_module(self, layer: int) -> nn.Module:
         """The module whose output is layer ``layer`` (hooked backbones: VGGish, CNN14)."""
         raise NotImplementedError(f"{self.name}: no hooked modules")

@@ -154,17 +154,6 @@ class Cnn14Backbone(TappedBackbone):
             )
         return input_values
 
-    @staticmethod
-    def _lengths(attention_mask: torch.Tensor | None, batch: int, frames: int) -> torch.Tensor | None:
-        if attention_mask is None:
-            return None
-        if tuple(attention_mask.shape) != (batch, frames):
-            raise ValueError(
-                f"cnn14: attention_mask must be [B, T] = {(batch, frames)} (valid log-mel frames), "
-                f"got shape {tuple(attention_mask.shape)}"
-            )
-        return attention_mask.to(torch.long).sum(dim=1)
-
     def run_taps(
         self, input_values: torch.Tensor, layers: Sequence[int], lengths: torch.Tensor | None = None
     ) -> dict[int, torch.Tensor]:
@@ -195,7 +184,7 @@ class Cnn14Backbone(TappedBackbone):
         layers = self.check_layers(layers)
         input_values = self._check_input(input_values)
         batch, _, frames, _ = input_values.shape
-        lengths = self._lengths(attention_mask, batch, frames)
+        lengths = self.mask_lengths(attention_mask, batch, frames, unit="log-mel frames")
         raw = self.run_taps(input_values, layers, lengths)
         t_o = frames // FRAMES_PER_OUTPUT
         out = {}

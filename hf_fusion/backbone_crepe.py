@@ -169,7 +169,7 @@ class CrepeBackbone(TappedBackbone):
                 f"got shape {tuple(input_values.shape)}"
             )
         b, t, _ = input_values.shape
-        lengths = self._lengths(attention_mask, b, t)
+        lengths = self.mask_lengths(attention_mask, b, t, unit="frames")
         frames = input_values.reshape(b * t, 1024)
         keep = None if lengths is None else valid_frame_mask(lengths, t).reshape(-1)
         if keep is not None and not bool(keep.all()):
@@ -182,17 +182,6 @@ class CrepeBackbone(TappedBackbone):
             name = f"crepe layer {layer}"
             result[layer] = align_layer(z, t, name=name) if num_frames is None else align_valid(z, num_frames, lengths, name)
         return result
-
-    @staticmethod
-    def _lengths(attention_mask: torch.Tensor | None, batch: int, frames: int) -> torch.Tensor | None:
-        if attention_mask is None:
-            return None
-        if tuple(attention_mask.shape) != (batch, frames):
-            raise ValueError(
-                f"crepe: attention_mask must be [B, T] = {(batch, frames)} (valid frames), "
-                f"got shape {tuple(attention_mask.shape)}"
-            )
-        return attention_mask.to(torch.long).sum(dim=1)
 
     def frame_mask(self, attention_mask: torch.Tensor, num_frames: int | None = None) -> torch.Tensor:
         """Frame mask [B, T] -> [B, T_o] bool: the valid frames (a forced T_o: all, each clip pooled alone)."""
