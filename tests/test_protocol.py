@@ -248,3 +248,17 @@ def test_pairs_rule_probes_candidates_and_keeps_the_best_validation_mean():
     on_test = refine_with_pairs(choose_layers(study, late_tasks=["esc50", "us8k", "gtzan"], select_on="test"),
                                 probe_pair, top_k=2)
     assert sorted([on_test.middle, on_test.late]) == [1, 4]
+
+
+def test_card_says_which_accuracy_chose_the_layers(tmp_path):
+    from hf_fusion.hub.cards import render_model_card
+
+    config = hf_fusion.AudioFusionConfig(backbone="ast", backbone_config=dict(TINY_AST), fusion_layers=[1, 7])
+    choice = choose_layers(_study(LATE_SHALLOW, LATE_SHALLOW))
+    on_valid = render_model_card(config, "org/ast-fusion-1-7", selection=choice.to_dict()).text
+    assert "M = 7 (middle) and L = 1 (late)" in on_valid
+    assert "linear-probe validation accuracies (the test sets were not read)" in on_valid
+    assert "Note: L = layer 1" in on_valid and "does not hold" in on_valid
+    on_test = choose_layers(_study(LATE_SHALLOW, LATE_SHALLOW), select_on="test").to_dict()
+    text = render_model_card(config, "org/ast-fusion-1-7", selection=on_test).text
+    assert "test accuracies, as in the paper (the test sets influenced the choice)" in text
