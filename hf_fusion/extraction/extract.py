@@ -7,8 +7,10 @@ extractor's ``attention_mask`` goes to the model, so a clip's cached vector is t
 whatever ``batch_size`` (which is therefore not part of the cache key).
 
 Resume: a split is cut into shards of ``batch_size * batches_per_shard`` rows; each shard is one
-``Dataset.map`` call writing its own arrow file (datasets writes a temporary file and moves it into
-place only when the map finished), then a JSON marker. A restarted run skips shards with a marker.
+``Dataset.map`` call writing its own arrow file (datasets writes a temporary file in this process's
+work folder and moves it into place only when the map finished), then a JSON marker. A restarted run
+skips shards with a marker. Two extractions of one cache at once (two shells) share the work: each
+shard is computed under a file lock, and only temporaries of dead processes are removed (``locks.py``).
 Memory: clips are decoded batch by batch inside the map function and the outputs are flushed to
 disk every batch, so memory does not grow with the number of clips.
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,6 +49,7 @@ from ..fusion import temporal_pool
 from ..tasks.clips import SOURCE_ROW
 from ..tasks.validate import AudioDecodeError
 from .identity import dataset_fingerprint, model_key
+from .locks import FileLock, clean_temporaries, locked, work_dir
 
 logger = logging.getLogger(__name__)
 
@@ -117,18 +121,6 @@ def _shard_done(shards_dir: Path, name: str, rows: tuple[int, int]) -> dict | No
     if marker is None or tuple(marker.get("rows", ())) != tuple(rows) or not (shards_dir / f"{name}.arrow").is_file():
         return None
     return marker
-
-
-def _clean_temporaries(shards_dir: Path) -> None:
-    """Remove temporaries a killed run left (datasets' tmp* map files, our .*.tmp-* JSON files)."""
-    if not shards_dir.is_dir():
-        return
-    for path in shards_dir.iterdir():
-        if path.name.startswith("tmp") or ".tmp-" in path.name:
-            try:
-                path.unlink()
-            except OSError:
-                pass
 
 
 def extract_features(
@@ -261,12 +253,13 @@ def _extract_split(
 
     shards_dir = folder / SHARDS
     n = len(ds)
-    if accelerator.is_main_process:
-        _clean_temporaries(shards_dir)
-    accelerator.wait_for_everyone()  # nobody writes before the main process cleaned up
     shards_dir.mkdir(parents=True, exist_ok=True)
-    # every process derives the same plan (or reads the one a first, interrupted run fixed)
-    shard_rows = _plan(folder, n, batch_size * batches_per_shard, {"task": task_name, "split": split})
+    with locked(folder / ".lock"):  # another extraction of this cache may be running (see locks.py)
+        if accelerator.is_main_process:
+            clean_temporaries(shards_dir)  # only temporaries whose process is gone
+        # every process derives the same plan (or reads the one a first, interrupted run fixed)
+        shard_rows = _plan(folder, n, batch_size * batches_per_shard, {"task": task_name, "split": split})
+    accelerator.wait_for_everyone()
     bounds = [(a, min(a + shard_rows, n)) for a in range(0, n, shard_rows)]
     names = [f"shard-{j:05d}" for j in range(len(bounds))]
     mine = [j for j in range(len(bounds)) if j % accelerator.num_processes == accelerator.process_index]
@@ -315,22 +308,44 @@ def _extract_split(
         bar.update(len(rows))
         return out
 
+    def compute_shard(j: int) -> None:
+        a, b = bounds[j]
+        before = len(skipped)
+        part = work.select(range(a, b))
+        # datasets writes its tmp* file beside cache_file_name: in our own work folder, never touched by
+        # another process; the finished file is then moved into place and the marker written
+        scratch = work_dir(shards_dir) / f"{names[j]}.arrow"
+        part.map(
+            run_batch, with_indices=True, batched=True, batch_size=batch_size, fn_kwargs={"offset": a},
+            remove_columns=part.column_names, features=out_features,
+            cache_file_name=str(scratch), load_from_cache_file=False,
+            writer_batch_size=batch_size, new_fingerprint=f"hf_fusion_{folder.parent.name[-16:]}_{j}",
+        )
+        os.replace(scratch, shards_dir / f"{names[j]}.arrow")
+        atomic_write_json(shards_dir / f"{names[j]}.json",
+                          {"rows": [a, b], "skipped": skipped[before:], "layers": layers})
+
     try:
         with _quiet_datasets_bars():
-            for j in todo:
-                a, b = bounds[j]
-                before = len(skipped)
-                part = work.select(range(a, b))
-                part.map(
-                    run_batch, with_indices=True, batched=True, batch_size=batch_size, fn_kwargs={"offset": a},
-                    remove_columns=part.column_names, features=out_features,
-                    cache_file_name=str(shards_dir / f"{names[j]}.arrow"), load_from_cache_file=False,
-                    writer_batch_size=batch_size, new_fingerprint=f"hf_fusion_{folder.parent.name[-16:]}_{j}",
-                )
-                atomic_write_json(shards_dir / f"{names[j]}.json",
-                                  {"rows": [a, b], "skipped": skipped[before:], "layers": layers})
+            pending, wait = list(todo), False
+            while pending:  # first pass: shards nobody else holds; second pass: wait for the others
+                held_elsewhere = []
+                for j in pending:
+                    lock = FileLock(shards_dir / f"{names[j]}.lock")
+                    if not lock.acquire(blocking=wait):
+                        held_elsewhere.append(j)
+                        continue
+                    try:
+                        if _shard_done(shards_dir, names[j], bounds[j]) is None:
+                            compute_shard(j)
+                        else:  # another process finished it meanwhile
+                            bar.update(bounds[j][1] - bounds[j][0])
+                    finally:
+                        lock.release()
+                pending, wait = held_elsewhere, True
     finally:
         bar.close()
+        shutil.rmtree(work_dir(shards_dir), ignore_errors=True)  # our temporaries only
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         markers = [_shard_done(shards_dir, names[j], bounds[j]) for j in range(len(bounds))]
