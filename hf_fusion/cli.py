@@ -93,7 +93,7 @@ def _load(args):
     loaded = workflow.load_model(args.model, args.layers)
     tasks = workflow.load_tasks(args.task, args.task_dir, loaded.feature_extractor.sampling_rate,
                                 root=args.task_root, clip_seconds=args.clip_seconds,
-                                allow_outside=args.allow_outside_task_dir)
+                                allow_outside=args.allow_outside_task_dir, on_error=getattr(args, "on_error", "raise"))
     return loaded, tasks
 
 
@@ -103,9 +103,13 @@ def _extract(args, loaded, tasks, layers="all"):
     print(f"extracting {'every tappable layer' if layers == 'all' else f'layers {layers}'} of {loaded.name} "
           f"on {len(tasks)} task(s), one forward pass per batch (cached)")
     _describe_folds(tasks, getattr(args, "folds", None))
-    return workflow.extract_tasks(loaded, tasks, layers, cache_dir=args.cache_dir, batch_size=args.batch_size,
-                                  on_error=args.on_error, input_frames=args.ast_frames,
-                                  normalization=args.ast_normalization)
+    caches = workflow.extract_tasks(loaded, tasks, layers, cache_dir=args.cache_dir, batch_size=args.batch_size,
+                                    on_error=args.on_error, input_frames=args.ast_frames,
+                                    normalization=args.ast_normalization)
+    for name, per_split in workflow.skipped_files(caches).items():
+        for split, files in per_split.items():  # one line per split naming every skipped file
+            print(f"  {name}/{split}: skipped {len(files)} unreadable audio file(s): {', '.join(files)}")
+    return caches
 
 
 def _describe_folds(tasks: dict, folds) -> None:
@@ -235,7 +239,7 @@ def cmd_evaluate(args) -> int:
     results = workflow.evaluate_fusion(loaded, caches, _probe_config(args), folds=args.folds)
     out = Path(args.out)
     leaderboard = Path(args.leaderboard) if args.leaderboard else out / "leaderboard.jsonl"
-    paths = workflow.write_results(loaded, results, out, leaderboard)
+    paths = workflow.write_results(loaded, results, out, leaderboard, skipped=workflow.skipped_files(caches))
     print("\n" + paths["table"].read_text())
     print(f"wrote {paths['results']}, {paths['table']} (+ .csv/.json); appended to {leaderboard}")
     return 0
@@ -361,10 +365,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from hf_fusion.tasks.validate import AudioDecodeError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, KeyError, FileNotFoundError) as err:
+    except (ValueError, KeyError, FileNotFoundError, AudioDecodeError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"hf-fusion {args.command}: error: {message}", file=sys.stderr)
         return 2

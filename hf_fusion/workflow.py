@@ -140,11 +140,14 @@ def task_clip_seconds(task_dir: Path) -> float:
 
 
 def load_tasks(names: Sequence[str], dirs: Sequence[str], sampling_rate: int, root: str | None = None,
-               clip_seconds: float | None = None, seed: int = 0, allow_outside: bool = False) -> dict:
+               clip_seconds: float | None = None, seed: int = 0, allow_outside: bool = False,
+               on_error: str = "raise") -> dict:
     """{task name: DatasetDict with a fixed-length ``input_values`` column} for registered names and folders.
 
     Fold tasks give ``all`` (+ ``all_train_crops``), see ``hf_fusion.tasks.sources``; ``allow_outside``
-    accepts EVAR file names resolving outside their folder."""
+    accepts EVAR file names resolving outside their folder. Cropping decodes every file: ``on_error``
+    "raise" names every unreadable one in one ValueError, "skip" drops and records them
+    (``hf_fusion.tasks.validate.skipped_at_load``; the feature cache's ``skipped(split)`` lists them)."""
     from .tasks import get_task, load_task
 
     outside = {"allow_outside_root": True} if allow_outside else {}
@@ -152,7 +155,7 @@ def load_tasks(names: Sequence[str], dirs: Sequence[str], sampling_rate: int, ro
     for name in names:
         spec = get_task(name)  # KeyError lists the known names
         tasks[spec.name] = load_task(spec.name, sampling_rate, root=root, crop=True, clip_seconds=clip_seconds,
-                                     seed=seed, **(outside if root is not None else {}))
+                                     seed=seed, on_error=on_error, **(outside if root is not None else {}))
     for d in dirs:
         path = Path(d).expanduser()
         if not (path / "metadata.csv").is_file():
@@ -161,7 +164,8 @@ def load_tasks(names: Sequence[str], dirs: Sequence[str], sampling_rate: int, ro
         name = path.name
         if name in tasks:
             raise ValueError(f"two tasks are named {name!r}; give the folders distinct names")
-        tasks[name] = load_task(path, sampling_rate, crop=True, clip_seconds=seconds, seed=seed, **outside)
+        tasks[name] = load_task(path, sampling_rate, crop=True, clip_seconds=seconds, seed=seed, on_error=on_error,
+                                **outside)
     if not tasks:
         raise ValueError("no task given: use --task NAME and/or --task-dir DIR")
     return tasks
@@ -183,6 +187,15 @@ def extract_tasks(loaded: LoadedModel, tasks: dict, layers="all", cache_dir=None
         caches[name] = extract_features(task_loaded.model, task_loaded.feature_extractor, data, name, layers=layers,
                                         batch_size=batch_size, cache_dir=cache_dir, on_error=on_error)
     return caches
+
+
+def skipped_files(caches: dict) -> dict[str, dict[str, list[str]]]:
+    """{task: {split: [files]}} of the unreadable files skipped (at load or extraction), only splits with some."""
+    out = {}
+    for task, cache in caches.items():
+        per_split = {split: cache.skipped(split) for split in cache.splits}
+        out[task] = {split: names for split, names in per_split.items() if names}
+    return out
 
 
 def task_clip_samples(data) -> int:
@@ -312,13 +325,16 @@ def evaluate_fusion(loaded: LoadedModel, caches: dict, probe_config=None, single
 RESULTS_COLUMNS = ["model", "task", "accuracy", "std", "lr", "layers", "valid_accuracy", "fold"]
 
 
-def write_results(loaded: LoadedModel, results: dict, out: Path, leaderboard: Path | None = None) -> dict:
+def write_results(loaded: LoadedModel, results: dict, out: Path, leaderboard: Path | None = None,
+                  skipped: dict[str, dict[str, list[str]]] | None = None) -> dict:
     """results.csv, results.json, the Table III files, and leaderboard rows.
 
     results.csv: model,task,accuracy,std,lr,layers,valid_accuracy,fold (fractions in [0, 1]); a fold task has
     its fold-averaged row (fold = "mean") followed by one row per held-out fold (fold = its number; std
     over seeds). results.json: every ProbeResult in full (grids, per-seed and per-fold numbers).
-    ``results`` is :func:`evaluate_fusion`'s {model name: (layers, {task: ProbeResult})}."""
+    ``results`` is :func:`evaluate_fusion`'s {model name: (layers, {task: ProbeResult})}; ``skipped``
+    ({task: {split: [files]}}, :func:`skipped_files`) goes into each task's entry of results.json as
+    ``"skipped"`` (unreadable files left out of that task's numbers)."""
     import csv
 
     import numpy as np
@@ -338,7 +354,8 @@ def write_results(loaded: LoadedModel, results: dict, out: Path, leaderboard: Pa
                     writer.writerow([model_name, task, f"{np.mean(test):.6f}", f"{np.std(test):.6f}", res.lr, names,
                                      f"{np.mean(res.per_fold_valid[fold]):.6f}", fold])
     (out / "results.json").write_text(json.dumps(
-        {model_name: {"layers": list(layers), "tasks": {task: res.to_dict() for task, res in per_task.items()}}
+        {model_name: {"layers": list(layers), "tasks": {task: {**res.to_dict(), "skipped": (skipped or {}).get(task, {})}
+                                                        for task, res in per_task.items()}}
          for model_name, (layers, per_task) in results.items()}, indent=1, default=float))
     baseline_name = loaded.layer_name(loaded.last_layer)
     table = fused_table(results[baseline_name][1], results[loaded.name][1], baseline_name=baseline_name,

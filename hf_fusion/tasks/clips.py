@@ -12,12 +12,17 @@ Rules (``n = round(clip_seconds * sampling_rate)`` samples):
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Optional
+import warnings
+from typing import Callable, Iterable, Literal, Optional
 
 import numpy as np
-from datasets import Audio, DatasetDict, List, Value
+from datasets import Audio, Dataset, DatasetDict, List, Value
+
+from hf_fusion.tasks.validate import SKIPPED_ATTR, AudioDecodeError, UnreadableAudioError, decode_audio
 
 RANDOM_CROP_SPLITS = ("train", "valid")
+#: temporary column of the crop map: the decode error of the row ("" when it decoded)
+_ERROR = "_decode_error"
 
 
 def audio_array(value) -> tuple[np.ndarray, int]:
@@ -96,6 +101,7 @@ def crop_clips(
     output_column: str = "input_values",
     keep_audio: bool = True,
     num_proc: Optional[int] = None,
+    on_error: Literal["raise", "skip"] = "raise",
 ) -> DatasetDict:
     """Add a fixed-length ``output_column`` (float32 samples) to every split of ``data``.
 
@@ -104,9 +110,15 @@ def crop_clips(
     with ``Audio(sampling_rate=...)``) so the clip length in samples is the same everywhere.
     The new column is ``List(float32, length=n)``; read it with ``.with_format("numpy")`` or
     ``"torch"``. The decoded waveform is not re-encoded: ``keep_audio=False`` drops the audio column.
+
+    A file that cannot be decoded (empty, truncated, not audio, NaN/inf samples): ``on_error="raise"``
+    raises :class:`~hf_fusion.tasks.validate.UnreadableAudioError` naming every such file of the split;
+    ``"skip"`` drops their rows, warns once naming them, and records them on the result
+    (``hf_fusion.tasks.validate.skipped_at_load(result)`` -> ``{split: [files]}``).
     """
+    _check_on_error(on_error)
     random_splits = set(random_splits)
-    out = {}
+    out, skipped = {}, {}
     for split, ds in data.items():
         feat = ds.features.get(audio_column)
         if not isinstance(feat, Audio):
@@ -117,15 +129,63 @@ def crop_clips(
                 "(or cast_column('audio', Audio(sampling_rate=sr))) before cropping"
             )
         n = clip_samples(clip_seconds, feat.sampling_rate)
-        features = ds.features.copy()
-        features[output_column] = List(Value("float32"), length=n)
-        fn = make_clip_fn(clip_seconds, split in random_splits, seed, audio_column, output_column)
-        mapped = ds.map(fn, with_indices=True, features=features, num_proc=num_proc,
-                        desc=f"crop {split} to {clip_seconds} s")
+        random_crop = split in random_splits
+        decoder = Audio(sampling_rate=feat.sampling_rate)
+
+        def fn(example: dict, index: int, _random=random_crop, _decoder=decoder, _n=n) -> dict:
+            try:
+                wave = decode_audio(example[audio_column], index, _decoder)
+            except AudioDecodeError as err:
+                return {output_column: np.zeros(_n, np.float32), _ERROR: _error_text(err)}
+            return {output_column: crop_or_pad(wave, _n, crop_start(len(wave), _n, _random, seed, index)), _ERROR: ""}
+
+        mapped = _map_undecoded(ds, fn, audio_column, {output_column: List(Value("float32"), length=n)}, num_proc,
+                                f"crop {split} to {clip_seconds} s")
+        mapped, skipped[split] = _drop_bad_rows(mapped, on_error, f"split {split!r}")
         if not keep_audio:
             mapped = mapped.remove_columns(audio_column)
         out[split] = mapped
-    return DatasetDict(out)
+    result = DatasetDict(out)
+    setattr(result, SKIPPED_ATTR, {split: names for split, names in skipped.items() if names})
+    return result
+
+
+def _check_on_error(on_error: str) -> None:
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+
+
+def _error_text(err: AudioDecodeError) -> str:
+    return f"{err.name}\t{err.reason}"
+
+
+def _map_undecoded(ds: Dataset, fn, audio_column: str, new_features: dict, num_proc, desc: str) -> Dataset:
+    """``ds.map(fn, with_indices=True)`` with the audio column undecoded ({"path", "bytes"}: ``fn`` decodes
+    it and catches bad files) plus ``new_features`` and the error column; the Audio feature is restored."""
+    feat = ds.features[audio_column]
+    raw = ds.cast_column(audio_column, Audio(decode=False))
+    features = raw.features.copy()
+    features.update(new_features)
+    features[_ERROR] = Value("string")
+    mapped = raw.map(fn, with_indices=True, features=features, num_proc=num_proc, desc=desc)
+    return mapped.cast_column(audio_column, feat)
+
+
+def _drop_bad_rows(mapped: Dataset, on_error: str, where: str) -> tuple[Dataset, list[str]]:
+    """Remove the error column; raise naming every bad file, or drop their rows (one warning) -> (data, files)."""
+    errors = mapped[_ERROR]
+    mapped = mapped.remove_columns(_ERROR)
+    bad = [(i, *text.split("\t", 1)) for i, text in enumerate(errors) if text]
+    if not bad:
+        return mapped, []
+    problems = [AudioDecodeError(name, reason) for _, name, reason in bad]
+    if on_error == "raise":
+        raise UnreadableAudioError(where, problems)
+    names = [name for _, name, _ in bad]
+    warnings.warn(f"{where}: skipped {len(names)} unreadable audio file(s): "
+                  + "; ".join(f"{p.name} ({p.reason})" for p in problems), stacklevel=3)
+    rows = set(i for i, _, _ in bad)
+    return mapped.select([i for i in range(len(mapped)) if i not in rows]), names
 
 
 #: split of fold data holding the training crops of the clips longer than the clip length
@@ -141,37 +201,44 @@ def crop_fold_clips(
     audio_column: str = "audio",
     output_column: str = "input_values",
     num_proc: Optional[int] = None,
+    on_error: Literal["raise", "skip"] = "raise",
 ) -> tuple:
     """Crops of fold data (every fold is test once and train/valid otherwise), decoding each clip once.
 
-    Returns ``(test_crops, train_crops, long_rows)``: two row-aligned Datasets with
+    Returns ``(test_crops, train_crops, long_rows, skipped)``: two row-aligned Datasets with
     ``output_column`` = the clip from sample 0 (its crop whenever it is in the test fold) and a
     random crop with ``crop_start(..., seed, index)``, ``index`` = the clip's row in ``ds`` (its
     crop whenever it is in train or valid, whichever fold is held out), and the rows whose clip is
     longer than the clip length (only there do the two crops differ; shorter clips are zero-padded
-    identically in both).
+    identically in both), and the files dropped as unreadable (``on_error="skip"``; with ``"raise"``
+    :class:`~hf_fusion.tasks.validate.UnreadableAudioError` names them all). A dropped file is missing from
+    both crops alike, and ``long_rows`` index the remaining rows.
     """
+    _check_on_error(on_error)
     feat = ds.features.get(audio_column)
     if not isinstance(feat, Audio) or feat.sampling_rate is None:
         raise ValueError(f"fold data: column {audio_column!r} must be an Audio feature with a fixed sampling_rate "
                          f"(got {feat}); load the task with sampling_rate=...")
     n = clip_samples(clip_seconds, feat.sampling_rate)
     random_column = f"_{output_column}_train_crop"
-    features = ds.features.copy()
-    features[output_column] = List(Value("float32"), length=n)
-    features[random_column] = List(Value("float32"), length=n)
-    features["_is_long"] = Value("bool")
+    decoder = Audio(sampling_rate=feat.sampling_rate)
 
     def fn(example: dict, index: int) -> dict:
-        wave, _ = audio_array(example[audio_column])
-        start = crop_start(len(wave), n, True, seed, index)
+        try:
+            wave = decode_audio(example[audio_column], index, decoder)
+        except AudioDecodeError as err:
+            zeros = np.zeros(n, np.float32)
+            return {output_column: zeros, random_column: zeros, "_is_long": False, _ERROR: _error_text(err)}
+        start = crop_start(len(wave), n, True, seed, index)  # index: the row in ds, before any drop
         return {output_column: crop_or_pad(wave, n, 0), random_column: crop_or_pad(wave, n, start),
-                "_is_long": len(wave) > n}
+                "_is_long": len(wave) > n, _ERROR: ""}
 
-    mapped = ds.map(fn, with_indices=True, features=features, num_proc=num_proc,
-                    desc=f"crop fold clips to {clip_seconds} s")
+    clip = List(Value("float32"), length=n)
+    mapped = _map_undecoded(ds, fn, audio_column, {output_column: clip, random_column: clip, "_is_long": Value("bool")},
+                            num_proc, f"crop fold clips to {clip_seconds} s")
+    mapped, skipped = _drop_bad_rows(mapped, on_error, "fold data")
     long_rows = [i for i, is_long in enumerate(mapped["_is_long"]) if is_long]
     mapped = mapped.remove_columns("_is_long")
     test = mapped.remove_columns(random_column)
     train = mapped.remove_columns(output_column).rename_column(random_column, output_column)
-    return test, train, long_rows
+    return test, train, long_rows, skipped

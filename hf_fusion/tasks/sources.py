@@ -47,6 +47,7 @@ from datasets import (
 from hf_fusion.tasks.clips import SOURCE_ROW, TRAIN_CROPS_SPLIT, crop_clips, crop_fold_clips
 from hf_fusion.tasks.folds import ALL_SPLIT, fold_splits, stratified_valid_indices
 from hf_fusion.tasks.registry import SYNTHETIC_TASKS, TaskSpec, get_task
+from hf_fusion.tasks.validate import SKIPPED_ATTR
 
 PathLike = Union[str, os.PathLike]
 SPLITS = ("train", "valid", "test")
@@ -150,6 +151,7 @@ def load_task_dir(
     seed: int = 0,
     check_files: bool = True,
     allow_outside_root: bool = False,
+    on_error: str = "raise",
 ) -> DatasetDict:
     """Load an EVAR-style task folder (``metadata.csv`` + audio files).
 
@@ -167,6 +169,8 @@ def load_task_dir(
         check_files: raise FileNotFoundError naming missing audio files (default True).
         allow_outside_root: accept ``file_name`` paths that resolve outside ``root`` (``..``, absolute
             paths, symlinks); refused by default so a metadata file cannot open arbitrary files.
+        on_error: with ``clip_seconds`` every file is decoded here: ``"raise"`` names every unreadable
+            file in one ValueError, ``"skip"`` drops them (see ``_finish``; ``skipped_at_load``).
     Returns:
         DatasetDict (train/valid/test, or ``all`` for fold data without ``test_fold``) with
         columns ``file_name`` (str), ``audio`` (Audio), ``label`` (ClassLabel), ``fold`` (int,
@@ -222,13 +226,13 @@ def load_task_dir(
         data = DatasetDict({s: build(sel) for s, sel in parts.items()})
     else:
         data = DatasetDict({ALL_SPLIT: build(range(len(rows)))})
-    return _finish(data, clip_seconds, test_fold, valid_fraction, seed)
+    return _finish(data, clip_seconds, test_fold, valid_fraction, seed, on_error)
 
 
 # ----------------------------------------------------------------------------- shared normalisation
 
 
-def _finish(data: DatasetDict, clip_seconds, test_fold, valid_fraction, seed) -> DatasetDict:
+def _finish(data: DatasetDict, clip_seconds, test_fold, valid_fraction, seed, on_error: str = "raise") -> DatasetDict:
     """Apply the fold choice and the optional crop to a normalised DatasetDict.
 
     Fold data (split ``all`` with a ``fold`` column) with ``clip_seconds``: every clip is decoded
@@ -237,6 +241,11 @@ def _finish(data: DatasetDict, clip_seconds, test_fold, valid_fraction, seed) ->
     every clip once) plus, when some clips are longer than the clip length, ``all_train_crops``
     (those clips' random training crops, column ``source_row`` = their row in ``all``); the probe
     uses the right crop for each fold (``hf_fusion.evaluation.TaskFeatures.train_X``).
+
+    Cropping decodes every clip: an unreadable one raises naming every bad file (``on_error="raise"``)
+    or is dropped from every split it would feed (``"skip"``: from ``all`` and ``all_train_crops`` alike)
+    and recorded, ``skipped_at_load(result)`` -> ``{split: [files]}`` (fold data: under ``all``, or with
+    ``test_fold`` under ``test`` / ``train`` by the file's fold).
     """
     is_fold = ALL_SPLIT in data
     if test_fold is not None and not is_fold:
@@ -244,14 +253,30 @@ def _finish(data: DatasetDict, clip_seconds, test_fold, valid_fraction, seed) ->
     if clip_seconds is None:
         return data if test_fold is None else fold_splits(data[ALL_SPLIT], test_fold, valid_fraction, seed)
     if not is_fold:
-        return crop_clips(data, clip_seconds, seed=seed)
-    test_crops, train_crops, long_rows = crop_fold_clips(data[ALL_SPLIT], clip_seconds, seed=seed)
+        return crop_clips(data, clip_seconds, seed=seed, on_error=on_error)
+    test_crops, train_crops, long_rows, skipped = crop_fold_clips(data[ALL_SPLIT], clip_seconds, seed=seed,
+                                                                  on_error=on_error)
     if test_fold is not None:
-        return fold_splits(test_crops, test_fold, valid_fraction, seed, train_dataset=train_crops)
+        out = fold_splits(test_crops, test_fold, valid_fraction, seed, train_dataset=train_crops)
+        if skipped:
+            by_name = _folds_by_name(data[ALL_SPLIT])
+            record = {}
+            for name in skipped:
+                record.setdefault("test" if by_name.get(name) == test_fold else "train", []).append(name)
+            setattr(out, SKIPPED_ATTR, record)
+        return out
     out = {ALL_SPLIT: test_crops}
     if long_rows:
         out[TRAIN_CROPS_SPLIT] = train_crops.select(long_rows).add_column(SOURCE_ROW, long_rows)
-    return DatasetDict(out)
+    out = DatasetDict(out)
+    setattr(out, SKIPPED_ATTR, {ALL_SPLIT: skipped} if skipped else {})
+    return out
+
+
+def _folds_by_name(ds: Dataset) -> dict[str, int]:
+    """{audio path: fold} of fold data (the names ``decode_audio`` reports)."""
+    values = ds.select_columns(["audio"]).cast_column("audio", Audio(decode=False))["audio"]
+    return {v.get("path"): int(f) for v, f in zip(values, ds["fold"]) if v.get("path")}
 
 
 def _as_dict(obj: Union[Dataset, DatasetDict]) -> DatasetDict:
@@ -403,6 +428,7 @@ def load_audiofolder_task(
     seed: int = 0,
     cache_dir: Optional[PathLike] = None,
     label_column: str = "label",
+    on_error: str = "raise",
     **load_kwargs,
 ) -> DatasetDict:
     """Load a ``datasets`` ``audiofolder`` directory as a task.
@@ -428,7 +454,7 @@ def load_audiofolder_task(
     data = normalize_task_data(raw, sampling_rate=sampling_rate, label_column=label_column, split_column=split_col,
                                fold_column=fold_col, valid_fraction=valid_fraction, seed=seed,
                                source=f"audiofolder {data_dir}")
-    return _finish(data, clip_seconds, test_fold, valid_fraction, seed)
+    return _finish(data, clip_seconds, test_fold, valid_fraction, seed, on_error)
 
 
 # ----------------------------------------------------------------------------- (c) Hub / save_to_disk
@@ -457,6 +483,7 @@ def load_hub_task(
     valid_fraction: float = 0.1,
     seed: int = 0,
     cache_dir: Optional[PathLike] = None,
+    on_error: str = "raise",
     **load_kwargs,
 ) -> DatasetDict:
     """Load a Hub dataset id (``datasets.load_dataset``) or a local ``save_to_disk`` folder
@@ -472,7 +499,7 @@ def load_hub_task(
     data = normalize_task_data(raw, sampling_rate=sampling_rate, audio_column=audio_column, label_column=label_column,
                                split_column=split_column, fold_column=fold_column, split_map=split_map,
                                drop_labels=drop_labels, valid_fraction=valid_fraction, seed=seed, source=desc)
-    return _finish(data, clip_seconds, test_fold, valid_fraction, seed)
+    return _finish(data, clip_seconds, test_fold, valid_fraction, seed, on_error)
 
 
 # ----------------------------------------------------------------------------- dispatcher
@@ -498,6 +525,7 @@ def load_task(
     test_fold: Optional[int] = None,
     valid_fraction: float = 0.1,
     seed: int = 0,
+    on_error: str = "raise",
     **kwargs,
 ) -> DatasetDict:
     """Load a registered task by name, or any task folder by path.
@@ -510,6 +538,8 @@ def load_task(
       ``metadata.csv`` has file_name/label/split-or-fold, a ``save_to_disk`` folder, otherwise
       an ``audiofolder``.
     ``crop=True`` crops/pads to the registered clip length (``clip_seconds`` overrides it).
+    Cropping decodes every file: ``on_error="raise"`` names every unreadable one in one ValueError,
+    ``"skip"`` drops them and records them (``hf_fusion.tasks.validate.skipped_at_load(data)``).
     Extra keyword arguments go to the underlying loader.
     """
     spec: Optional[TaskSpec] = task if isinstance(task, TaskSpec) else None
@@ -523,7 +553,7 @@ def load_task(
         clip_seconds = spec.clip_seconds if spec is not None else None
         if clip_seconds is None:
             raise ValueError(f"crop=True but no clip length is known for {task!r}; pass clip_seconds=")
-    common = dict(test_fold=test_fold, valid_fraction=valid_fraction, seed=seed)
+    common = dict(test_fold=test_fold, valid_fraction=valid_fraction, seed=seed, on_error=on_error)
     if spec is None:
         path = Path(task)
         if not path.is_dir():
@@ -540,7 +570,8 @@ def load_task(
         # ``seed`` is the crop seed; the audio uses build seed 0 (out_dir=, n_per_class= pass through
         # kwargs); call load_synthetic_task directly for another build seed.
         return load_synthetic_task(spec.name, sampling_rate=sampling_rate, clip_seconds=clip_seconds,
-                                   crop_seed=seed, test_fold=test_fold, valid_fraction=valid_fraction, **kwargs)
+                                   crop_seed=seed, test_fold=test_fold, valid_fraction=valid_fraction, on_error=on_error,
+                                   **kwargs)
     if root is not None:
         root = Path(root)
         task_dir = root / spec.name if not (root / METADATA_NAME).is_file() else root

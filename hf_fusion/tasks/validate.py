@@ -10,15 +10,58 @@ from __future__ import annotations
 
 from typing import Literal, Union
 
+import numpy as np
 from datasets import Audio, Dataset, DatasetDict
+
+#: attribute of a loaded task's DatasetDict: {split: [files skipped while loading]} (``on_error="skip"``)
+SKIPPED_ATTR = "skipped_files"
 
 
 class AudioDecodeError(RuntimeError):
     """An audio file/bytes could not be decoded; ``.name`` is the file (or row) concerned."""
 
     def __init__(self, name: str, reason: str):
-        super().__init__(f"cannot decode audio {name}: {reason}")
-        self.name = name
+        reason = " ".join(str(reason).split())  # decoders' messages span lines: keep one line
+        super().__init__(f"cannot decode audio {name}: {reason[:300]}")
+        self.name, self.reason = name, reason[:300]
+
+
+class UnreadableAudioError(ValueError):
+    """Several files of a task could not be decoded; ``.names`` lists them (one line of text)."""
+
+    def __init__(self, where: str, errors: list[AudioDecodeError]):
+        self.names = [err.name for err in errors]
+        shown = "; ".join(f"{err.name} ({err.reason})" for err in errors[:10])
+        more = f" (and {len(errors) - 10} more)" if len(errors) > 10 else ""
+        super().__init__(f"{where}: {len(errors)} unreadable audio file(s): {shown}{more}; "
+                         "pass on_error='skip' (CLI --on-error skip) to skip them")
+
+
+def decode_audio(value: dict, row: int, decoder: Audio) -> np.ndarray:
+    """An undecoded audio value {"path", "bytes"} -> mono float32 [samples] at the decoder's rate.
+
+    Raises :class:`AudioDecodeError` naming the file for an unreadable, empty or non-finite one."""
+    name = value.get("path") or f"row {row} (embedded bytes)"
+    if value.get("bytes") is None and value.get("path") is None:
+        raise AudioDecodeError(name, "neither a path nor bytes")
+    try:
+        decoded = decoder.decode_example(value)
+        array = np.asarray(decoded["array"], dtype=np.float32)
+    except Exception as err:  # torchcodec raises RuntimeError/ValueError/OSError on broken files
+        raise AudioDecodeError(name, f"{type(err).__name__}: {err}") from err
+    if array.ndim == 2:
+        array = array.mean(axis=0)
+    if array.ndim != 1 or array.size == 0:
+        raise AudioDecodeError(name, f"decoded to an empty or non-mono array of shape {array.shape}")
+    if not np.all(np.isfinite(array)):
+        bad = int(np.count_nonzero(~np.isfinite(array)))
+        raise AudioDecodeError(name, f"{bad} of {array.size} samples are NaN or infinite")
+    return array
+
+
+def skipped_at_load(data) -> dict[str, list[str]]:
+    """{split: [files]} the task loader skipped (``load_task(..., on_error="skip")``); {} if none."""
+    return dict(getattr(data, SKIPPED_ATTR, None) or {})
 
 
 def _name(value: dict, index: int) -> str:

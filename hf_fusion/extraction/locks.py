@@ -1,0 +1,140 @@
+"""Several processes on one feature cache: advisory locks and per-process temporaries.
+
+Two ``extract_features`` calls on the same cache (two shells, two jobs on a shared disk) must not
+destroy each other's work. The rules:
+
+* every temporary a process writes lives under its own work folder ``shards/.work-<host>-<pid>/``
+  (datasets' ``tmp*`` map output and the finished arrow file before it is moved into place), and our
+  JSON temporaries are named ``.<name>.tmp-<pid>-<random>``;
+* clean-up removes only temporaries whose owner is gone: same host and the pid no longer runs, or
+  (other hosts) older than :data:`STALE_SECONDS`; a ``tmp*`` file directly under ``shards/`` is never
+  written by this version and is removed as a killed older run's leftover;
+* each shard is computed under an exclusive ``fcntl.flock`` on ``shards/<shard>.lock``: a second
+  process skips shards that are locked, computes the others, then waits for the locked ones and
+  re-checks their markers (computing a shard itself only when its owner died without finishing);
+* the plan (rows per shard) is fixed under a lock on the split folder, so two first runs agree.
+
+A SIGKILLed process releases its locks (the kernel closes its files), so resume works as before.
+Without ``fcntl`` (Windows) locks are no-ops: concurrent runs are then not protected.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
+#: a temporary of another host is considered abandoned after this many seconds
+STALE_SECONDS = 24 * 3600
+_WORK_RE = re.compile(r"^\.work-(?P<host>.+)-(?P<pid>\d+)$")
+_JSON_TMP_RE = re.compile(r"\.tmp-(?P<pid>\d+)-[0-9a-f]+$")
+
+
+def _host() -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in socket.gethostname()) or "host"
+
+
+def work_dir(shards_dir: Path) -> Path:
+    """This process's folder for temporaries under ``shards_dir`` (created)."""
+    path = Path(shards_dir) / f".work-{_host()}-{os.getpid()}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def pid_alive(pid: int) -> bool:
+    """True when a process with this pid runs on this host (or cannot be probed)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists, owned by someone else
+        return True
+    return True
+
+
+def _abandoned(path: Path, host: str | None, pid: int | None) -> bool:
+    if pid is not None and (host is None or host == _host()):
+        return not pid_alive(pid)
+    try:
+        return time.time() - path.stat().st_mtime > STALE_SECONDS
+    except OSError:
+        return False
+
+
+def clean_temporaries(shards_dir: Path) -> list[Path]:
+    """Remove temporaries whose owning process is gone; returns what was removed."""
+    removed = []
+    if not Path(shards_dir).is_dir():
+        return removed
+    for path in Path(shards_dir).iterdir():
+        work = _WORK_RE.match(path.name)
+        tmp_json = _JSON_TMP_RE.search(path.name)
+        if work:
+            gone = _abandoned(path, work["host"], int(work["pid"]))
+        elif tmp_json:
+            gone = _abandoned(path, None, int(tmp_json["pid"]))
+        else:
+            gone = path.name.startswith("tmp")  # datasets' map temporary of an older version's killed run
+        if not gone:
+            continue
+        try:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+            removed.append(path)
+        except OSError:
+            pass
+    return removed
+
+
+class FileLock:
+    """An exclusive ``flock`` on ``path`` (the file is created, never removed: removing would race)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._fd: int | None = None
+
+    def acquire(self, blocking: bool = True) -> bool:
+        """Take the lock; False when ``blocking=False`` and another process holds it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            except BlockingIOError:
+                os.close(fd)
+                return False
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+    def __enter__(self) -> "FileLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+@contextmanager
+def locked(path: Path):
+    """``with locked(folder / ".lock"):`` an exclusive, blocking lock for a short critical section."""
+    lock = FileLock(path)
+    lock.acquire()
+    try:
+        yield lock
+    finally:
+        lock.release()
