@@ -248,7 +248,7 @@ def plot_heatmap(study: LayerwiseStudy, path, groups: Mapping[str, Sequence[str]
         ax.axvline(n_tasks - 0.5, color="black", lw=1.5)
     else:
         ax.axhline(n_tasks - 0.5, color="black", lw=1.5)
-    ax.set_title(title or "Linear evaluation accuracy (%) per layer")
+    ax.set_title(title or "Linear evaluation test accuracy (%) per layer\n(colours scaled per column)", fontsize=10)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
