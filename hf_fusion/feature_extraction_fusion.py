@@ -193,6 +193,8 @@ def _as_mono_clips(raw_audio) -> list[torch.Tensor]:
             items = [raw_audio]
         elif raw_audio.ndim == 2:
             rows, cols = raw_audio.shape
+            if rows == 0 or cols == 0:
+                raise ValueError(f"got an empty [{rows}, {cols}] array: no clips or no samples")
             if cols <= MAX_CHANNELS < rows:
                 raise ValueError(
                     f"got a [{rows}, {cols}] array: that is {cols}-channel audio laid out [samples, channels], "

@@ -15,6 +15,8 @@
 | study-nan / -inf / -percent / -truncated | a hand-edited `layerwise.csv` | ValueError naming the row (tests/test_protocol.py) |
 | stereo-channel-last | a `[N, 2]` array | ValueError "2-channel audio laid out [samples, channels]" |
 | ast-unknown-key | `backbone_config={"num_hiden_layers": 4}` | ValueError with "did you mean 'num_hidden_layers'" (as every backbone) |
+| pth-empty / -truncated / -random / -unsafe | a bad checkpoint file | one line: "empty", "not a readable PyTorch checkpoint" (never suggesting --trust-pickle), or the --trust-pickle explanation |
+| empty-batch | a `[0, N]` array | ValueError "empty [0, N] array" |
 | edited-config-layers / -backbone | a saved config.json edited to more layers / another backbone | ValueError naming the missing/unexpected weights |
 | load-zero-byte / -truncated / -not-audio / -nan | a bad file in a task folder, cropped at load | one-line ValueError naming every bad file and the split |
 | load-skip | the same with `on_error="skip"` | rows dropped, one warning naming them, `skipped_at_load(data)` lists them |
@@ -229,6 +231,8 @@ def test_a_saved_model_with_an_edited_config_does_not_load_silently(saved_model,
         AutoModel.from_pretrained(saved_model)
     model = AudioFusionModel.from_pretrained(saved_model, allow_missing_weights=True)  # explicit opt-in
     assert model.config.backbone == ("ast" if edit == "more-layers" else "crepe")
+
+
 # ---------------------------------------------------------------- feature cache: concurrent runs, bad files
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -440,3 +444,38 @@ def test_damaged_cache_shard_is_named_on_read_and_rebuilt_by_extraction(tmp_path
     assert len(calls) == 1  # only the damaged shard (one batch) was computed again
     assert again.load([2, 5], "train")[0].tobytes() == before.tobytes()
     assert cache.load(2, "train")[0].tobytes() == before[:, : model.config.layer_dims[2]].tobytes()
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("empty", "the checkpoint file is empty"), ("truncated", "not a readable PyTorch checkpoint"),
+    ("random", "not a readable PyTorch checkpoint"), ("unsafe", "pass --trust-pickle"),
+])
+def test_bad_checkpoint_files_get_one_clear_line(tmp_path, capsys, kind, message):
+    from hf_fusion.conversion._checkpoint import load_checkpoint
+
+    good = tmp_path / "good.pth"
+    torch.save({"w": torch.zeros(1000)}, good)
+    path = tmp_path / f"{kind}.pth"
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "truncated":
+        path.write_bytes(good.read_bytes()[:1500])
+    elif kind == "random":
+        path.write_bytes(np.random.default_rng(0).bytes(4000))
+    else:
+        torch.save({"w": torch.zeros(3), "step": np.float64(3.0)}, path)
+    with pytest.raises(ValueError, match=message) as info:
+        load_checkpoint(path)
+    if kind != "unsafe":
+        assert "trust-pickle" not in str(info.value)
+    code = main(["evaluate", "--model", f"ast:{path}", "--task", "synth_pitch"])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_empty_batch_array_is_refused():
+    from hf_fusion import FusedAudioFeatureExtractor
+
+    fe = FusedAudioFeatureExtractor(backbone="ast", frontend={"max_length": 64, "num_mel_bins": 32})
+    with pytest.raises(ValueError, match=r"empty \[0, 16000\] array"):
+        fe(np.zeros((0, 16000), dtype=np.float32), sampling_rate=16000)

@@ -22,20 +22,33 @@ def load_checkpoint(path: str | Path, trust_pickle: bool = False):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file not found: {path}")
+    size = path.stat().st_size
+    if size == 0:
+        raise ValueError(f"{path}: the checkpoint file is empty (0 bytes); download it again")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        try:
+            found = list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+        except Exception:  # noqa: BLE001 - not a readable checkpoint at all
+            found = None
+        if not found:  # random bytes, a truncated file: no --trust-pickle can help
+            raise ValueError(_corrupt(path, size, err)) from None
         if trust_pickle:
             return torch.load(path, map_location="cpu", weights_only=False)
-        try:
-            found = ", ".join(torch.serialization.get_unsafe_globals_in_checkpoint(path)) or "unknown"
-        except Exception:  # noqa: BLE001 - only used to word the message
-            found = "unknown"
         raise ValueError(
             f"{path}: cannot be loaded with torch.load(weights_only=True): besides tensors it pickles Python "
-            f"objects ({found}). Unpickling those can execute arbitrary code. If you trust the file's source, "
-            "pass --trust-pickle (trust_pickle=True) to load it anyway."
+            f"objects ({', '.join(found)}). Unpickling those can execute arbitrary code. If you trust the file's "
+            "source, pass --trust-pickle (trust_pickle=True) to load it anyway."
         ) from err
+    except (EOFError, RuntimeError, ValueError, OSError, KeyError, IndexError) as err:
+        raise ValueError(_corrupt(path, size, err)) from None
+
+
+def _corrupt(path: Path, size: int, err: Exception) -> str:
+    detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return (f"{path}: not a readable PyTorch checkpoint ({size} bytes; truncated, corrupt or another format: "
+            f"{type(err).__name__}: {detail[:200]}); download it again")
 
 
 def state_dict_of(obj, path: str | Path, wrapper_keys: Iterable[str] = ("model", "state_dict")) -> dict:
