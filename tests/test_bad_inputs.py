@@ -479,3 +479,44 @@ def test_an_empty_batch_array_is_refused():
     fe = FusedAudioFeatureExtractor(backbone="ast", frontend={"max_length": 64, "num_mel_bins": 32})
     with pytest.raises(ValueError, match=r"empty \[0, 16000\] array"):
         fe(np.zeros((0, 16000), dtype=np.float32), sampling_rate=16000)
+
+
+def test_a_full_disk_is_one_line_and_a_rerun_resumes(saved_model, tmp_path, capsys, monkeypatch):
+    """ENOSPC while the cache is written: exit 1 with one line naming the file; the shards already written are
+    kept and a re-run finishes with vectors bitwise equal to an uninterrupted run."""
+    import errno
+
+    from hf_fusion.extraction import extract as extract_module
+
+    from hf_fusion import FusedAudioFeatureExtractor
+
+    FusedAudioFeatureExtractor.from_fusion_config(AudioFusionModel.from_pretrained(saved_model).config).save_pretrained(saved_model)
+    rows = [(f"{s}{i}.wav", "ab"[i % 2], s) for s in ("train", "valid", "test") for i in range(6 if s == "train" else 2)]
+    task = _task(tmp_path / "disk", rows)
+    args = ["extract", "--model", str(saved_model), "--task-dir", str(task), "--clip-seconds", "0.2",
+            "--batch-size", "2", "--ast-normalization", "model"]
+    real, calls = extract_module.atomic_write_json, {"n": 0}
+
+    def full_after_two(path, obj):
+        calls["n"] += 1
+        if calls["n"] > 3:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, obj)
+
+    monkeypatch.setattr(extract_module, "atomic_write_json", full_after_two)
+    assert main([*args, "--cache-dir", str(tmp_path / "cache")]) == 1
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("hf-fusion")]
+    assert "Traceback" not in err and len(errors) == 1
+    assert "No space left on device" in errors[0] and "a re-run resumes it" in errors[0]
+    monkeypatch.setattr(extract_module, "atomic_write_json", real)
+    assert main([*args, "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert main([*args, "--cache-dir", str(tmp_path / "fresh")]) == 0
+    from hf_fusion.extraction.cache import SplitCache
+
+    for split in ("train", "valid", "test"):
+        resumed = sorted((tmp_path / "cache").glob(f"features/*/disk/{split}-*/layers-*"))
+        fresh = sorted((tmp_path / "fresh").glob(f"features/*/disk/{split}-*/layers-*"))
+        assert len(resumed) == len(fresh) == 1
+        a, b = SplitCache(resumed[0]).read(list(range(1, 13))), SplitCache(fresh[0]).read(list(range(1, 13)))
+        np.testing.assert_array_equal(a[0], b[0])
