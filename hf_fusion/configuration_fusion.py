@@ -8,6 +8,14 @@ from transformers import PretrainedConfig
 
 from .backbones import get_backbone_class
 from .fusion import POOLINGS
+from .naming import fusion_model_name  # noqa: F401  (re-exported: one naming rule)
+
+
+#: ``config.custom_pipelines`` of every fused model: ``pipeline("feature-extraction", model=..., trust_remote_code=True)``
+#: runs the saved ``pipeline_fusion.FusedAudioFeaturePipeline`` (the model's remote code copies that module).
+CUSTOM_PIPELINES = {
+    "feature-extraction": {"impl": "pipeline_fusion.FusedAudioFeaturePipeline", "pt": ["AutoModel"], "type": "audio"}
+}
 
 
 class AudioFusionConfig(PretrainedConfig):
@@ -64,6 +72,11 @@ class AudioFusionConfig(PretrainedConfig):
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         self.pooling = pooling
+        # every fused model (also one saved before the pipeline existed) declares its feature-extraction pipeline
+        custom = dict(kwargs.pop("custom_pipelines", None) or {})
+        for task, info in CUSTOM_PIPELINES.items():
+            custom.setdefault(task, {key: list(v) if isinstance(v, list) else v for key, v in info.items()})
+        kwargs["custom_pipelines"] = custom
         super().__init__(**kwargs)
 
     @property
@@ -105,8 +118,3 @@ def layer_numbers(value: Any, what: str = "layers") -> list[int]:
             raise ValueError(f"{what}: {item!r} in {value!r} is not a whole layer number")
         out.append(int(item))
     return out
-
-
-def fusion_model_name(backbone: str, layers: list[int]) -> str:
-    """``ast`` + [5, 12] -> ``ast-fusion-5-12`` (one naming rule for configs, repos and cards)."""
-    return f"{backbone}-fusion-" + "-".join(str(int(layer)) for layer in layers)

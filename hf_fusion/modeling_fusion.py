@@ -62,6 +62,14 @@ class AudioFusionModel(AudioFusionPreTrainedModel):
         )
         self.post_init()
 
+    @staticmethod
+    def pipeline_class():
+        """The ``feature-extraction`` pipeline class of fused models (``config.custom_pipelines`` names it;
+        this relative import also makes ``save_pretrained`` copy ``pipeline_fusion.py`` with the model's code)."""
+        from .pipeline_fusion import FusedAudioFeaturePipeline
+
+        return FusedAudioFeaturePipeline
+
     @classmethod
     def from_pretrained(cls, *args, max_length: int | None = None, allow_missing_weights: bool = False, **kwargs):
         """transformers' ``from_pretrained``; ``max_length=N`` (AST only) makes the loaded model take N

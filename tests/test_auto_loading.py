@@ -24,7 +24,7 @@ LOADER = textwrap.dedent(
     else:
         import hf_fusion  # noqa: F401
     import numpy as np, torch
-    from transformers import AutoFeatureExtractor, AutoModel
+    from transformers import AutoFeatureExtractor, AutoModel, pipeline
     src, out = sys.argv[1], sys.argv[2]
     kw = {"trust_remote_code": True} if os.environ.get("BLOCK_HF_FUSION") else {}
     model = AutoModel.from_pretrained(src, **kw).eval()
@@ -34,7 +34,11 @@ LOADER = textwrap.dedent(
     with torch.no_grad():
         emb = model(**fe(clips, sampling_rate=16000, return_tensors="pt")).pooler_output
     np.save(out, emb.numpy())
-    print(type(model).__module__, type(fe).__module__)
+    # the cards' pipeline_tag: config.custom_pipelines runs the repo's own pipeline_fusion.py
+    pipe = pipeline("feature-extraction", model=src, trust_remote_code=True)
+    got = pipe(clips, sampling_rate=16000)
+    np.save(out.replace(".npy", "_pipe.npy"), np.stack([g["pooler_output"].numpy() for g in got]))
+    print(type(model).__module__, type(fe).__module__, type(pipe).__module__)
     """
 )
 
@@ -55,7 +59,9 @@ def _run_loader(tmp_path, src, env_extra):
         [sys.executable, str(script), src, str(out)], env=env, cwd=tmp_path, capture_output=True, text=True
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
-    return np.load(out), proc.stdout, clips
+    emb = np.load(out)
+    np.testing.assert_allclose(np.load(tmp_path / "emb_pipe.npy"), emb, rtol=1e-5, atol=1e-6)  # pipeline == model
+    return emb, proc.stdout, clips
 
 
 def _save(tmp_path, model):
@@ -80,6 +86,7 @@ def test_trust_remote_code_without_hf_fusion(tmp_path, tiny_ast_model):
         tmp_path, str(folder), {"BLOCK_HF_FUSION": "1", "HF_HOME": str(tmp_path / "hf_home"), "HF_HUB_OFFLINE": "1"}
     )
     assert "transformers_modules" in stdout  # classes came from the copied remote code
+    assert stdout.split()[2].startswith("transformers_modules")  # so did the pipeline
     fe = FusedAudioFeatureExtractor.from_fusion_config(tiny_ast_model.config)
     np.testing.assert_allclose(emb, _reference(tiny_ast_model, fe, clips), rtol=1e-5, atol=1e-6)
 

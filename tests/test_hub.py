@@ -35,6 +35,10 @@ TASKS = ["esc50", "us8k", "spcv2"]
 
 # ---------------------------------------------------------------- helpers
 
+#: tasks whose registry entry names a Hub dataset (hf_fusion/tasks/registry.py HubSource)
+HUB_IDS = {"esc50": "ashraq/esc50", "us8k": "danavery/urbansound8K", "spcv2": "google/speech_commands"}
+
+
 
 def _cli(argv):
     """Run `hf-fusion push ...` through build_push_parser, as the CLI wires it."""
@@ -238,7 +242,8 @@ def test_card_round_trips_with_model_index(ast_dry_run):
     card = ModelCard.load(out / "README.md")
     results = card.data.eval_results
     assert card.data.model_name == "ast-fusion-5-12"
-    assert {(r.dataset_type, r.metric_value) for r in results} == set(expected.items())  # fractions, other model dropped
+    # fractions, other model dropped; the registry's Hub dataset ids
+    assert {(r.dataset_type, r.metric_value) for r in results} == {(HUB_IDS[t], v) for t, v in expected.items()}
     assert {r.task_type for r in results} == {"audio-classification"} and {r.metric_type for r in results} == {"accuracy"}
     assert {r.dataset_name for r in results} == {"ESC-50", "UrbanSound8K", "Speech Commands V2"}
     text = card.text
@@ -440,7 +445,7 @@ def test_results_input_errors_are_clear(tmp_path, tiny_ast_config):
     with pytest.raises(ValueError, match=r"no results rows for model .*models in the file: \['other'\]"):
         cards.render_model_card(tiny_ast_config, "org/ast-fusion-5-12", results=rows)
     card = cards.render_model_card(tiny_ast_config, "org/mine", results=rows, results_model="other")
-    assert [(r.dataset_type, r.metric_value) for r in card.data.eval_results] == [("esc50", 0.9)]
+    assert [(r.dataset_type, r.metric_value) for r in card.data.eval_results] == [("ashraq/esc50", 0.9)]
     with pytest.raises(ValueError, match=r"selection chose M=4, L=12 but the model fuses layers \[5, 12\]"):
         cards.render_model_card(tiny_ast_config, "org/x", selection={"M": 4, "L": 12})
     with pytest.raises(FileNotFoundError, match="results file .*nope.csv does not exist"):
@@ -517,7 +522,8 @@ def test_other_presets_dry_run_and_offline_loading(tmp_path, monkeypatch, no_hub
     assert not list(out.glob("*.bin"))
     card = ModelCard.load(out / "README.md")
     assert card.data.model_name == preset_name
-    assert {(r.dataset_type, r.metric_value) for r in card.data.eval_results} == set(expected.items())
+    assert {(r.dataset_type, r.metric_value) for r in card.data.eval_results} == {
+        (HUB_IDS.get(t, t), v) for t, v in expected.items()}
     sr = model.config.sampling_rate
     clips = make_clips((1.0, 1.0), sr=sr)
     ref = _embed(model, clips, sr)

@@ -1,37 +1,44 @@
-"""Hub helpers (cards, presets, publishing, offline cache layout). Never copied to a Hub repo."""
+"""Hub helpers (cards, presets, publishing, offline cache layout). Never copied to a Hub repo.
 
-from .cards import read_layerwise, read_results, read_selection, render_model_card, templates_dir
-from .offline_cache import install_in_hf_cache
-from .presets import PRESETS, FusionPreset, build_preset, convert_checkpoint, get_preset
-from .publish import (
-    PublishError,
-    assemble_repo_folder,
-    build_push_parser,
-    check_repo_folder,
-    publish_model,
-    push_folder,
-    run_push,
-    upload_plan,
-)
+The names load on first use, so ``hf_fusion.hub.presets`` (which the CLI parser reads) stays import-free.
+"""
 
-__all__ = [
-    "FusionPreset",
-    "PRESETS",
-    "PublishError",
-    "assemble_repo_folder",
-    "build_preset",
-    "build_push_parser",
-    "check_repo_folder",
-    "convert_checkpoint",
-    "get_preset",
-    "install_in_hf_cache",
-    "publish_model",
-    "push_folder",
-    "read_layerwise",
-    "read_results",
-    "read_selection",
-    "render_model_card",
-    "run_push",
-    "templates_dir",
-    "upload_plan",
-]
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "read_layerwise": "cards",
+    "read_results": "cards",
+    "read_selection": "cards",
+    "render_model_card": "cards",
+    "templates_dir": "cards",
+    "install_in_hf_cache": "offline_cache",
+    "PRESETS": "presets",
+    "FusionPreset": "presets",
+    "build_preset": "presets",
+    "convert_checkpoint": "presets",
+    "get_preset": "presets",
+    "PublishError": "publish",
+    "assemble_repo_folder": "publish",
+    "build_push_parser": "publish",
+    "check_repo_folder": "publish",
+    "publish_model": "publish",
+    "push_folder": "publish",
+    "run_push": "publish",
+    "upload_plan": "publish",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -214,14 +214,28 @@ def _selected_layers(selection: Mapping[str, Any]) -> tuple[int | None, int | No
 # ---------------------------------------------------------------- card
 
 
+def hub_dataset(task: str):
+    """The task registry's :class:`~hf_fusion.tasks.registry.HubSource` of ``task`` (esc50 -> ashraq/esc50),
+    or None where the registry names no Hub dataset (then the cards keep the short task name; no id is made up)."""
+    from hf_fusion.tasks.registry import get_task  # import-free module (dataclasses only)
+
+    try:
+        return get_task(task).hub
+    except KeyError:
+        return None
+
+
 def eval_results_for(model_name: str, results: list[dict[str, Any]]) -> list[EvalResult]:
-    """One ``EvalResult`` per task: audio-classification, accuracy as a fraction, test split."""
+    """One ``EvalResult`` per task: audio-classification, accuracy as a fraction, test split; the dataset is
+    the registry's Hub dataset id (and config) where it has one, else the short task name."""
+    sources = {r["task"]: hub_dataset(r["task"]) for r in results}
     return [
         EvalResult(
             task_type="audio-classification",
             task_name="Audio Classification",
-            dataset_type=r["task"],
+            dataset_type=sources[r["task"]].dataset_id if sources[r["task"]] else r["task"],
             dataset_name=TASK_DISPLAY_NAMES.get(r["task"], r["task"]),
+            dataset_config=sources[r["task"]].config if sources[r["task"]] else None,
             dataset_split="test",
             metric_type="accuracy",
             metric_name=METRIC_NAME,
@@ -317,6 +331,9 @@ def card_context(
             for r in results
         ],
         "results_average": _pct(sum(r["accuracy"] for r in results) / len(results)) if results else None,
+        "hub_dataset_tasks": [(TASK_DISPLAY_NAMES.get(r["task"], r["task"]), hub_dataset(r["task"]).dataset_id)
+                              for r in results if hub_dataset(r["task"])],
+        "short_name_tasks": [r["task"] for r in results if not hub_dataset(r["task"])],
         "selection": selection,
         "selection_text": None,
         "selection_rows": [],
@@ -386,6 +403,9 @@ def build_card_data(
     if results:
         kwargs["eval_results"] = eval_results_for(model_name, results)
         kwargs["metrics"] = ["accuracy"]
+        datasets = sorted({source.dataset_id for r in results if (source := hub_dataset(r["task"]))})
+        if datasets:  # only real Hub ids; tasks without one stay out of `datasets`
+            kwargs["datasets"] = datasets
     if _looks_like_hub_id(source_checkpoint):
         kwargs["base_model"] = source_checkpoint
     return ModelCardData(**kwargs)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..configuration_fusion import fusion_model_name
+from ..naming import fusion_model_name  # import-free: the CLI parser reads PRESETS
 
 
 @dataclass(frozen=True)

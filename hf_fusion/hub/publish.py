@@ -323,62 +323,9 @@ def publish_model(
 
 
 # ---------------------------------------------------------------- command line
+# The push options live in hf_fusion.cli (import-free, so `hf-fusion push --help` is fast); re-exported here.
 
-
-def _option(text: str) -> tuple[str, Any]:
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"--option takes KEY=VALUE, got {text!r}")
-    key, value = text.split("=", 1)
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
-
-
-def add_push_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The ``push`` options on ``parser``."""
-    source = parser.add_argument_group("model source (one of)")
-    source.add_argument("--model", metavar="DIR", help="saved fused model folder (save_pretrained output)")
-    source.add_argument(
-        "--preset", choices=sorted(PRESETS), help="convert an original checkpoint into this preset (needs --checkpoint "
-        "except for AST's default Hub id and CREPE's capacity)"
-    )
-    source.add_argument("--backbone", choices=sorted(CONVERTERS), help="convert --checkpoint of this backbone")
-    parser.add_argument("--checkpoint", help="original checkpoint: path or Hub id (CREPE: capacity tiny|full)")
-    parser.add_argument("--layers", type=int, nargs="+", metavar="N", help="fusion layers (paper numbering) for --preset/--backbone")
-    parser.add_argument("--option", type=_option, action="append", default=[], metavar="KEY=VALUE",
-                        help="converter option, e.g. sample_rate=32000 for CNN14 (repeatable)")
-    target = parser.add_argument_group("target")
-    target.add_argument("--repo-id", help="Hub repo 'org/name'")
-    target.add_argument("--org", help="instead of --repo-id: publish as ORG/<backbone>-fusion-<layers>")
-    target.add_argument("--private", action="store_true", help="create the repo as private")
-    target.add_argument("--revision", help="branch to push to (created if missing)")
-    target.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
-    target.add_argument("--token", help="Hub token (default: HF_TOKEN or `hf auth login`)")
-    target.add_argument("--commit-message")
-    card = parser.add_argument_group("card")
-    card.add_argument("--results", metavar="CSV", help="results.csv (model,task,accuracy,std; accuracy in [0, 1])")
-    card.add_argument("--layerwise", metavar="CSV", help="layerwise.csv (layer,task,accuracy,std)")
-    card.add_argument("--selection", metavar="JSON", help="layer-selection JSON (M, L, group averages)")
-    card.add_argument("--results-model", help="value of results.csv's model column for this model (default: repo name)")
-    card.add_argument("--license", help="license id for the card (default: the original weights' license)")
-    out = parser.add_argument_group("output")
-    out.add_argument("--out", metavar="FOLDER", help="where to assemble the repo (default: a temporary folder)")
-    out.add_argument("--overwrite", action="store_true", help="empty a non-empty --out first")
-    out.add_argument("--dry-run", action="store_true", help="build the folder and list the files; upload nothing")
-    return parser
-
-
-def build_push_parser(subparsers) -> argparse.ArgumentParser:
-    """Add the ``push`` subcommand to ``subparsers`` (dispatches to :func:`run_push` via ``args.func``)."""
-    parser = subparsers.add_parser(
-        "push",
-        help="assemble a fused model's Hub repo (card, weights, remote code) and upload it",
-        description="Assemble a fused model's Hub repo folder and upload it (or only build it with --dry-run).",
-    )
-    add_push_arguments(parser)
-    parser.set_defaults(func=run_push)
-    return parser
+from hf_fusion.cli import _option, add_push_arguments, build_push_parser  # noqa: E402,F401
 
 
 def run_push(args: argparse.Namespace) -> int:
