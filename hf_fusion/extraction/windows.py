@@ -29,7 +29,7 @@ from ..fusion import POOLINGS
 _HOPS = {
     "crepe": lambda frontend: int(frontend.get("hop_length", 160)),
     "vggish": lambda frontend: 160 * 16,  # 6 frames per 0.96 s example = 160 ms at 16 kHz
-    "cnn14": lambda frontend: int(frontend.get("hop_length", 320)) * 32,  # 5 pools of 2 in time
+    "cnn14": lambda frontend: int(frontend.get("hop_size", 160)) * 32,  # 5 pools of 2 in time
 }
 
 
