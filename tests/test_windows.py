@@ -39,3 +39,21 @@ def test_forced_output_frames_are_refused():
     model, fe = build_crepe_fusion_model("tiny", num_output_frames=4)
     with pytest.raises(ValueError, match="num_output_frames"):
         windowed_embedding(model, fe, np.zeros(16000, np.float32), [1], window=8000)
+
+
+@pytest.mark.parametrize("seconds", [5.3, 12.0])
+def test_vggish_and_cnn14_windows_equal_the_whole_clip(seconds):
+    from hf_fusion import AudioFusionConfig, AudioFusionModel, FusedAudioFeatureExtractor
+
+    wave = (0.1 * np.random.default_rng(1).standard_normal(int(seconds * 16000))).astype(np.float32)
+    for backbone, layers, context in (("vggish", [2, 10, 22], 0), ("cnn14", [1, 3, 6], 32000)):
+        torch.manual_seed(0)
+        config = AudioFusionConfig(backbone=backbone, fusion_layers=layers[:2])
+        model = AudioFusionModel(config).eval()
+        fe = FusedAudioFeatureExtractor.from_fusion_config(config)
+        ref = _reference(model, fe, wave, layers)
+        got = windowed_embedding(model, fe, wave, layers, window=32000, context=context)
+        for layer in layers:
+            scale = float(ref[layer].abs().max())
+            diff = float((got[layer] - ref[layer]).abs().max())
+            assert diff < 1e-5 * scale, f"{backbone} layer {layer}: {diff} (scale {scale})"

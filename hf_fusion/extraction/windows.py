@@ -33,6 +33,18 @@ _HOPS = {
 }
 
 
+#: samples that windows and context are whole multiples of, where frames are computed on a fixed grid:
+#: VGGish computes independent 0.96 s examples (15360 samples) from the input's start, so a window must
+#: start on an example boundary; CNN14's five 2x2 pools group 32 STFT hops
+_GRIDS = {
+    "vggish": lambda frontend: 15360,
+    "cnn14": lambda frontend: int(frontend.get("hop_size", 160)) * 32,
+}
+#: fewest context samples for exact frames: VGGish's last 25 ms STFT window of an example reaches 240
+#: samples past the example's end (rounded up to a whole example)
+_MIN_CONTEXT = {"vggish": 240}
+
+
 def frame_hop(model, feature_extractor) -> int:
     """Samples per Eq.1 output frame of ``model`` (CREPE: its hop; VGGish: 2560; CNN14: 32 STFT hops)."""
     name = model.config.backbone
@@ -46,9 +58,11 @@ def windowed_embedding(model, feature_extractor, wave: np.ndarray, layers: Seque
                        context: int = 0) -> dict[int, torch.Tensor]:
     """{layer: Eq.3 vector [D_l]} of one clip ``wave`` [N] float32 run in windows of ``window`` samples.
 
-    ``window`` is rounded down to a multiple of :func:`frame_hop` (at least one hop); ``context`` samples
-    of neighbouring audio are added on both sides of each window and their frames dropped. Peak memory is
-    that of one ``window + 2 * context`` input.
+    ``window`` is rounded down to a multiple of the backbone's frame grid (:func:`frame_hop`; VGGish: a
+    0.96 s example; CNN14: 32 STFT hops) and ``context`` up to one; ``context`` samples of neighbouring
+    audio are added on both sides of each window and their frames dropped (VGGish always gets at least
+    one example of context: its last frame reads 240 samples past the example). Peak memory is that of
+    one ``window + 2 * context`` input.
     """
     config = model.config
     if config.num_output_frames is not None:
@@ -57,8 +71,11 @@ def windowed_embedding(model, feature_extractor, wave: np.ndarray, layers: Seque
     if config.pooling not in POOLINGS:
         raise ValueError(f"unknown pooling {config.pooling!r}")
     hop = frame_hop(model, feature_extractor)
-    window = max(hop, (int(window) // hop) * hop)
-    context = int(np.ceil(int(context) / hop)) * hop
+    name, frontend = config.backbone, dict(config.frontend or {})
+    grid = _GRIDS[name](frontend) if name in _GRIDS else hop
+    window = max(grid, (int(window) // grid) * grid)
+    context = max(int(context), _MIN_CONTEXT.get(name, 0))
+    context = int(np.ceil(context / grid)) * grid
     wave = np.asarray(wave, dtype=np.float32)
     n = len(wave)
     total = {layer: None for layer in layers}
