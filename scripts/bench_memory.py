@@ -8,9 +8,9 @@ subprocess and reports its peak RSS (``resource.getrusage(RUSAGE_SELF).ru_maxrss
 Python + torch + the clip itself), so the numbers include a ~0.4 GiB baseline of imports and weights.
 A whole-clip run is skipped when its peak, extrapolated linearly from the 10 s run, would exceed 60 % of
 MemAvailable. Where both ran, the max |windowed - whole| of the Eq.3 vectors (all layers, relative to
-the vector's max) is printed too. Window context: CREPE 512 samples (its half frame: exact), VGGish 0
-(examples are independent 0.96 s blocks: exact when windows are multiples of 0.96 s... see README),
-CNN14 2 s (its conv receptive field crosses window edges: measured difference).
+the vector's max) is printed too. Window context: CREPE 512 samples (its half frame: exact), VGGish one
+0.96 s example (windows on example boundaries; its last frame reads 240 samples past an example),
+CNN14 2 s (its conv receptive field crosses window edges).
 """
 
 from __future__ import annotations
