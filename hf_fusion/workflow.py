@@ -141,8 +141,12 @@ def task_clip_seconds(task_dir: Path) -> float:
 
 def load_tasks(names: Sequence[str], dirs: Sequence[str], sampling_rate: int, root: str | None = None,
                clip_seconds: float | None = None, seed: int = 0, allow_outside: bool = False,
-               on_error: str = "raise") -> dict:
+               on_error: str = "raise", cache_dir=None) -> dict:
     """{task name: DatasetDict with a fixed-length ``input_values`` column} for registered names and folders.
+
+    The cropped clips are memory-mapped arrow files under ``cache_dir/clips`` (the feature-cache root,
+    default ``$HF_FUSION_CACHE``), reused by a later run on the same files: memory does not grow with
+    the number of clips.
 
     Fold tasks give ``all`` (+ ``all_train_crops``), see ``hf_fusion.tasks.sources``; ``allow_outside``
     accepts EVAR file names resolving outside their folder. Cropping decodes every file: ``on_error``
@@ -150,12 +154,16 @@ def load_tasks(names: Sequence[str], dirs: Sequence[str], sampling_rate: int, ro
     (``hf_fusion.tasks.validate.skipped_at_load``; the feature cache's ``skipped(split)`` lists them)."""
     from .tasks import get_task, load_task
 
+    from .extraction.cache import default_cache_root
+
     outside = {"allow_outside_root": True} if allow_outside else {}
+    crops = (Path(cache_dir).expanduser() if cache_dir is not None else default_cache_root()) / "clips"
     tasks = {}
     for name in names:
         spec = get_task(name)  # KeyError lists the known names
         tasks[spec.name] = load_task(spec.name, sampling_rate, root=root, crop=True, clip_seconds=clip_seconds,
-                                     seed=seed, on_error=on_error, **(outside if root is not None else {}))
+                                     seed=seed, on_error=on_error, crop_cache_dir=crops,
+                                     **(outside if root is not None else {}))
     for d in dirs:
         path = Path(d).expanduser()
         if not (path / "metadata.csv").is_file():
@@ -165,7 +173,7 @@ def load_tasks(names: Sequence[str], dirs: Sequence[str], sampling_rate: int, ro
         if name in tasks:
             raise ValueError(f"two tasks are named {name!r}; give the folders distinct names")
         tasks[name] = load_task(path, sampling_rate, crop=True, clip_seconds=seconds, seed=seed, on_error=on_error,
-                                **outside)
+                                crop_cache_dir=crops, **outside)
     if not tasks:
         raise ValueError("no task given: use --task NAME and/or --task-dir DIR")
     return tasks

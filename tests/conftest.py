@@ -45,3 +45,18 @@ def make_clips(lengths_s=(1.0, 0.7, 1.3), sr=16000, seed=0):
             x = rng.standard_normal(t.size) * (0.5 + 0.5 * np.sin(2 * np.pi * 4 * t))
         clips.append((0.3 * x / np.abs(x).max()).astype(np.float32))
     return clips
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _session_cache_root(tmp_path_factory):
+    """Cropped clips and features of tests go to a session folder, never ~/.cache/hf_fusion (unless set)."""
+    import os
+
+    if os.environ.get("HF_FUSION_CACHE"):
+        yield
+        return
+    os.environ["HF_FUSION_CACHE"] = str(tmp_path_factory.mktemp("hf_fusion_cache"))
+    try:
+        yield
+    finally:
+        os.environ.pop("HF_FUSION_CACHE", None)

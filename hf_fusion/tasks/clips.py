@@ -12,8 +12,10 @@ Rules (``n = round(clip_seconds * sampling_rate)`` samples):
 
 from __future__ import annotations
 
+import os
 import warnings
-from typing import Callable, Iterable, Literal, Optional
+from pathlib import Path
+from typing import Callable, Iterable, Literal, Optional, Union
 
 import numpy as np
 from datasets import Audio, Dataset, DatasetDict, List, Value
@@ -23,6 +25,10 @@ from hf_fusion.tasks.validate import SKIPPED_ATTR, AudioDecodeError, UnreadableA
 RANDOM_CROP_SPLITS = ("train", "valid")
 #: temporary column of the crop map: the decode error of the row ("" when it decoded)
 _ERROR = "_decode_error"
+#: bump when the crop output for the same input and settings changes (keys the crop cache files)
+CROP_CACHE_VERSION = 1
+#: the crop map flushes its output to disk every this many bytes of clips (bounds the writer's buffer)
+_WRITER_BYTES = 4 * 2**20
 
 
 def audio_array(value) -> tuple[np.ndarray, int]:
@@ -102,6 +108,7 @@ def crop_clips(
     keep_audio: bool = True,
     num_proc: Optional[int] = None,
     on_error: Literal["raise", "skip"] = "raise",
+    cache_dir: Union[str, os.PathLike, None] = None,
 ) -> DatasetDict:
     """Add a fixed-length ``output_column`` (float32 samples) to every split of ``data``.
 
@@ -115,6 +122,11 @@ def crop_clips(
     raises :class:`~hf_fusion.tasks.validate.UnreadableAudioError` naming every such file of the split;
     ``"skip"`` drops their rows, warns once naming them, and records them on the result
     (``hf_fusion.tasks.validate.skipped_at_load(result)`` -> ``{split: [files]}``).
+
+    Memory: the crops are written to an arrow file under ``cache_dir`` (default
+    ``$HF_FUSION_CACHE/clips``, see :func:`crop_cache_file`) in bounded batches and memory-mapped,
+    so memory does not grow with the number of clips; a later load of the same files with the same
+    settings reuses the file.
     """
     _check_on_error(on_error)
     random_splits = set(random_splits)
@@ -139,8 +151,10 @@ def crop_clips(
                 return {output_column: np.zeros(_n, np.float32), _ERROR: _error_text(err)}
             return {output_column: crop_or_pad(wave, _n, crop_start(len(wave), _n, _random, seed, index)), _ERROR: ""}
 
+        settings = {"kind": "split", "n": n, "sr": feat.sampling_rate, "random": random_crop, "seed": seed,
+                    "output": output_column}
         mapped = _map_undecoded(ds, fn, audio_column, {output_column: List(Value("float32"), length=n)}, num_proc,
-                                f"crop {split} to {clip_seconds} s")
+                                f"crop {split} to {clip_seconds} s", cache_dir, settings, n)
         mapped, skipped[split] = _drop_bad_rows(mapped, on_error, f"split {split!r}")
         if not keep_audio:
             mapped = mapped.remove_columns(audio_column)
@@ -159,15 +173,54 @@ def _error_text(err: AudioDecodeError) -> str:
     return f"{err.name}\t{err.reason}"
 
 
-def _map_undecoded(ds: Dataset, fn, audio_column: str, new_features: dict, num_proc, desc: str) -> Dataset:
+def crop_cache_file(ds: Dataset, audio_column: str, settings: dict,
+                    cache_dir: Union[str, os.PathLike, None] = None) -> Path:
+    """The arrow file holding the crops of ``ds`` with ``settings`` (clip samples, rate, seed, ...).
+
+    Keyed by a digest of the split's content (audio paths + size + mtime or embedded bytes, labels and
+    every other column, row order; ``hf_fusion.extraction.identity.dataset_fingerprint``), the crop
+    settings and :data:`CROP_CACHE_VERSION`: the same files and settings give the same file, any change
+    another. Folder: ``cache_dir``, default ``$HF_FUSION_CACHE/clips`` (``~/.cache/hf_fusion/clips``).
+    """
+    import hashlib
+    import json
+
+    from hf_fusion.extraction.cache import default_cache_root  # lazy: extraction imports this module
+    from hf_fusion.extraction.identity import dataset_fingerprint
+
+    folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_root() / "clips"
+    others = tuple(c for c in ds.column_names if c not in (audio_column, "label"))
+    key = {"data": dataset_fingerprint(ds, audio_column, others), "settings": settings,
+           "features": str(ds.features), "version": CROP_CACHE_VERSION}
+    digest = hashlib.blake2b(json.dumps(key, sort_keys=True, default=str).encode(), digest_size=16).hexdigest()
+    return folder / f"crop-{digest}.arrow"
+
+
+def _map_undecoded(ds: Dataset, fn, audio_column: str, new_features: dict, num_proc, desc: str,
+                   cache_dir=None, settings: Optional[dict] = None, clip_samples_per_row: int = 1) -> Dataset:
     """``ds.map(fn, with_indices=True)`` with the audio column undecoded ({"path", "bytes"}: ``fn`` decodes
-    it and catches bad files) plus ``new_features`` and the error column; the Audio feature is restored."""
+    it and catches bad files) plus ``new_features`` and the error column; the Audio feature is restored.
+
+    The output goes to :func:`crop_cache_file` (reused when present), flushed every ~4 MiB of clips,
+    and is read back memory-mapped: memory does not grow with the number of rows."""
     feat = ds.features[audio_column]
+    cache_file = crop_cache_file(ds, audio_column, settings or {}, cache_dir)
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
     raw = ds.cast_column(audio_column, Audio(decode=False))
     features = raw.features.copy()
     features.update(new_features)
     features[_ERROR] = Value("string")
-    mapped = raw.map(fn, with_indices=True, features=features, num_proc=num_proc, desc=desc)
+    row_bytes = 4 * clip_samples_per_row * sum(1 for f in new_features.values() if isinstance(f, List))
+    writer_rows = max(1, min(1000, _WRITER_BYTES // max(row_bytes, 1)))
+    kwargs = dict(with_indices=True, features=features, num_proc=num_proc, desc=desc, writer_batch_size=writer_rows,
+                  new_fingerprint=cache_file.stem)
+    try:
+        mapped = raw.map(fn, cache_file_name=str(cache_file), load_from_cache_file=True, **kwargs)
+    except Exception:
+        if not cache_file.exists():
+            raise
+        # an unreadable cache file (cut by a full disk, edited): compute it again
+        mapped = raw.map(fn, cache_file_name=str(cache_file), load_from_cache_file=False, **kwargs)
     return mapped.cast_column(audio_column, feat)
 
 
@@ -188,6 +241,18 @@ def _drop_bad_rows(mapped: Dataset, on_error: str, where: str) -> tuple[Dataset,
     return mapped.select([i for i in range(len(mapped)) if i not in rows]), names
 
 
+def with_row_column(ds: Dataset, name: str) -> Dataset:
+    """``ds`` plus an int64 column ``name`` = each row's position (0..len-1), without holding the clips.
+
+    ``Dataset.add_column`` first copies a dataset that has an index mapping (after ``select``) with
+    1000-row writer batches in memory; here that copy is written in ~4 MiB batches to the dataset's
+    cache folder (memory-mapped) instead."""
+    if ds._indices is not None:
+        row_bytes = max(1, ds.data.nbytes // max(ds.data.num_rows, 1))
+        ds = ds.flatten_indices(writer_batch_size=max(1, min(1000, _WRITER_BYTES // row_bytes)))
+    return ds.add_column(name, np.arange(len(ds), dtype=np.int64))
+
+
 #: split of fold data holding the training crops of the clips longer than the clip length
 TRAIN_CROPS_SPLIT = "all_train_crops"
 #: its column naming each row's position in the ``all`` split
@@ -202,6 +267,7 @@ def crop_fold_clips(
     output_column: str = "input_values",
     num_proc: Optional[int] = None,
     on_error: Literal["raise", "skip"] = "raise",
+    cache_dir: Union[str, os.PathLike, None] = None,
 ) -> tuple:
     """Crops of fold data (every fold is test once and train/valid otherwise), decoding each clip once.
 
@@ -212,7 +278,8 @@ def crop_fold_clips(
     longer than the clip length (only there do the two crops differ; shorter clips are zero-padded
     identically in both), and the files dropped as unreadable (``on_error="skip"``; with ``"raise"``
     :class:`~hf_fusion.tasks.validate.UnreadableAudioError` names them all). A dropped file is missing from
-    both crops alike, and ``long_rows`` index the remaining rows.
+    both crops alike, and ``long_rows`` index the remaining rows. The crops are memory-mapped from an arrow
+    file under ``cache_dir`` as in :func:`crop_clips`.
     """
     _check_on_error(on_error)
     feat = ds.features.get(audio_column)
@@ -234,8 +301,9 @@ def crop_fold_clips(
                 "_is_long": len(wave) > n, _ERROR: ""}
 
     clip = List(Value("float32"), length=n)
+    settings = {"kind": "fold", "n": n, "sr": feat.sampling_rate, "seed": seed, "output": output_column}
     mapped = _map_undecoded(ds, fn, audio_column, {output_column: clip, random_column: clip, "_is_long": Value("bool")},
-                            num_proc, f"crop fold clips to {clip_seconds} s")
+                            num_proc, f"crop fold clips to {clip_seconds} s", cache_dir, settings, n)
     mapped, skipped = _drop_bad_rows(mapped, on_error, "fold data")
     long_rows = [i for i, is_long in enumerate(mapped["_is_long"]) if is_long]
     mapped = mapped.remove_columns("_is_long")

@@ -44,7 +44,7 @@ from datasets import (
     load_from_disk,
 )
 
-from hf_fusion.tasks.clips import SOURCE_ROW, TRAIN_CROPS_SPLIT, crop_clips, crop_fold_clips
+from hf_fusion.tasks.clips import SOURCE_ROW, TRAIN_CROPS_SPLIT, crop_clips, crop_fold_clips, with_row_column
 from hf_fusion.tasks.folds import ALL_SPLIT, fold_splits, stratified_valid_indices
 from hf_fusion.tasks.registry import SYNTHETIC_TASKS, TaskSpec, get_task
 from hf_fusion.tasks.validate import SKIPPED_ATTR
@@ -152,6 +152,7 @@ def load_task_dir(
     check_files: bool = True,
     allow_outside_root: bool = False,
     on_error: str = "raise",
+    crop_cache_dir: Optional[PathLike] = None,
 ) -> DatasetDict:
     """Load an EVAR-style task folder (``metadata.csv`` + audio files).
 
@@ -171,6 +172,7 @@ def load_task_dir(
             paths, symlinks); refused by default so a metadata file cannot open arbitrary files.
         on_error: with ``clip_seconds`` every file is decoded here: ``"raise"`` names every unreadable
             file in one ValueError, ``"skip"`` drops them (see ``_finish``; ``skipped_at_load``).
+        crop_cache_dir: folder of the memory-mapped crop files (default ``$HF_FUSION_CACHE/clips``).
     Returns:
         DatasetDict (train/valid/test, or ``all`` for fold data without ``test_fold``) with
         columns ``file_name`` (str), ``audio`` (Audio), ``label`` (ClassLabel), ``fold`` (int,
@@ -226,13 +228,14 @@ def load_task_dir(
         data = DatasetDict({s: build(sel) for s, sel in parts.items()})
     else:
         data = DatasetDict({ALL_SPLIT: build(range(len(rows)))})
-    return _finish(data, clip_seconds, test_fold, valid_fraction, seed, on_error)
+    return _finish(data, clip_seconds, test_fold, valid_fraction, seed, on_error, crop_cache_dir)
 
 
 # ----------------------------------------------------------------------------- shared normalisation
 
 
-def _finish(data: DatasetDict, clip_seconds, test_fold, valid_fraction, seed, on_error: str = "raise") -> DatasetDict:
+def _finish(data: DatasetDict, clip_seconds, test_fold, valid_fraction, seed, on_error: str = "raise",
+            crop_cache_dir=None) -> DatasetDict:
     """Apply the fold choice and the optional crop to a normalised DatasetDict.
 
     Fold data (split ``all`` with a ``fold`` column) with ``clip_seconds``: every clip is decoded
@@ -246,6 +249,7 @@ def _finish(data: DatasetDict, clip_seconds, test_fold, valid_fraction, seed, on
     or is dropped from every split it would feed (``"skip"``: from ``all`` and ``all_train_crops`` alike)
     and recorded, ``skipped_at_load(result)`` -> ``{split: [files]}`` (fold data: under ``all``, or with
     ``test_fold`` under ``test`` / ``train`` by the file's fold).
+    The crops are memory-mapped arrow files under ``crop_cache_dir`` (default ``$HF_FUSION_CACHE/clips``).
     """
     is_fold = ALL_SPLIT in data
     if test_fold is not None and not is_fold:
@@ -253,9 +257,9 @@ def _finish(data: DatasetDict, clip_seconds, test_fold, valid_fraction, seed, on
     if clip_seconds is None:
         return data if test_fold is None else fold_splits(data[ALL_SPLIT], test_fold, valid_fraction, seed)
     if not is_fold:
-        return crop_clips(data, clip_seconds, seed=seed, on_error=on_error)
+        return crop_clips(data, clip_seconds, seed=seed, on_error=on_error, cache_dir=crop_cache_dir)
     test_crops, train_crops, long_rows, skipped = crop_fold_clips(data[ALL_SPLIT], clip_seconds, seed=seed,
-                                                                  on_error=on_error)
+                                                                  on_error=on_error, cache_dir=crop_cache_dir)
     if test_fold is not None:
         out = fold_splits(test_crops, test_fold, valid_fraction, seed, train_dataset=train_crops)
         if skipped:
@@ -267,7 +271,7 @@ def _finish(data: DatasetDict, clip_seconds, test_fold, valid_fraction, seed, on
         return out
     out = {ALL_SPLIT: test_crops}
     if long_rows:
-        out[TRAIN_CROPS_SPLIT] = train_crops.select(long_rows).add_column(SOURCE_ROW, long_rows)
+        out[TRAIN_CROPS_SPLIT] = with_row_column(train_crops, SOURCE_ROW).select(long_rows)
     out = DatasetDict(out)
     setattr(out, SKIPPED_ATTR, {ALL_SPLIT: skipped} if skipped else {})
     return out
@@ -429,6 +433,7 @@ def load_audiofolder_task(
     cache_dir: Optional[PathLike] = None,
     label_column: str = "label",
     on_error: str = "raise",
+    crop_cache_dir: Optional[PathLike] = None,
     **load_kwargs,
 ) -> DatasetDict:
     """Load a ``datasets`` ``audiofolder`` directory as a task.
@@ -454,7 +459,7 @@ def load_audiofolder_task(
     data = normalize_task_data(raw, sampling_rate=sampling_rate, label_column=label_column, split_column=split_col,
                                fold_column=fold_col, valid_fraction=valid_fraction, seed=seed,
                                source=f"audiofolder {data_dir}")
-    return _finish(data, clip_seconds, test_fold, valid_fraction, seed, on_error)
+    return _finish(data, clip_seconds, test_fold, valid_fraction, seed, on_error, crop_cache_dir)
 
 
 # ----------------------------------------------------------------------------- (c) Hub / save_to_disk
@@ -484,6 +489,7 @@ def load_hub_task(
     seed: int = 0,
     cache_dir: Optional[PathLike] = None,
     on_error: str = "raise",
+    crop_cache_dir: Optional[PathLike] = None,
     **load_kwargs,
 ) -> DatasetDict:
     """Load a Hub dataset id (``datasets.load_dataset``) or a local ``save_to_disk`` folder
@@ -499,7 +505,7 @@ def load_hub_task(
     data = normalize_task_data(raw, sampling_rate=sampling_rate, audio_column=audio_column, label_column=label_column,
                                split_column=split_column, fold_column=fold_column, split_map=split_map,
                                drop_labels=drop_labels, valid_fraction=valid_fraction, seed=seed, source=desc)
-    return _finish(data, clip_seconds, test_fold, valid_fraction, seed, on_error)
+    return _finish(data, clip_seconds, test_fold, valid_fraction, seed, on_error, crop_cache_dir)
 
 
 # ----------------------------------------------------------------------------- dispatcher
@@ -526,6 +532,7 @@ def load_task(
     valid_fraction: float = 0.1,
     seed: int = 0,
     on_error: str = "raise",
+    crop_cache_dir: Optional[PathLike] = None,
     **kwargs,
 ) -> DatasetDict:
     """Load a registered task by name, or any task folder by path.
@@ -540,6 +547,7 @@ def load_task(
     ``crop=True`` crops/pads to the registered clip length (``clip_seconds`` overrides it).
     Cropping decodes every file: ``on_error="raise"`` names every unreadable one in one ValueError,
     ``"skip"`` drops them and records them (``hf_fusion.tasks.validate.skipped_at_load(data)``).
+    The crops are memory-mapped arrow files under ``crop_cache_dir`` (default ``$HF_FUSION_CACHE/clips``).
     Extra keyword arguments go to the underlying loader.
     """
     spec: Optional[TaskSpec] = task if isinstance(task, TaskSpec) else None
@@ -553,7 +561,8 @@ def load_task(
         clip_seconds = spec.clip_seconds if spec is not None else None
         if clip_seconds is None:
             raise ValueError(f"crop=True but no clip length is known for {task!r}; pass clip_seconds=")
-    common = dict(test_fold=test_fold, valid_fraction=valid_fraction, seed=seed, on_error=on_error)
+    common = dict(test_fold=test_fold, valid_fraction=valid_fraction, seed=seed, on_error=on_error,
+                  crop_cache_dir=crop_cache_dir)
     if spec is None:
         path = Path(task)
         if not path.is_dir():
@@ -571,7 +580,7 @@ def load_task(
         # kwargs); call load_synthetic_task directly for another build seed.
         return load_synthetic_task(spec.name, sampling_rate=sampling_rate, clip_seconds=clip_seconds,
                                    crop_seed=seed, test_fold=test_fold, valid_fraction=valid_fraction, on_error=on_error,
-                                   **kwargs)
+                                   crop_cache_dir=crop_cache_dir, **kwargs)
     if root is not None:
         root = Path(root)
         task_dir = root / spec.name if not (root / METADATA_NAME).is_file() else root
