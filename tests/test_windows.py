@@ -57,3 +57,41 @@ def test_vggish_and_cnn14_windows_equal_the_whole_clip(seconds):
             scale = float(ref[layer].abs().max())
             diff = float((got[layer] - ref[layer]).abs().max())
             assert diff < 1e-5 * scale, f"{backbone} layer {layer}: {diff} (scale {scale})"
+
+
+def test_extract_features_runs_long_clips_in_windows(tmp_path, crepe):
+    """Clips longer than long_clip_seconds are extracted alone, window by window: their cached vectors equal
+    the whole-clip ones."""
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, List, Value
+
+    from hf_fusion.extraction import extract_features
+    from hf_fusion.extraction import windows as windows_module
+
+    model, fe = crepe
+    rng = np.random.default_rng(2)
+    clips = [(0.1 * rng.standard_normal(n)).astype(np.float32) for n in (8000, 70000, 12000)]
+    n = max(len(c) for c in clips)
+    padded = [np.pad(c, (0, n - len(c))) for c in clips]
+    features = Features({"input_values": List(Value("float32"), length=n), "label": ClassLabel(names=["a", "b"])})
+    data = DatasetDict(all=Dataset.from_dict({"input_values": padded, "label": [0, 1, 0]}, features=features))
+    calls = []
+    real = windows_module.windowed_embedding
+
+    def counting(*args, **kwargs):
+        calls.append(len(args[2]))
+        return real(*args, **kwargs)
+
+    import hf_fusion.extraction.extract as extract_module
+
+    extract_module.windowed_embedding = counting
+    try:
+        windowed = extract_features(model, fe, data, "w", layers=[1, 7], batch_size=3, cache_dir=tmp_path / "a",
+                                    progress=False, long_clip_seconds=1.0, window_seconds=1.0)
+    finally:
+        extract_module.windowed_embedding = real
+    whole = extract_features(model, fe, data, "w", layers=[1, 7], batch_size=3, cache_dir=tmp_path / "b",
+                             progress=False, long_clip_seconds=None)
+    assert calls == [n, n, n]  # every clip is padded to n > 1 s here, so all three ran in windows
+    for layer in (1, 7):
+        a, b = windowed.load(layer, "all")[0], whole.load(layer, "all")[0]
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(np.abs(b).max()))

@@ -46,6 +46,7 @@ from .cache import (
     read_json,
 )
 from ..fusion import temporal_pool
+from .windows import can_window, default_context, windowed_embedding
 from ..tasks.clips import SOURCE_ROW
 from ..tasks.validate import AudioDecodeError, decode_audio, skipped_at_load
 from .identity import dataset_fingerprint, model_key
@@ -164,6 +165,8 @@ def extract_features(
     audio_column: str = "audio",
     input_column: str = "input_values",
     splits: Sequence[str] | None = None,
+    long_clip_seconds: float | None = 120.0,
+    window_seconds: float = 60.0,
 ) -> FeatureCache:
     """Extract (or reuse) the Eq.1+Eq.3 vector of every requested layer for every split of ``data``.
 
@@ -185,6 +188,10 @@ def extract_features(
             loader skipped, ``hf_fusion.tasks.validate.skipped_at_load(data)``).
         accelerator: an ``accelerate.Accelerator`` (default: a new one; it picks the device and,
             under ``accelerate launch``, the process's share of the shards).
+        long_clip_seconds / window_seconds: a clip longer than ``long_clip_seconds`` (None: never) runs
+            alone in windows of ``window_seconds`` with exact context (:mod:`.windows`; CREPE, VGGish,
+            CNN14 with per-frame Eq.1), so peak memory follows the window, not the clip (a 1-hour file
+            needs the memory of a minute); the vector equals the whole-clip one to ~1e-6 relative.
     Returns:
         A :class:`FeatureCache` of the task (``.load(layer_or_layers, split) -> (X, y)``).
     """
@@ -233,6 +240,7 @@ def extract_features(
         _extract_split(
             model, feature_extractor, ds, split, task_name, folder, layers, dims, batch_size,
             batches_per_shard, on_error, accelerator, progress, audio_column, input_column,
+            long_clip_seconds, window_seconds,
         )
         folders[split] = [folder] + [g for g in _complete_groups(split_dir, []) if g != folder]
     return FeatureCache(task_name, folders, model_info,
@@ -257,7 +265,7 @@ def _split_folder(task_dir: Path, split: str, ds: Dataset, audio_column: str, in
 def _extract_split(
     model, feature_extractor, ds: Dataset, split: str, task_name: str, folder: Path, layers: list[int],
     dims: dict[int, int], batch_size: int, batches_per_shard: int, on_error: str, accelerator, progress: bool,
-    audio_column: str, input_column: str,
+    audio_column: str, input_column: str, long_clip_seconds: float | None = None, window_seconds: float = 60.0,
 ) -> None:
     if "label" not in ds.column_names:
         raise ValueError(f"{task_name}/{split}: the data has no 'label' column (columns {ds.column_names})")
@@ -308,6 +316,10 @@ def _extract_split(
         disable=not progress or not accelerator.is_local_main_process,
     )
     skipped: list[str] = []
+    windowed = long_clip_seconds is not None and can_window(model)
+    long_samples = int(round((long_clip_seconds or 0) * sr))
+    window_samples = int(round(window_seconds * sr))
+    context = default_context(model, feature_extractor) if windowed else 0
 
     def run_batch(batch: dict[str, Any], indices: list[int], offset: int) -> dict[str, Any]:
         rows = [offset + i for i in indices]
@@ -327,18 +339,25 @@ def _extract_split(
         out = {"row": [rows[k] for k in keep], "label": [int(batch["label"][k]) for k in keep]}
         for column in carried:
             out[column] = [int(batch[column][k]) for k in keep]
-        if clips:
-            features = feature_extractor(clips, sampling_rate=sr, return_tensors="pt", device=device)
+        vectors = {layer: np.zeros((len(clips), dims[layer]), dtype=np.float32) for layer in layers}
+        long = [i for i, clip in enumerate(clips) if len(clip) > long_samples] if windowed else []
+        short = [i for i in range(len(clips)) if i not in set(long)]
+        if short:
+            features = feature_extractor([clips[i] for i in short], sampling_rate=sr, return_tensors="pt",
+                                         device=device)
             inputs, mask = features["input_values"], features.get("attention_mask")
             with torch.inference_mode():
                 # ONE forward pass for every layer; the mask keeps each clip's vector independent of its batch
                 taps = model.tap(inputs, layers, attention_mask=mask)
                 frame_mask = None if mask is None else model.frame_mask(mask)
                 for layer in layers:
-                    out[layer_column(layer)] = _pool_one(model, taps[layer], frame_mask).float().cpu().numpy()
-        else:
+                    vectors[layer][short] = _pool_one(model, taps[layer], frame_mask).float().cpu().numpy()
+        for i in long:  # alone, window by window: bounded memory whatever the clip's length
+            pooled = windowed_embedding(model, feature_extractor, clips[i], layers, window_samples, context)
             for layer in layers:
-                out[layer_column(layer)] = np.zeros((0, dims[layer]), dtype=np.float32)
+                vectors[layer][i] = pooled[layer].float().cpu().numpy()
+        for layer in layers:
+            out[layer_column(layer)] = vectors[layer]
         bar.update(len(rows))
         return out
 

@@ -45,6 +45,20 @@ _GRIDS = {
 _MIN_CONTEXT = {"vggish": 240}
 
 
+def can_window(model) -> bool:
+    """True when ``model``'s backbone has per-frame taps that windows reproduce (CREPE, VGGish, CNN14)
+    and Eq.1 is per frame (no forced ``num_output_frames``)."""
+    return model.config.backbone in _HOPS and model.config.num_output_frames is None
+
+
+def default_context(model, feature_extractor) -> int:
+    """Context samples that make windows exact: CREPE half a 1024-sample frame, VGGish one example
+    (rounded up from 240 samples), CNN14 2 s (its conv receptive field; measured 1.7e-7 relative)."""
+    name = model.config.backbone
+    sr = int(feature_extractor.sampling_rate)
+    return {"crepe": 512, "vggish": _MIN_CONTEXT["vggish"], "cnn14": 2 * sr}.get(name, 0)
+
+
 def frame_hop(model, feature_extractor) -> int:
     """Samples per Eq.1 output frame of ``model`` (CREPE: its hop; VGGish: 2560; CNN14: 32 STFT hops)."""
     name = model.config.backbone
@@ -82,12 +96,13 @@ def windowed_embedding(model, feature_extractor, wave: np.ndarray, layers: Seque
     peak = {layer: None for layer in layers}
     count = 0
     sr = int(feature_extractor.sampling_rate)
+    device = next(model.parameters()).device
     with torch.inference_mode():
         for start in range(0, max(n, 1), window):
             s0 = max(0, start - context)
             s1 = min(n, start + window + context)
             piece = wave[s0:s1]
-            inputs = feature_extractor([piece], sampling_rate=sr, return_tensors="pt")
+            inputs = feature_extractor([piece], sampling_rate=sr, return_tensors="pt", device=device)
             taps = model.tap(inputs["input_values"], list(layers))
             for layer in layers:
                 frames = taps[layer][0]  # [D, T_w]
