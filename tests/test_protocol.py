@@ -17,7 +17,7 @@ from hf_fusion.evaluation import LayerwiseStudy, TaskFeatures, choose_layers, fo
 from hf_fusion.extraction import extract_features
 from hf_fusion.tasks import load_task_dir
 
-from .conftest import TINY_AST, make_clips
+from .conftest import TINY_AST
 
 SR = 16000
 CLIP = 0.6  # seconds; the folder's clips are 0.4-0.9 s, so some are cut (random crops) and some padded

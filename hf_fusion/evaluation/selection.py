@@ -252,16 +252,17 @@ def refine_with_pairs(choice: LayerChoice, probe_pair, top_k: int = 3) -> LayerC
         for l in top(choice.late_average):
             if m != l and {m, l} not in [set(c) for c in candidates]:
                 candidates.append((m, l))
-    start, scores = time.perf_counter(), {}
+    start, scores, probes = time.perf_counter(), {}, 0
     key = "accuracy" if choice.selected_on == "test" else "valid_mean"
     for m, l in candidates:
         results = probe_pair(sorted([m, l], key=_layer_key))
+        probes += len(results)
         scores[(m, l)] = float(np.mean([getattr(r, key) for r in results.values()]))
     best = max(candidates, key=lambda c: scores[c])  # max keeps the first of equal scores
     out = LayerChoice(**{**asdict(choice), "middle": best[0], "late": best[1]})
     out.rule_name = "pairs"
     out.pairs = {"-".join(str(x) for x in sorted([m, l], key=_layer_key)): s for (m, l), s in scores.items()}
-    out.pairs_cost = {"probes": len(candidates) * len(results), "candidates": len(candidates),
+    out.pairs_cost = {"probes": probes, "candidates": len(candidates),
                       "seconds": round(time.perf_counter() - start, 3)}
     out.rule = (choice.rule + f" Pairs rule: {len(candidates)} candidate pairs from the top {top_k} layers of each "
                 f"group were probed as fused features; kept the best mean {'test' if key == 'accuracy' else 'validation'}"

@@ -341,7 +341,7 @@ def _extract_split(
             out[column] = [int(batch[column][k]) for k in keep]
         vectors = {layer: np.zeros((len(clips), dims[layer]), dtype=np.float32) for layer in layers}
         long = [i for i, clip in enumerate(clips) if len(clip) > long_samples] if windowed else []
-        short = [i for i in range(len(clips)) if i not in set(long)]
+        short = sorted(set(range(len(clips))) - set(long))
         if short:
             features = feature_extractor([clips[i] for i in short], sampling_rate=sr, return_tensors="pt",
                                          device=device)
