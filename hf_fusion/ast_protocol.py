@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .backbone_ast import AUDIOSET_MEAN, AUDIOSET_STD, TIMM_LAYER_NORM_EPS
+from .backbone_ast import AUDIOSET_MEAN, AUDIOSET_STD, TIMM_LAYER_NORM_EPS, ASTBackbone
 from .feature_extraction_fusion import FusedAudioFeatureExtractor
 from .frontends import ast_num_frames
 
@@ -43,7 +43,8 @@ def ast_frames_for_seconds(seconds: float, sampling_rate: int = 16000) -> int:
 
 
 def _check_ast(model) -> None:
-    if getattr(model.config, "backbone", None) != "ast":
+    backbone_class = getattr(model.config, "backbone_class", None)
+    if not (isinstance(backbone_class, type) and issubclass(backbone_class, ASTBackbone)):
         raise ValueError(f"expected a fused AST model, got backbone {getattr(model.config, 'backbone', None)!r}")
 
 
@@ -110,7 +111,7 @@ def ast_task_normalization(
         raise ValueError(f"expected an AST feature extractor (front end 'ast_fbank'), got {feature_extractor.frontend.get('name')!r}")
     if max_clips < 1 or batch_size < 1:
         raise ValueError(f"max_clips and batch_size must be >= 1, got {max_clips}, {batch_size}")
-    raw = FusedAudioFeatureExtractor(backbone="ast", frontend={**feature_extractor.frontend, "do_normalize": False})
+    raw = FusedAudioFeatureExtractor(backbone=ASTBackbone.name, frontend={**feature_extractor.frontend, "do_normalize": False})
     frames = int(raw.frontend["max_length"])
     need = _FRAME + _HOP * (frames - 1)
     count = 0

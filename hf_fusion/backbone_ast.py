@@ -24,8 +24,11 @@ from transformers import ASTConfig, ASTModel
 from transformers.models.audio_spectrogram_transformer.modeling_audio_spectrogram_transformer import ASTEmbeddings
 
 from .backbone_base import TappedBackbone
+from .frontends import ast_fbank
 from .fusion import align_layer
 
+#: the AudioSet checkpoint the paper used (Hub id)
+PAPER_CHECKPOINT = "MIT/ast-finetuned-audioset-10-10-0.4593"
 AUDIOSET_MEAN = -4.2677393
 AUDIOSET_STD = 4.5689974
 #: LayerNorm eps of the original (timm) AST; transformers' ASTConfig default is 1e-12
@@ -114,6 +117,18 @@ class ASTBackbone(TappedBackbone):
 
     name = "ast"
     has_time_axis = False
+    frontend_name = "ast_fbank"
+    frontend_function = staticmethod(ast_fbank)
+    paper_layers = (5, 12)
+    converter = "convert_ast_checkpoint"
+    default_checkpoint = PAPER_CHECKPOINT
+    checkpoint_help = f"a transformers AST checkpoint (Hub id or folder) or timm .pth, e.g. {PAPER_CHECKPOINT}"
+    card_template = "ast.md"
+    license = "bsd-3-clause"
+
+    @classmethod
+    def tap_description(cls, backbone_config: dict[str, Any], layer: int) -> str:
+        return f"ast.encoder.layer.{layer - 1} -> final layernorm, mean of tokens 0 and 1"
 
     @classmethod
     def default_backbone_config(cls) -> dict[str, Any]:
@@ -158,7 +173,7 @@ class ASTBackbone(TappedBackbone):
     @classmethod
     def default_frontend(cls, backbone_config: dict[str, Any]) -> dict[str, Any]:
         return {
-            "name": "ast_fbank",
+            "name": cls.frontend_name,
             "sampling_rate": 16000,
             "num_mel_bins": int(backbone_config["num_mel_bins"]),
             "max_length": int(backbone_config["max_length"]),
@@ -213,9 +228,11 @@ class ASTBackbone(TappedBackbone):
         self.backbone_config["layer_norm_eps"] = float(eps)
 
     def forward(
-        self, input_values: torch.Tensor, layers: Sequence[int], num_frames: int | None = None
+        self, input_values: torch.Tensor, layers: Sequence[int], num_frames: int | None = None,
+        attention_mask: torch.Tensor | None = None,
     ) -> dict[int, torch.Tensor]:
         """input_values: [B, max_length, num_mel_bins] AST fbank -> {layer: [B, hidden, T_o (=1)]}."""
+        self.check_attention_mask(attention_mask)
         layers = self.check_layers(layers)
         expected = (self.backbone_config["max_length"], self.backbone_config["num_mel_bins"])
         if input_values.dim() != 3 or tuple(input_values.shape[1:]) != tuple(expected):

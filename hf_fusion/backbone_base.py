@@ -1,21 +1,91 @@
-"""The tap interface every backbone implements (one forward pass -> aligned outputs of chosen layers).
+"""The tap interface every backbone implements, and the facts each backbone declares about itself.
 
-Layer numbers are the paper's, 1-based (DESIGN.md section 1). A backbone receives the front end's
-``input_values`` and returns, for every requested layer, its Eq.1-aligned features [B, D_l, T_o].
+Layer numbers are the paper's, 1-based (docs/reference.md, "Layer numbers"). A backbone receives the
+front end's ``input_values`` and returns, for every requested layer, its Eq.1-aligned features
+[B, D_l, T_o]. Everything else the package knows about a backbone (front end, layers, paper choice,
+card, license, converter, CLI names, windowing) is declared on its class here; ``backbones.BACKBONES``
+is the one registry that the rest of the package reads it from.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import importlib
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 
+@dataclass(frozen=True)
+class LayerInfo:
+    """One tappable layer: ``dim`` = D_l after Eq.1; ``hop`` = input samples (at the front end's rate) per
+    Eq.1 output frame, None when the tap has no time axis (AST's tokens) or no fixed step; ``module`` =
+    where the tap sits (a module path of the backbone, or what is read)."""
+
+    number: int
+    dim: int
+    hop: int | None
+    module: str
+
+
+@dataclass(frozen=True)
+class WindowRule:
+    """How a long clip is cut into windows that reproduce the whole-clip frames (``extraction/windows.py``),
+    in samples at the front end's rate: ``hop`` per output frame, ``grid`` that window starts are multiples
+    of (fixed-grid frames), ``context`` extra samples either side (at least ``min_context``)."""
+
+    hop: int
+    grid: int
+    context: int
+    min_context: int = 0
+
+
+def resolve_layers(layers: Any, valid: Sequence[int], fusion: Sequence[int] | None = None, *, owner: str = "",
+                   what: str = "layers") -> list[int]:
+    """The one layer resolver: ``None`` / ``"fusion"`` -> ``fusion``; ``"all"`` -> every ``valid`` layer;
+    an int or a list of whole layer numbers -> that list, checked (non-empty, distinct, each in ``valid``).
+    The error names ``owner`` (a backbone) and lists the valid layers (1-based, the paper's numbering)."""
+    if layers is None or (isinstance(layers, str) and layers == "fusion"):
+        if fusion is None:
+            raise ValueError(f"{owner + ': ' if owner else ''}{what}: no fusion layers to default to")
+        return list(fusion)
+    if isinstance(layers, str) and layers == "all":
+        return list(valid)
+    numbers = layer_numbers(layers, what)
+    bad = [layer for layer in numbers if layer not in valid]
+    if bad or not numbers or len(set(numbers)) != len(numbers):
+        problem = f"layer(s) {bad} cannot be tapped" if bad else "give one or more distinct layers"
+        raise ValueError(
+            f"{owner + ': ' if owner else ''}{what}={numbers} is invalid: {problem}; tappable layers are "
+            f"{list(valid)} (1-based, the paper's numbering)"
+        )
+    return numbers
+
+
+def layer_numbers(value: Any, what: str = "layers") -> list[int]:
+    """A layer number or a list of them -> list[int]; a string, a fraction or a bool is an error (never
+    ``"12"`` -> [1, 2] or 10.7 -> 10)."""
+    items = [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        items = [value.item()]  # a numpy / torch scalar
+    if isinstance(value, (str, bytes)) or not hasattr(items, "__iter__"):
+        raise ValueError(f"{what} must be a list of layer numbers (e.g. [5, 12]), got {value!r}")
+    out = []
+    for item in items:
+        if hasattr(item, "item") and not isinstance(item, (list, tuple)):
+            item = item.item()  # numpy / torch scalars
+        if isinstance(item, bool) or not isinstance(item, (int, float)) or (isinstance(item, float) and not item.is_integer()):
+            raise ValueError(f"{what}: {item!r} in {value!r} is not a whole layer number")
+        out.append(int(item))
+    return out
+
+
 class TappedBackbone(nn.Module):
-    """Base class of the backbones. Subclasses set ``name`` and implement the classmethods + forward."""
+    """Base class of the backbones. A subclass sets the facts below and implements the classmethods +
+    ``forward``; registering it (``backbones.register_backbone``) is all the rest of the package needs."""
 
     name: ClassVar[str] = ""
     #: False when no tap has a time axis (AST's token rule): T_o = 1 and Eq.3 is skipped.
@@ -24,6 +94,98 @@ class TappedBackbone(nn.Module):
     #: examples of clips of different lengths in one batch) and ``frame_mask`` maps it to T_o frames;
     #: then a clip's valid frames (and, with a forced T_o, its Eq.1 kernel) never depend on the batch.
     supports_attention_mask: ClassVar[bool] = False
+
+    # ---- facts (read through backbones.BACKBONES; no other module keeps a per-backbone table) ----
+    #: the front end: batched ``function(waveforms [B, N], lengths [B], **settings) -> input_values`` named
+    #: ``frontend_name`` in a config's ``frontend["name"]``, and, for a per-clip time axis,
+    #: ``(count(lengths [B], **settings) -> valid steps [B] or None, time axis of input_values)``
+    frontend_name: ClassVar[str] = ""
+    frontend_function: ClassVar[Callable[..., torch.Tensor] | None] = None
+    frontend_valid_steps: ClassVar[tuple[Callable[..., Any], int] | None] = None
+    #: the layers the paper fused (Table III), None for backbones the paper did not use
+    paper_layers: ClassVar[tuple[int, ...] | None] = None
+    #: the published preset's layers (default: the paper's); None: no preset
+    preset_layers: ClassVar[tuple[int, ...] | None] = None
+    #: converter: a function name in ``hf_fusion.conversion`` called as ``fn(checkpoint, fusion_layers=...,
+    #: output_dir=..., **options)``; the checkpoint used when none is given, and how to describe one
+    converter: ClassVar[str | None] = None
+    default_checkpoint: ClassVar[str | None] = None
+    checkpoint_help: ClassVar[str] = "a path or Hub id"
+    #: model card: the family template in ``hub_cards/`` and the original weights' license (Hub id)
+    card_template: ClassVar[str] = "hf_encoder.md"
+    license: ClassVar[str | None] = None
+
+    @classmethod
+    def preset(cls) -> tuple[int, ...] | None:
+        """The published preset's layers (``preset_layers``, else ``paper_layers``)."""
+        return cls.preset_layers if cls.preset_layers is not None else cls.paper_layers
+
+    @classmethod
+    def parse_cli_name(cls, spec: str) -> tuple[str | None, dict[str, Any]] | None:
+        """A backbone name as typed on the command line -> ``(source, builder options)``, None when ``spec``
+        does not name this backbone. Default: ``name`` or ``name:<checkpoint>``."""
+        name, _, rest = spec.partition(":")
+        return (rest or None, {}) if name == cls.name else None
+
+    @classmethod
+    def cli_names(cls) -> tuple[str, ...]:
+        """The forms ``parse_cli_name`` accepts (for error messages)."""
+        return (cls.name,)
+
+    @classmethod
+    def converter_function(cls) -> Callable[..., Any]:
+        """The converter (imported by name, so this module never imports ``hf_fusion.conversion``)."""
+        if cls.converter is None:
+            raise ValueError(f"no converter for backbone {cls.name!r}")
+        try:
+            return getattr(importlib.import_module("hf_fusion.conversion"), cls.converter)
+        except AttributeError:
+            raise NotImplementedError(f"hf_fusion.conversion.{cls.converter} is not available in this version") from None
+
+    @classmethod
+    def build_fused(cls, source: str | None, fusion_layers: Sequence[int] | None = None, **options):
+        """``(AudioFusionModel, FusedAudioFeatureExtractor)`` from ``source`` (a checkpoint; None = the default)."""
+        layers = fusion_layers if fusion_layers is not None else cls.preset()
+        checkpoint = source if source is not None else cls.default_checkpoint
+        if checkpoint is None:
+            raise ValueError(f"{cls.name}: give the original checkpoint ({cls.checkpoint_help})")
+        return cls.converter_function()(checkpoint, fusion_layers=None if layers is None else list(layers), **options)
+
+    @classmethod
+    def window_rule(cls, frontend: dict[str, Any]) -> WindowRule | None:
+        """How long clips are windowed exactly (None: not windowed, e.g. a fixed input length)."""
+        return None
+
+    @classmethod
+    def frame_hop(cls, frontend: dict[str, Any]) -> int | None:
+        """Input samples per Eq.1 output frame (None: no time axis or no fixed step)."""
+        rule = cls.window_rule(frontend)
+        return None if rule is None else rule.hop
+
+    @classmethod
+    def tap_description(cls, backbone_config: dict[str, Any], layer: int) -> str:
+        """Where layer ``layer`` is read (a module path or a phrase)."""
+        return f"layer {layer}"
+
+    @classmethod
+    def layer_info(cls, backbone_config: dict[str, Any], frontend: dict[str, Any] | None = None) -> dict[int, LayerInfo]:
+        """{layer: LayerInfo} of every tappable layer (``frontend`` None: the default front end)."""
+        frontend = cls.resolve_frontend(backbone_config, None) if frontend is None else frontend
+        hop = cls.frame_hop(frontend) if cls.has_time_axis else None
+        return {layer: LayerInfo(layer, dim, hop, cls.tap_description(backbone_config, layer))
+                for layer, dim in cls.layer_dims(backbone_config, frontend).items()}
+
+    @classmethod
+    def resolve_layers(cls, backbone_config: dict[str, Any], layers: Any, fusion: Sequence[int] | None = None,
+                       what: str = "layers") -> list[int]:
+        """:func:`resolve_layers` against this backbone's tappable layers."""
+        return resolve_layers(layers, cls.tappable_layers(backbone_config), fusion, owner=cls.name, what=what)
+
+    @classmethod
+    def embedding_pooling(cls, pooling: str, num_output_frames: int | None) -> str:
+        """The Eq.3 actually applied: ``"none"`` (the [B, D, 1] frame itself) for taps with no time axis
+        and the backbone's own T_o (AST: Eq.1-3 reduce to concatenation), else ``pooling``."""
+        return "none" if not cls.has_time_axis and num_output_frames is None else pooling
 
     # ---- static description, usable without building the module (config validation, cards) ----
     @classmethod
@@ -86,22 +248,25 @@ class TappedBackbone(nn.Module):
 
     def check_layers(self, layers: Sequence[int]) -> list[int]:
         """Validate requested layers; an error lists the valid ones."""
-        valid = self.tappable_layers(self.backbone_config)
-        bad = [layer for layer in layers if layer not in valid]
-        if bad or len(layers) == 0:
+        return self.resolve_layers(self.backbone_config, list(layers))
+
+    def check_attention_mask(self, attention_mask: torch.Tensor | None) -> None:
+        """Refuse a mask this backbone cannot use (fixed-length inputs)."""
+        if attention_mask is not None and not self.supports_attention_mask:
             raise ValueError(
-                f"{self.name}: cannot tap layer(s) {bad or list(layers)}; tappable layers are {list(valid)} "
-                "(1-based, the paper's numbering)"
+                f"backbone {self.name!r} takes no attention_mask (its inputs have a fixed length; "
+                "its feature extractor returns none)"
             )
-        return list(layers)
 
     def forward(
-        self, input_values: torch.Tensor, layers: Sequence[int], num_frames: int | None = None
+        self, input_values: torch.Tensor, layers: Sequence[int], num_frames: int | None = None,
+        attention_mask: torch.Tensor | None = None,
     ) -> dict[int, torch.Tensor]:
         """Run once; return {layer: [B, D_l, T_o]} for ``layers``. ``num_frames`` overrides T_o.
 
-        Backbones with ``supports_attention_mask`` also take ``attention_mask=`` (the feature
-        extractor's [B, T_in] mask) and keep each clip's valid frames independent of the batch.
+        ``attention_mask`` is the feature extractor's [B, T_in] mask; backbones with
+        ``supports_attention_mask`` keep each clip's valid frames independent of the batch, the others
+        refuse a mask (``check_attention_mask``).
         """
         raise NotImplementedError
 

@@ -21,18 +21,40 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbone_base import TappedBackbone
+from .backbone_base import TappedBackbone, WindowRule
+from .frontends import PANNS_PRESETS, panns_log_mel, panns_num_frames
 from .fusion import align_layer, align_valid, valid_frame_mask
 
 #: PANNs' channel widths of conv blocks 1..6.
 CNN14_CHANNELS = (64, 128, 256, 512, 1024, 2048)
 #: Input log-mel frames per output frame (five 2x2 avg-pools).
 FRAMES_PER_OUTPUT = 32
-#: Front-end settings of the two released checkpoints (Cnn14_16k_mAP=0.438: the paper's; Cnn14_mAP=0.431).
-PANNS_PRESETS = {
-    16000: {"window_size": 512, "hop_size": 160, "fmin": 50.0, "fmax": 8000.0},
-    32000: {"window_size": 1024, "hop_size": 320, "fmin": 50.0, "fmax": 14000.0},
-}
+#: seconds of context either side that make windowed frames exact (the conv receptive field; 1.7e-7 relative)
+WINDOW_CONTEXT_SECONDS = 2
+
+
+def panns_min_samples(hop_size: int) -> int:
+    """Fewest samples giving CNN14 one output frame: 1 + N // hop >= 32, i.e. 31 hops (0.31 s)."""
+    return (FRAMES_PER_OUTPUT - 1) * int(hop_size)
+
+
+def panns_log_mel_padded(waveforms: torch.Tensor, lengths: torch.Tensor | None = None, sampling_rate: int = 16000,
+                         window_size: int = 512, hop_size: int = 160, mel_bins: int = 64, fmin: float = 50.0,
+                         fmax: float = 8000.0):
+    """PANNs log-mel [B, 1, T, mel_bins] (T = 1 + N // hop_size); clips shorter than
+    ``panns_min_samples(hop_size)`` (0.31 s) are zero-padded (digital silence) to that length."""
+    minimum = panns_min_samples(hop_size)
+    if waveforms.shape[-1] < minimum:
+        waveforms = F.pad(waveforms, (0, minimum - waveforms.shape[-1]))
+    if lengths is not None:
+        lengths = torch.as_tensor(lengths, device=waveforms.device).clamp_min(minimum)
+    return panns_log_mel(waveforms, sampling_rate=sampling_rate, window_size=window_size, hop_size=hop_size,
+                         mel_bins=mel_bins, fmin=fmin, fmax=fmax, lengths=lengths)
+
+
+def panns_valid_frames(lengths: torch.Tensor, hop_size: int = 160, **settings) -> torch.Tensor:
+    """Log-mel frames per clip [B] from clip lengths [B] (samples)."""
+    return panns_num_frames(lengths.clamp_min(panns_min_samples(hop_size)), int(hop_size))
 
 
 def _zero_past(x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
@@ -65,6 +87,25 @@ class Cnn14Backbone(TappedBackbone):
 
     name = "cnn14"
     supports_attention_mask = True
+    frontend_name = "panns_log_mel"
+    frontend_function = staticmethod(panns_log_mel_padded)
+    frontend_valid_steps = (panns_valid_frames, 2)  # frames of [B, 1, T, M]
+    paper_layers = (3, 6)
+    converter = "convert_cnn14_checkpoint"
+    checkpoint_help = ("a PANNs checkpoint, e.g. Cnn14_16k_mAP=0.438.pth (16 kHz, the paper's) or Cnn14_mAP=0.431.pth "
+                       "(32 kHz: pass sample_rate=32000)")
+    card_template = "cnn14.md"
+    license = "mit"
+
+    @classmethod
+    def window_rule(cls, frontend: dict[str, Any]) -> WindowRule:
+        """One output frame per 32 STFT hops (five 2x2 pools), on that grid; 2 s of context."""
+        hop = int(frontend.get("hop_size", 160)) * FRAMES_PER_OUTPUT
+        return WindowRule(hop=hop, grid=hop, context=WINDOW_CONTEXT_SECONDS * int(frontend["sampling_rate"]))
+
+    @classmethod
+    def tap_description(cls, backbone_config: dict[str, Any], layer: int) -> str:
+        return f"conv_block{layer}"
 
     @classmethod
     def default_backbone_config(cls) -> dict[str, Any]:
@@ -103,7 +144,7 @@ class Cnn14Backbone(TappedBackbone):
         overrides = dict(overrides or {})
         rate = int(overrides.get("sampling_rate", 16000))
         preset = PANNS_PRESETS.get(rate, {})
-        settings = {"name": "panns_log_mel", "sampling_rate": rate, "mel_bins": int(backbone_config["mel_bins"])}
+        settings = {"name": cls.frontend_name, "sampling_rate": rate, "mel_bins": int(backbone_config["mel_bins"])}
         settings.update(preset)
         settings.update(overrides)
         missing = [k for k in ("window_size", "hop_size", "fmin", "fmax") if k not in settings]
@@ -116,7 +157,7 @@ class Cnn14Backbone(TappedBackbone):
 
     @classmethod
     def default_fusion_layers(cls, backbone_config: dict[str, Any]) -> list[int]:
-        return [3, 6]
+        return list(cls.paper_layers)
 
     @classmethod
     def min_input_frames(cls) -> int:

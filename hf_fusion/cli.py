@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -349,18 +350,22 @@ def _option(text: str) -> tuple[str, Any]:
         return key, value
 
 
-def add_push_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The ``push`` options on ``parser`` (the preset and converter names come from the import-free
-    :mod:`hf_fusion.hub.presets`, so this needs neither torch nor transformers)."""
-    from hf_fusion.hub.presets import CONVERTERS, PRESETS
-
+def add_push_arguments(parser: argparse.ArgumentParser, preset_names: Sequence[str] | None = None,
+                       backbone_names: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The ``push`` options on ``parser``. ``preset_names`` / ``backbone_names`` (read from the backbone
+    registry by callers that have imported it) become argparse choices; the CLI passes none, so that its
+    parser needs neither torch nor transformers, and the names are checked when the command runs."""
     source = parser.add_argument_group("model source (one of)")
     source.add_argument("--model", metavar="DIR", help="saved fused model folder (save_pretrained output)")
     source.add_argument(
-        "--preset", choices=sorted(PRESETS), help="convert an original checkpoint into this preset (needs --checkpoint "
-        "except for AST's default Hub id and CREPE's capacity)"
-    )
-    source.add_argument("--backbone", choices=sorted(CONVERTERS), help="convert --checkpoint of this backbone")
+        "--preset", metavar="NAME", choices=sorted(preset_names) if preset_names else None,
+        help="convert an original checkpoint into this preset, <backbone>-fusion-<M>-<L> of a backbone with "
+        "published layers, e.g. ast-fusion-5-12 (needs --checkpoint except for AST's default Hub id and "
+        "CREPE's capacity; an unknown name lists the presets)"
+        + (f"; one of {', '.join(sorted(preset_names))}" if preset_names else ""))
+    source.add_argument("--backbone", metavar="NAME", choices=sorted(backbone_names) if backbone_names else None,
+                        help="convert --checkpoint of this registered backbone"
+                        + (f"; one of {', '.join(sorted(backbone_names))}" if backbone_names else ""))
     parser.add_argument("--checkpoint", help="original checkpoint: path or Hub id (CREPE: capacity tiny|full)")
     parser.add_argument("--layers", type=int, nargs="+", metavar="N",
                         help="fusion layers (paper numbering) for --preset/--backbone (default: the preset's)")

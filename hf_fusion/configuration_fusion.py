@@ -6,6 +6,7 @@ from typing import Any
 
 from transformers import PretrainedConfig
 
+from .backbone_base import layer_numbers  # noqa: F401  (re-exported)
 from .backbones import get_backbone_class
 from .fusion import POOLINGS
 from .naming import fusion_model_name  # noqa: F401  (re-exported: one naming rule)
@@ -57,15 +58,7 @@ class AudioFusionConfig(PretrainedConfig):
         backbone_cls.check_frontend(self.backbone_config, self.frontend)
         if fusion_layers is None:
             fusion_layers = backbone_cls.default_fusion_layers(self.backbone_config)
-        self.fusion_layers = layer_numbers(fusion_layers, "fusion_layers")
-        valid = backbone_cls.tappable_layers(self.backbone_config)
-        bad = [layer for layer in self.fusion_layers if layer not in valid]
-        if bad or not self.fusion_layers or len(set(self.fusion_layers)) != len(self.fusion_layers):
-            raise ValueError(
-                f"fusion_layers={list(fusion_layers)} is invalid for backbone {backbone!r}"
-                + (f": layer(s) {bad} cannot be tapped" if bad else ": give one or more distinct layers")
-                + f"; tappable layers are {list(valid)} (1-based, the paper's numbering)"
-            )
+        self.fusion_layers = backbone_cls.resolve_layers(self.backbone_config, fusion_layers, what="fusion_layers")
         if num_output_frames is not None and (not isinstance(num_output_frames, int) or num_output_frames < 1):
             raise ValueError(f"num_output_frames must be None or a positive int, got {num_output_frames!r}")
         self.num_output_frames = num_output_frames
@@ -93,6 +86,12 @@ class AudioFusionConfig(PretrainedConfig):
         return self.backbone_class.layer_dims(self.backbone_config, self.frontend)
 
     @property
+    def embedding_pooling(self) -> str:
+        """The Eq.3 applied to the fused frames: ``pooling``, or ``"none"`` where taps have no time axis
+        (AST with its own T_o = 1: the embedding is the concatenated vector itself)."""
+        return self.backbone_class.embedding_pooling(self.pooling, self.num_output_frames)
+
+    @property
     def hidden_size(self) -> int:
         """D of the fused embedding: the sum of the chosen layers' dims."""
         dims = self.layer_dims
@@ -103,18 +102,3 @@ class AudioFusionConfig(PretrainedConfig):
         """Paper-style name, e.g. ``ast-fusion-5-12``."""
         return fusion_model_name(self.backbone, self.fusion_layers)
 
-
-def layer_numbers(value: Any, what: str = "layers") -> list[int]:
-    """A layer number or a list of them -> list[int]; a string, a fraction or a bool is an error (never
-    ``"12"`` -> [1, 2] or 10.7 -> 10)."""
-    items = [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else value
-    if isinstance(value, (str, bytes)) or not hasattr(items, "__iter__"):
-        raise ValueError(f"{what} must be a list of layer numbers (e.g. [5, 12]), got {value!r}")
-    out = []
-    for item in items:
-        if hasattr(item, "item") and not isinstance(item, (list, tuple)):
-            item = item.item()  # numpy / torch scalars
-        if isinstance(item, bool) or not isinstance(item, (int, float)) or (isinstance(item, float) and not item.is_integer()):
-            raise ValueError(f"{what}: {item!r} in {value!r} is not a whole layer number")
-        out.append(int(item))
-    return out

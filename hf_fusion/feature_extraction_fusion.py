@@ -9,81 +9,12 @@ import torch
 from transformers import BatchFeature, SequenceFeatureExtractor
 from transformers.utils import logging
 
-from .backbones import get_backbone_class
-# `from .module import name` (not `from . import module`): transformers copies only such imports as remote code.
-from .frontend_crepe import crepe_frames, crepe_valid_frames
-from .frontend_hf import hf_feature_extractor, hf_valid_steps
-from .frontends import ast_fbank, panns_log_mel, panns_num_frames, vggish_log_mel_examples, vggish_num_examples
+from .backbones import backbone_for_frontend, get_backbone_class
 
 logger = logging.get_logger(__name__)
 
-#: CNN14 needs 32 log-mel frames for one output frame (five 2x2 pools); shorter clips are zero-padded.
-PANNS_MIN_FRAMES = 32
-
-
-def vggish_log_mel(waveforms: torch.Tensor, lengths: torch.Tensor | None = None, sampling_rate: int = 16000):
-    """VGGish examples [B, n_examples, 96, 64] (16 kHz); a clip shorter than one example (0.98 s) is
-    zero-padded to one example by the front end, never rejected."""
-    return vggish_log_mel_examples(waveforms, lengths=lengths, sampling_rate=sampling_rate)
-
-
-def _vggish_valid_examples(lengths: torch.Tensor, **settings) -> torch.Tensor:
-    return vggish_num_examples(lengths)
-
-
-def panns_min_samples(hop_size: int) -> int:
-    """Fewest samples giving CNN14 one output frame: 1 + N // hop >= 32, i.e. 31 hops (0.31 s)."""
-    return (PANNS_MIN_FRAMES - 1) * int(hop_size)
-
-
-def panns_log_mel_padded(
-    waveforms: torch.Tensor,
-    lengths: torch.Tensor | None = None,
-    sampling_rate: int = 16000,
-    window_size: int = 512,
-    hop_size: int = 160,
-    mel_bins: int = 64,
-    fmin: float = 50.0,
-    fmax: float = 8000.0,
-):
-    """PANNs log-mel [B, 1, T, mel_bins] (T = 1 + N // hop_size); clips shorter than
-    ``panns_min_samples(hop_size)`` (0.31 s) are zero-padded (digital silence) to that length."""
-    minimum = panns_min_samples(hop_size)
-    if waveforms.shape[-1] < minimum:
-        waveforms = torch.nn.functional.pad(waveforms, (0, minimum - waveforms.shape[-1]))
-    if lengths is not None:
-        lengths = torch.as_tensor(lengths, device=waveforms.device).clamp_min(minimum)
-    return panns_log_mel(
-        waveforms, sampling_rate=sampling_rate, window_size=window_size, hop_size=hop_size,
-        mel_bins=mel_bins, fmin=fmin, fmax=fmax, lengths=lengths,
-    )
-
-
-def _panns_valid_frames(lengths: torch.Tensor, hop_size: int = 160, **settings) -> torch.Tensor:
-    return panns_num_frames(lengths.clamp_min(panns_min_samples(hop_size)), int(hop_size))
-
-
-#: front-end name (``frontend["name"]``) -> batched function(waveforms [B, N], lengths [B], **settings)
-FRONTEND_FUNCTIONS = {
-    "ast_fbank": ast_fbank,
-    "crepe_frames": crepe_frames,
-    "hf": hf_feature_extractor,
-    "vggish_log_mel": vggish_log_mel,
-    "panns_log_mel": panns_log_mel_padded,
-}
-
 #: front-end keys that only record provenance (how AST's mean/std were obtained); not passed to the function
 FRONTEND_INFO_KEYS = ("name", "normalization", "normalization_clips")
-
-#: front ends with a per-clip time axis -> (valid steps per clip from lengths [B] + settings, time axis of
-#: input_values). The feature extractor returns ``attention_mask`` [B, steps] for these (a count
-#: function returning None: this configuration has no per-clip steps, no mask).
-FRONTEND_VALID_STEPS = {
-    "vggish_log_mel": (_vggish_valid_examples, 1),  # examples of [B, n, 96, 64]
-    "panns_log_mel": (_panns_valid_frames, 2),  # frames of [B, 1, T, M]
-    "crepe_frames": (crepe_valid_frames, 1),  # frames of [B, T, 1024]
-    "hf": (hf_valid_steps, -1),  # samples of [B, N] (wav2vec2-family) or mel frames of [B, M, T] (Whisper)
-}
 
 
 class FusedAudioFeatureExtractor(SequenceFeatureExtractor):
@@ -120,8 +51,9 @@ class FusedAudioFeatureExtractor(SequenceFeatureExtractor):
         if sampling_rate is not None:
             overrides["sampling_rate"] = int(sampling_rate)
         merged = backbone_cls.resolve_frontend(backbone_cls.normalize_backbone_config(None), overrides)
-        if merged["name"] not in FRONTEND_FUNCTIONS:
-            raise ValueError(f"unknown front end {merged['name']!r}; known: {sorted(FRONTEND_FUNCTIONS)}")
+        if merged["name"] != backbone_cls.frontend_name:
+            backbone_for_frontend(merged["name"])  # an unknown name: the error lists the known front ends
+            raise ValueError(f"backbone {backbone!r} needs front end {backbone_cls.frontend_name!r}, got {merged['name']!r}")
         super().__init__(
             feature_size=feature_size,
             sampling_rate=int(merged["sampling_rate"]),
@@ -167,10 +99,11 @@ class FusedAudioFeatureExtractor(SequenceFeatureExtractor):
         if device is not None:
             waveforms, lengths = waveforms.to(device), lengths.to(device)
         settings = {k: v for k, v in self.frontend.items() if k not in FRONTEND_INFO_KEYS}
+        backbone_cls = get_backbone_class(self.backbone)
         with torch.no_grad():
-            features = FRONTEND_FUNCTIONS[self.frontend["name"]](waveforms, lengths=lengths, **settings)
+            features = backbone_cls.frontend_function(waveforms, lengths=lengths, **settings)
         data = {"input_values": features}
-        valid_steps = FRONTEND_VALID_STEPS.get(self.frontend["name"])
+        valid_steps = backbone_cls.frontend_valid_steps
         if valid_steps is not None and return_attention_mask is not False:
             count, axis = valid_steps
             valid = count(lengths, **settings)

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 
 POOLINGS = ("mean+max", "mean", "max")
+#: the Eq.3 of taps with no time axis (one frame, T_o = 1): the frame itself (``config.embedding_pooling``)
+NO_POOLING = "none"
 
 
 def align_layer(z: torch.Tensor, num_frames: int, name: str = "layer") -> torch.Tensor:
@@ -93,6 +95,10 @@ def temporal_pool(frames: torch.Tensor, pooling: str = "mean+max", mask: torch.T
     """
     if frames.dim() != 3:
         raise ValueError(f"Eq.3 expects [B, D, T], got shape {tuple(frames.shape)}")
+    if pooling == NO_POOLING:
+        if frames.shape[-1] != 1:
+            raise ValueError(f"Eq.3 {NO_POOLING!r} takes one frame [B, D, 1], got shape {tuple(frames.shape)}")
+        return frames[..., 0]
     if pooling not in POOLINGS:
         raise ValueError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
     if mask is None:

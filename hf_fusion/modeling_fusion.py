@@ -129,28 +129,16 @@ class AudioFusionModel(AudioFusionPreTrainedModel):
         ``attention_mask``: the feature extractor's mask of valid input steps (VGGish examples, CNN14 /
         CREPE frames, hf samples or mel frames); padding then never changes a clip's valid frames.
         """
-        if layers is None:
-            layers = self.config.fusion_layers
-        elif layers == "all":
-            layers = list(self.config.backbone_class.tappable_layers(self.config.backbone_config))
-        if attention_mask is None:
-            return self.backbone(input_values, layers, num_frames=self.config.num_output_frames)
-        self._check_mask_support()
-        return self.backbone(
-            input_values, layers, num_frames=self.config.num_output_frames, attention_mask=attention_mask
-        )
+        layers = self.config.backbone_class.resolve_layers(self.config.backbone_config, layers,
+                                                           self.config.fusion_layers)
+        self.backbone.check_attention_mask(attention_mask)
+        return self.backbone(input_values, layers, num_frames=self.config.num_output_frames,
+                             attention_mask=attention_mask)
 
     def frame_mask(self, attention_mask: torch.Tensor) -> torch.Tensor | None:
         """The valid output frames [B, T_o] (bool) for an input ``attention_mask``."""
-        self._check_mask_support()
+        self.backbone.check_attention_mask(attention_mask)
         return self.backbone.frame_mask(attention_mask, num_frames=self.config.num_output_frames)
-
-    def _check_mask_support(self) -> None:
-        if not self.backbone.supports_attention_mask:
-            raise ValueError(
-                f"backbone {self.config.backbone!r} takes no attention_mask (its inputs have a fixed length; "
-                "its feature extractor returns none)"
-            )
 
     def pool(
         self, aligned: Sequence[torch.Tensor], mask: torch.Tensor | None = None
@@ -161,10 +149,7 @@ class AudioFusionModel(AudioFusionPreTrainedModel):
         no time axis (AST) give T_o = 1; there Eq.1-3 reduce to concatenation, so the embedding is the
         concatenated vector (mean+max would only double it).
         """
-        frames, embedding = fuse(aligned, self.config.pooling, mask=mask)
-        if not self.config.backbone_class.has_time_axis and self.config.num_output_frames is None:
-            embedding = frames[..., 0]
-        return frames, embedding
+        return fuse(aligned, self.config.embedding_pooling, mask=mask)
 
     def forward(
         self,

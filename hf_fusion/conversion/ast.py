@@ -26,13 +26,13 @@ from pathlib import Path
 import torch
 from transformers import ASTModel, FeatureExtractionMixin
 
-from ..backbone_ast import AUDIOSET_MEAN, AUDIOSET_STD, PRETRAINED_LENGTH_KEY, TIMM_LAYER_NORM_EPS, patch_grid
+from ..backbone_ast import (AUDIOSET_MEAN, AUDIOSET_STD, PAPER_CHECKPOINT, PRETRAINED_LENGTH_KEY,  # noqa: F401
+                             TIMM_LAYER_NORM_EPS, patch_grid)
 from ..configuration_fusion import AudioFusionConfig
 from ..feature_extraction_fusion import FusedAudioFeatureExtractor
 from ..modeling_fusion import AudioFusionModel
 from ._checkpoint import check_keys, finish_conversion, load_checkpoint, state_dict_of
 
-PAPER_CHECKPOINT = "MIT/ast-finetuned-audioset-10-10-0.4593"
 ORIGINAL_CHECKPOINT_NAME = "audioset_10_10_0.4593.pth"
 TIMM_HEAD_PREFIXES = ("v.head.", "v.head_dist.", "mlp_head.")
 _FRONTEND_KEYS = ("sampling_rate", "num_mel_bins", "max_length", "mean", "std", "do_normalize")
@@ -57,7 +57,7 @@ _TOP_RENAMES = {
 
 def convert_ast_checkpoint(
     checkpoint: str | Path = PAPER_CHECKPOINT,
-    fusion_layers: Sequence[int] = (5, 12),
+    fusion_layers: Sequence[int] | None = None,
     output_dir: str | Path | None = None,
     max_length: int | None = None,
     layer_norm_eps: float | None = None,
@@ -99,7 +99,7 @@ def convert_ast_checkpoint(
 
 def convert_original_ast_checkpoint(
     checkpoint: str | Path,
-    fusion_layers: Sequence[int] = (5, 12),
+    fusion_layers: Sequence[int] | None = None,
     output_dir: str | Path | None = None,
     max_length: int | None = None,
     layer_norm_eps: float = TIMM_LAYER_NORM_EPS,
@@ -208,6 +208,6 @@ def _fused_model(backbone_config: dict, fusion_layers, frontend: dict, max_lengt
     frames = pretrained if max_length is None else int(max_length)
     backbone_config = {**backbone_config, "max_length": frames, PRETRAINED_LENGTH_KEY: pretrained}
     frontend = {**frontend, "max_length": frames}
-    config = AudioFusionConfig(backbone="ast", backbone_config=backbone_config, fusion_layers=list(fusion_layers),
+    config = AudioFusionConfig(backbone="ast", backbone_config=backbone_config, fusion_layers=None if fusion_layers is None else list(fusion_layers),
                                frontend=frontend)
     return AudioFusionModel(config)

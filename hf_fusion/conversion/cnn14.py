@@ -53,7 +53,7 @@ def _frontend_mismatch(state, settings) -> str | None:
 
 def convert_cnn14_checkpoint(
     checkpoint: str | Path,
-    fusion_layers: Sequence[int] = (3, 6),
+    fusion_layers: Sequence[int] | None = None,
     output_dir: str | Path | None = None,
     sample_rate: int | None = None,
     trust_pickle: bool = False,
@@ -85,7 +85,7 @@ def convert_cnn14_checkpoint(
         detail = "; ".join(f"{rate} Hz: {why}" for rate, why in reasons.items())
         raise ValueError(f"{checkpoint}: the checkpoint's front end does not match the PANNs preset(s): {detail}")
     config = AudioFusionConfig(
-        backbone="cnn14", backbone_config={"mel_bins": mel_bins}, fusion_layers=list(fusion_layers),
+        backbone="cnn14", backbone_config={"mel_bins": mel_bins}, fusion_layers=None if fusion_layers is None else list(fusion_layers),
         frontend={"sampling_rate": rate},
     )
     model = AudioFusionModel(config)

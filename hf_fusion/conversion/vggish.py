@@ -39,7 +39,7 @@ def vggish_layout(state: dict, path="checkpoint") -> str:
 
 def convert_vggish_checkpoint(
     checkpoint: str | Path,
-    fusion_layers: Sequence[int] = (10, 15),
+    fusion_layers: Sequence[int] | None = None,
     output_dir: str | Path | None = None,
     trust_pickle: bool = False,
     layout: str = "auto",
@@ -57,7 +57,7 @@ def convert_vggish_checkpoint(
         layout = vggish_layout(state, checkpoint)
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be 'auto' or one of {sorted(LAYOUTS)}, got {layout!r}")
-    config = AudioFusionConfig(backbone="vggish", fusion_layers=list(fusion_layers))
+    config = AudioFusionConfig(backbone="vggish", fusion_layers=None if fusion_layers is None else list(fusion_layers))
     model = AudioFusionModel(config)
     prefix = LAYOUTS[layout]
     expected = {

@@ -69,25 +69,13 @@ def _quiet_datasets_bars():
 
 def _resolve_layers(model, layers) -> list[int]:
     config = model.config
-    if layers is None or layers == "fusion":
-        return list(config.fusion_layers)
-    if layers == "all":
-        return list(config.backbone_class.tappable_layers(config.backbone_config))
-    layers = [int(layer) for layer in ([layers] if isinstance(layers, int) else layers)]
-    valid = config.backbone_class.tappable_layers(config.backbone_config)
-    bad = [layer for layer in layers if layer not in valid]
-    if bad or not layers:
-        raise ValueError(f"cannot extract layer(s) {bad or layers}; tappable layers are {list(valid)}")
-    return sorted(set(layers))
+    return sorted(config.backbone_class.resolve_layers(config.backbone_config, layers, config.fusion_layers))
 
 
 def _pool_one(model, aligned: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Eq.3 of one Eq.1-aligned layer [B, D, T_o] -> [B, D], exactly as ``model.pool([aligned], mask)[1]``
     (no copy); ``mask`` [B, T_o] bool: each clip's valid frames (``model.frame_mask``)."""
-    config = model.config
-    if not config.backbone_class.has_time_axis and config.num_output_frames is None:
-        return aligned[..., 0]  # AST's token rule: no time axis, the vector itself
-    return temporal_pool(aligned, config.pooling, mask=mask)
+    return temporal_pool(aligned, model.config.embedding_pooling, mask=mask)
 
 
 def _row_name(ds: Dataset, row: int, audio_column: str) -> str:

@@ -25,47 +25,31 @@ import torch
 
 from ..fusion import POOLINGS
 
-#: output frame step (samples at the front end's rate) per backbone, from its front-end settings
-_HOPS = {
-    "crepe": lambda frontend: int(frontend.get("hop_length", 160)),
-    "vggish": lambda frontend: 160 * 16,  # 6 frames per 0.96 s example = 160 ms at 16 kHz
-    "cnn14": lambda frontend: int(frontend.get("hop_size", 160)) * 32,  # 5 pools of 2 in time
-}
-
-
-#: samples that windows and context are whole multiples of, where frames are computed on a fixed grid:
-#: VGGish computes independent 0.96 s examples (15360 samples) from the input's start, so a window must
-#: start on an example boundary; CNN14's five 2x2 pools group 32 STFT hops
-_GRIDS = {
-    "vggish": lambda frontend: 15360,
-    "cnn14": lambda frontend: int(frontend.get("hop_size", 160)) * 32,
-}
-#: fewest context samples for exact frames: VGGish's last 25 ms STFT window of an example reaches 240
-#: samples past the example's end (rounded up to a whole example)
-_MIN_CONTEXT = {"vggish": 240}
+def window_rule(model):
+    """The backbone's :class:`~hf_fusion.backbone_base.WindowRule` for ``model``'s front end, or None."""
+    return model.config.backbone_class.window_rule(dict(model.config.frontend or {}))
 
 
 def can_window(model) -> bool:
-    """True when ``model``'s backbone has per-frame taps that windows reproduce (CREPE, VGGish, CNN14)
-    and Eq.1 is per frame (no forced ``num_output_frames``)."""
-    return model.config.backbone in _HOPS and model.config.num_output_frames is None
+    """True when ``model``'s backbone declares a window rule (per-frame taps that windows reproduce:
+    CREPE, VGGish, CNN14) and Eq.1 is per frame (no forced ``num_output_frames``)."""
+    return window_rule(model) is not None and model.config.num_output_frames is None
 
 
 def default_context(model, feature_extractor) -> int:
-    """Context samples that make windows exact: CREPE half a 1024-sample frame, VGGish one example
-    (rounded up from 240 samples), CNN14 2 s (its conv receptive field; measured 1.7e-7 relative)."""
-    name = model.config.backbone
-    sr = int(feature_extractor.sampling_rate)
-    return {"crepe": 512, "vggish": _MIN_CONTEXT["vggish"], "cnn14": 2 * sr}.get(name, 0)
+    """Context samples that make windows exact (the backbone's rule: CREPE half a 1024-sample frame,
+    VGGish 240 samples (rounded up to a whole example), CNN14 2 s, its conv receptive field); 0 if none."""
+    rule = window_rule(model)
+    return 0 if rule is None else rule.context
 
 
 def frame_hop(model, feature_extractor) -> int:
     """Samples per Eq.1 output frame of ``model`` (CREPE: its hop; VGGish: 2560; CNN14: 32 STFT hops)."""
-    name = model.config.backbone
-    if name not in _HOPS:
-        raise ValueError(f"windowed extraction supports {sorted(_HOPS)}; {name!r} is not windowed (fixed input "
-                         "length or no per-frame time axis)")
-    return _HOPS[name](dict(model.config.frontend or {}))
+    rule = window_rule(model)
+    if rule is None:
+        raise ValueError(f"backbone {model.config.backbone!r} is not windowed: it declares no window rule (fixed "
+                         "input length or no per-frame time axis)")
+    return rule.hop
 
 
 def windowed_embedding(model, feature_extractor, wave: np.ndarray, layers: Sequence[int], window: int,
@@ -85,10 +69,10 @@ def windowed_embedding(model, feature_extractor, wave: np.ndarray, layers: Seque
     if config.pooling not in POOLINGS:
         raise ValueError(f"unknown pooling {config.pooling!r}")
     hop = frame_hop(model, feature_extractor)
-    name, frontend = config.backbone, dict(config.frontend or {})
-    grid = _GRIDS[name](frontend) if name in _GRIDS else hop
+    rule = window_rule(model)
+    grid = rule.grid
     window = max(grid, (int(window) // grid) * grid)
-    context = max(int(context), _MIN_CONTEXT.get(name, 0))
+    context = max(int(context), rule.min_context)
     context = int(np.ceil(context / grid)) * grid
     wave = np.asarray(wave, dtype=np.float32)
     n = len(wave)

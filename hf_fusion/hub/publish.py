@@ -25,7 +25,8 @@ from hf_fusion.feature_extraction_fusion import FusedAudioFeatureExtractor
 from hf_fusion.modeling_fusion import AudioFusionModel
 
 from .cards import render_model_card, results_summary
-from .presets import CONVERTERS, PRESET_FOR_BACKBONE, PRESETS, convert_checkpoint, get_preset
+from . import presets
+from .presets import convert_checkpoint, get_preset
 
 
 class PublishError(RuntimeError):
@@ -350,6 +351,10 @@ def _run_push(args: argparse.Namespace) -> int:
     if args.model and (args.checkpoint or args.layers):
         raise PublishError("--checkpoint/--layers convert an original checkpoint: use them with --preset or --backbone")
     backbone = get_preset(args.preset).backbone if args.preset else args.backbone
+    if args.backbone and args.backbone not in presets.converters():
+        raise PublishError(f"--backbone {args.backbone!r}: no converter; convertible backbones: "
+                           f"{sorted(presets.converters())}")
+    preset_for_backbone = {p.backbone: p for p in presets.presets().values()}
     layers = args.layers or (list(get_preset(args.preset).fusion_layers) if args.preset else None)
     if args.repo_id and args.org:
         raise PublishError("give --repo-id or --org, not both")
@@ -357,7 +362,7 @@ def _run_push(args: argparse.Namespace) -> int:
         if args.model:
             name = AudioFusionModel.config_class.from_pretrained(args.model).fusion_name
         else:
-            preset = PRESET_FOR_BACKBONE.get(backbone)
+            preset = preset_for_backbone.get(backbone)
             if not layers and preset is None:
                 raise PublishError(f"--org needs --layers for backbone {backbone!r} (or give --repo-id org/name)")
             name = fusion_model_name(backbone, layers or preset.fusion_layers)
@@ -375,8 +380,8 @@ def _run_push(args: argparse.Namespace) -> int:
         if model is None:
             source_checkpoint = args.checkpoint
             model = convert_checkpoint(backbone, args.checkpoint, layers, Path(tmp) / "converted", **dict(args.option))
-            if source_checkpoint is None and backbone in PRESET_FOR_BACKBONE:
-                source_checkpoint = PRESET_FOR_BACKBONE[backbone].default_checkpoint
+            if source_checkpoint is None and backbone in preset_for_backbone:
+                source_checkpoint = preset_for_backbone[backbone].default_checkpoint
             elif Path(source_checkpoint).exists():
                 source_checkpoint = Path(source_checkpoint).name  # no local paths in a public card
         result = publish_model(
@@ -418,5 +423,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Assemble a fused model's Hub repo folder (card, weights, remote code) and upload it "
         "(or only build it with --dry-run).",
     )
-    add_push_arguments(parser)
+    add_push_arguments(parser, sorted(presets.presets()), sorted(presets.converters()))
     return run_push(parser.parse_args(argv))
