@@ -145,6 +145,10 @@ def _pct(x: float) -> str:
 def cmd_extract(args) -> int:
     loaded, tasks = _load(args)
     caches = _extract(args, loaded, tasks, "all" if not args.fusion_only else "fusion")
+    from accelerate import PartialState  # set up by extraction's Accelerator (accelerate launch: one per process)
+
+    if not PartialState().is_main_process:
+        return 0  # the summary once, from the main process
     print(f"\n{'task':16s} {'split':8s} {'clips':>6s} {'skipped':>8s}  layers")
     for name, cache in caches.items():
         for split in cache.splits:
@@ -469,8 +473,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _launched_processes() -> int:
+    """Processes of the launch this one belongs to (``accelerate launch``/torchrun, mpirun), 1 when alone."""
+    import os
+
+    for name in ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE"):
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)  # --help and argument errors exit here, before any heavy import
+    if args.command != "extract" and _launched_processes() > 1:
+        print(f"hf-fusion {args.command}: error: only 'hf-fusion extract' runs under a multi-process launch "
+              f"({_launched_processes()} processes: each would train the same probes and write the same files); "
+              f"extract there, then run '{args.command}' in one process: it reuses the feature cache", file=sys.stderr)
+        return 2
     from hf_fusion.tasks.validate import AudioDecodeError
 
     try:

@@ -14,8 +14,10 @@ shard is computed under a file lock, and only temporaries of dead processes are 
 Memory: clips are decoded batch by batch inside the map function and the outputs are flushed to
 disk every batch, so memory does not grow with the number of clips.
 
-Several processes (``accelerate launch``) share the shards round-robin by ``process_index``; the
-main process writes ``meta.json`` after ``wait_for_everyone()``.
+Several processes (``accelerate launch``) share the shards round-robin by ``process_index`` (each
+marker records the ``process_index`` / ``num_processes`` that computed it); the main process writes
+``meta.json`` after ``wait_for_everyone()``. A process that dies loses only its unfinished shard; the
+others stop with a clear error (``locks.barrier``) and a re-run with any number of processes resumes.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ from ..tasks.clips import SOURCE_ROW
 from ..tasks.validate import AudioDecodeError, decode_audio, skipped_at_load
 from .identity import dataset_fingerprint, model_key
 from .integrity import remember_moved, shard_checksum, shard_problem
-from .locks import FileLock, clean_temporaries, locked, work_dir
+from .locks import FileLock, barrier, clean_temporaries, locked, work_dir
 
 logger = logging.getLogger(__name__)
 
@@ -219,7 +221,7 @@ def extract_features(
             if problems:
                 logger.warning(f"{task_name}/{split}: {len(problems)} bad feature-cache shard(s), rebuilding them: "
                                f"{problems}")
-        accelerator.wait_for_everyone()
+        barrier(accelerator, split_dir)
         covering = _complete_groups(split_dir, layers)
         if covering:  # an earlier run (e.g. all layers) already holds every requested layer
             folders[split] = covering
@@ -290,11 +292,13 @@ def _extract_split(
             clean_temporaries(shards_dir)  # only temporaries whose process is gone
         # every process derives the same plan (or reads the one a first, interrupted run fixed)
         shard_rows = _plan(folder, n, batch_size * batches_per_shard, {"task": task_name, "split": split})
-    accelerator.wait_for_everyone()
+    barrier(accelerator, folder)
     bounds = [(a, min(a + shard_rows, n)) for a in range(0, n, shard_rows)]
     names = [f"shard-{j:05d}" for j in range(len(bounds))]
     mine = [j for j in range(len(bounds)) if j % accelerator.num_processes == accelerator.process_index]
     todo = [j for j in mine if _shard_done(shards_dir, names[j], bounds[j]) is None]
+    logger.info(f"{task_name}/{split}: process {accelerator.process_index} of {accelerator.num_processes} "
+                f"computes shards {todo} of {len(bounds)} ({len(mine) - len(todo)} of its share already done)")
 
     device = accelerator.device
     model.to(device).eval()
@@ -366,7 +370,8 @@ def _extract_split(
         os.replace(scratch, shards_dir / f"{names[j]}.arrow")
         remember_moved(scratch, shards_dir / f"{names[j]}.arrow")
         atomic_write_json(shards_dir / f"{names[j]}.json",
-                          {"rows": [a, b], "skipped": skipped[before:], "layers": layers, **checksum})
+                          {"rows": [a, b], "skipped": skipped[before:], "layers": layers, **checksum,
+                           "process_index": accelerator.process_index, "num_processes": accelerator.num_processes})
 
     try:
         with _quiet_datasets_bars():
@@ -389,7 +394,7 @@ def _extract_split(
     finally:
         bar.close()
         shutil.rmtree(work_dir(shards_dir), ignore_errors=True)  # our temporaries only
-    accelerator.wait_for_everyone()
+    barrier(accelerator, folder)
     if accelerator.is_main_process:
         markers = [_shard_done(shards_dir, names[j], bounds[j]) for j in range(len(bounds))]
         missing = [names[j] for j, m in enumerate(markers) if m is None]
@@ -407,4 +412,4 @@ def _extract_split(
             "label_names": list(label_feature.names) if isinstance(label_feature, ClassLabel) else None,
             "clip_samples": (ds.features[input_column].length if use_input else None), "sampling_rate": sr,
         })
-    accelerator.wait_for_everyone()
+    barrier(accelerator, folder)

@@ -16,6 +16,13 @@ destroy each other's work. The rules:
 
 A SIGKILLed process releases its locks (the kernel closes its files), so resume works as before.
 Without ``fcntl`` (Windows) locks are no-ops: concurrent runs are then not protected.
+
+Processes of one ``accelerate launch`` also meet at barriers (:func:`barrier`). When one of them dies,
+the launcher (torchrun, behind ``accelerate launch --multi_gpu``) stops the others, and a gloo barrier
+fails at once ("connection closed by peer"): :func:`barrier` turns that into a RuntimeError saying
+the finished shards are kept. No short timeout is set: a barrier legitimately waits for the slowest
+process's last shard; a live but stuck peer is bounded by the process group's timeout (torch's default,
+or ``InitProcessGroupKwargs(timeout=...)`` on the ``Accelerator`` you pass).
 """
 
 from __future__ import annotations
@@ -138,3 +145,15 @@ def locked(path: Path):
         yield lock
     finally:
         lock.release()
+
+
+def barrier(accelerator, where: Path) -> None:
+    """``accelerator.wait_for_everyone()``; a RuntimeError naming ``where`` when another process died."""
+    try:
+        accelerator.wait_for_everyone()
+    except RuntimeError as err:  # gloo: "Connection closed by peer"; NCCL: DistBackendError (a RuntimeError)
+        raise RuntimeError(
+            f"process {accelerator.process_index} of {accelerator.num_processes}: another process of this "
+            f"extraction stopped before {where} was complete ({str(err).splitlines()[0][:200]}); the shards "
+            "already finished are kept: re-run the same extraction (any number of processes) to resume"
+        ) from err
