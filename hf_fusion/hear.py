@@ -32,6 +32,8 @@ Validate with the official checker: ``hear-validator hf_fusion.hear --model <sav
   model re-targeted to the window's frame count (``set_input_length``: positional embeddings adapted as in
   the authors' protocol, weights shared), and its fused embedding (pooler_output) is stamped at the centre,
   k * hop in ms. There are 1 + n_samples // hop windows, so stamps run 0, 50, 100, ... ms by default.
+  When the hop is a whole number of 10 ms fbank hops, the fbank is computed once per padded clip and
+  sliced into windows (its frames are per 25 ms frame, so the values are those of each window alone).
 
 The sample rate is fixed by the model (HEAR requires 16000, 22050, 44100 or 48000 Hz; a 32 kHz CNN14
 is refused at load time). Audio is float, mono, [n_sounds, n_samples]; all sounds of a batch share one
@@ -220,16 +222,32 @@ def _windowed_timestamp_embeddings(audio: torch.Tensor, model: HearFusionModel):
     saved = int(fused.config.backbone_config["max_length"])
     from .feature_extraction_fusion import FusedAudioFeatureExtractor
 
-    chunks = []
+    from .frontends import _AST_HOP, ast_num_frames
+
+    chunks, total = [], n_sounds * count
     try:
         fused.set_input_length(model.window_frames)
-        fe = FusedAudioFeatureExtractor.from_fusion_config(fused.config)
         with torch.no_grad():
-            for sound in range(n_sounds):  # chunks of windows: memory bounded by window_batch_size windows
-                for start in range(0, count, model.window_batch_size):
-                    part = windows[sound, start:start + model.window_batch_size]
-                    inputs = fe(list(part), sampling_rate=model.sample_rate, return_tensors="pt", device=model.device)
-                    chunks.append(fused(**inputs).pooler_output.float())
+            if model.hop_samples % _AST_HOP == 0:
+                # fbank frames are per 25 ms frame, so window k's frames are those of the padded clip from
+                # frame k * hop / 160 on: one fbank per clip instead of one per (overlapping) window
+                frames = ast_num_frames(padded.shape[1])
+                fe = FusedAudioFeatureExtractor(backbone="ast", frontend={**fused.config.frontend, "max_length": frames})
+                fbank = fe(list(padded), sampling_rate=model.sample_rate, return_tensors="pt",
+                           device=model.device)["input_values"]  # [n_sounds, frames, mels]
+                step = model.hop_samples // _AST_HOP
+                views = fbank.unfold(1, model.window_frames, step)[:, :count]  # [n_sounds, count, mels, window]
+            else:
+                fe = FusedAudioFeatureExtractor.from_fusion_config(fused.config)
+            for start in range(0, total, model.window_batch_size):  # memory: one chunk of windows
+                index = torch.arange(start, min(start + model.window_batch_size, total))
+                sound, k = index // count, index % count
+                if model.hop_samples % _AST_HOP == 0:
+                    inputs = {"input_values": views[sound.to(views.device), k.to(views.device)].transpose(1, 2)}
+                else:
+                    inputs = fe(list(windows[sound, k]), sampling_rate=model.sample_rate, return_tensors="pt",
+                                device=model.device)
+                chunks.append(fused(**inputs).pooler_output.float())
     finally:
         fused.set_input_length(saved)
     embeddings = torch.cat(chunks).reshape(n_sounds, count, -1)

@@ -60,13 +60,18 @@ def _save(tmp_path, model, name):
 
 @pytest.mark.slow
 @needs_crepe
-def test_validator_passes_crepe_folder(tmp_path, crepe_hear):
+def test_validator_passes_crepe_folder(tmp_path):
+    """CREPE-tiny #3 #6 (real weights) saved with a 20 ms hop: half the frames of the default, same code path."""
     _require_validator()
-    folder = _save(tmp_path, crepe_hear.model, "crepe-fusion-3-6")
+    from hf_fusion.conversion import build_crepe_fusion_model
+
+    folder = tmp_path / "crepe-fusion-3-6"
+    build_crepe_fusion_model("tiny", hop_length=320, output_dir=folder)
     result = _run_validator(tmp_path, str(folder))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Looks good!" in result.stdout
-    assert "Received embedding of shape: torch.Size([16, 201, 768])" in result.stdout  # 2 s at 10 ms
+    assert "Received embedding of shape: torch.Size([16, 101, 768])" in result.stdout  # 2 s at 20 ms
+    assert "Interval between timestamps is 20.0ms" in result.stdout
 
 
 @pytest.mark.slow
@@ -166,21 +171,22 @@ def test_vggish_frames_are_stamped_inside_their_example():
     torch.testing.assert_close(times.diff(dim=1), torch.full((1, 17), 160.0))
 
 
-def test_ast_timestamp_windows(tiny_ast_model):
+@pytest.mark.parametrize("hop", [1600, 1000])  # a whole number of fbank hops (one fbank per clip) or not
+def test_ast_timestamp_windows(tiny_ast_model, hop):
     """AST: window k is the clip zero-padded by half a window, samples [k * hop, k * hop + window), run
     through the model sized for the window; stamped k * hop ms. The saved model is left as it was."""
     model = hear.HearFusionModel(tiny_ast_model, FusedAudioFeatureExtractor.from_fusion_config(tiny_ast_model.config),
-                                 ast_window_seconds=0.5, ast_hop_seconds=0.1, window_batch_size=3)
+                                 ast_window_seconds=0.5, ast_hop_seconds=hop / 16000, window_batch_size=3)
     audio = torch.from_numpy(np.stack([c[:9600] for c in make_clips((0.6, 0.6))]))
     scene_before = hear.get_scene_embeddings(audio, model)
     frames, times = hear.get_timestamp_embeddings(audio, model)
-    count = 1 + 9600 // 1600
+    count = 1 + 9600 // hop
     assert frames.shape == (2, count, 32) and times.shape == (2, count)
-    torch.testing.assert_close(times, (torch.arange(count) * 100.0).expand(2, -1))
+    torch.testing.assert_close(times, (torch.arange(count) * hop / 16.0).expand(2, -1))
     reference, fe = resize_ast(copy.deepcopy(tiny_ast_model), 48)  # 0.5 s -> 48 fbank frames
     padded = torch.nn.functional.pad(audio, (4000, 4000))
-    for k in (0, 3, count - 1):
-        window = padded[:, k * 1600 : k * 1600 + 8000]
+    for k in range(count):
+        window = padded[:, k * hop : k * hop + 8000]
         with torch.no_grad():
             expected = reference(**fe(list(window.numpy()), sampling_rate=16000, return_tensors="pt")).pooler_output
         torch.testing.assert_close(frames[:, k], expected, rtol=1e-5, atol=1e-6)
