@@ -20,6 +20,9 @@ if [ "$dev" = 1 ]; then
   pip install -e ".[dev]"
   # Parity references (test-only). --no-deps keeps them from replacing the pinned torch.
   pip install --no-deps torchvggish==0.2 panns-inference==0.1.1 torchlibrosa==0.1.0
+  # The official HEAR 2021 API checker (tests/test_hear.py). It declares tensorflow, which it imports only for
+  # type checks (the test gives it a stand-in); --ignore-requires-python guards against its 2021 metadata.
+  pip install --no-deps --ignore-requires-python hearvalidator==2021.0.2
 else
   pip install -e .
 fi

