@@ -1,8 +1,8 @@
 """hf-fusion: fused multilayer audio representations (Niizumi et al., 2022) for Hugging Face.
 
-``import hf_fusion`` registers the config, model, feature extractor and the ``feature-extraction`` pipeline
-with transformers (AutoConfig / AutoModel / AutoFeatureExtractor / ``pipeline``), and marks them for remote
-code on ``save_pretrained``.
+``import hf_fusion`` registers the config, model, audio classifier, feature extractor and the
+``feature-extraction`` pipeline with transformers (AutoConfig / AutoModel / AutoModelForAudioClassification /
+AutoFeatureExtractor / ``pipeline``), and marks them for remote code on ``save_pretrained``.
 
 The package itself is light: ``import hf_fusion`` (and ``hf_fusion.cli``, whose ``--help`` must be fast)
 imports neither torch nor transformers. The public names below load on first use, and the registration
@@ -24,6 +24,7 @@ _EXPORTS = {
     "AudioFusionConfig": "configuration_fusion",
     "AudioFusionModel": "modeling_fusion",
     "AudioFusionOutput": "modeling_fusion",
+    "AudioFusionForAudioClassification": "modeling_classification",
     "FusedAudioFeatureExtractor": "feature_extraction_fusion",
     "FusedAudioFeaturePipeline": "pipeline_fusion",
     "align_layer": "fusion",
@@ -47,19 +48,22 @@ def register_auto_classes() -> None:
         from ._torchaudio_guard import hide_broken_torchaudio
 
         hide_broken_torchaudio()  # a no-op once transformers has looked (the hook ran it before that)
-        from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
+        from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForAudioClassification
 
         from .configuration_fusion import AudioFusionConfig
         from .feature_extraction_fusion import FusedAudioFeatureExtractor
+        from .modeling_classification import AudioFusionForAudioClassification
         from .modeling_fusion import AudioFusionModel
         from .pipeline_fusion import register_pipeline
 
         AutoConfig.register(AudioFusionConfig.model_type, AudioFusionConfig, exist_ok=True)
         AutoModel.register(AudioFusionConfig, AudioFusionModel, exist_ok=True)
         AutoFeatureExtractor.register(AudioFusionConfig, FusedAudioFeatureExtractor, exist_ok=True)
+        AutoModelForAudioClassification.register(AudioFusionConfig, AudioFusionForAudioClassification, exist_ok=True)
         # save_pretrained then writes auto_map and copies the flat modules for trust_remote_code loading.
         AudioFusionConfig.register_for_auto_class()
         AudioFusionModel.register_for_auto_class("AutoModel")
+        AudioFusionForAudioClassification.register_for_auto_class("AutoModelForAudioClassification")
         FusedAudioFeatureExtractor.register_for_auto_class()
         register_pipeline()
     except BaseException:

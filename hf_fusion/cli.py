@@ -108,7 +108,7 @@ def _load(args):
     return loaded, tasks
 
 
-def _extract(args, loaded, tasks, layers="all"):
+def _extract(args, loaded, tasks, layers="all", task_models=None):
     from hf_fusion import workflow
 
     print(f"extracting {'every tappable layer' if layers == 'all' else f'layers {layers}'} of {loaded.name} "
@@ -116,7 +116,7 @@ def _extract(args, loaded, tasks, layers="all"):
     _describe_folds(tasks, getattr(args, "folds", None))
     caches = workflow.extract_tasks(loaded, tasks, layers, cache_dir=args.cache_dir, batch_size=args.batch_size,
                                     on_error=args.on_error, input_frames=args.ast_frames,
-                                    normalization=args.ast_normalization)
+                                    normalization=args.ast_normalization, task_models=task_models)
     for name, per_split in workflow.skipped_files(caches).items():
         for split, files in per_split.items():  # one line per split naming every skipped file
             print(f"  {name}/{split}: skipped {len(files)} unreadable audio file(s): {', '.join(files)}")
@@ -246,17 +246,43 @@ def cmd_select(args) -> int:
     return 0
 
 
+def _classifier_fold(args, tasks) -> int | None:
+    """``--save-classifier``: exactly one task; a fold task needs ``--folds`` naming one fold (its classifier)."""
+    if len(tasks) != 1:
+        raise ValueError(f"--save-classifier saves the classifier of one task; got {len(tasks)} tasks "
+                         f"({', '.join(tasks)}): run evaluate once per task")
+    data = next(iter(tasks.values()))
+    if "all" in data and "fold" in data["all"].column_names:
+        if not args.folds or len(args.folds) != 1:
+            raise ValueError(f"--save-classifier on fold task {next(iter(tasks))}: each held-out fold trains its own "
+                             "classifier; pick one with --folds N")
+        return args.folds[0]
+    return None
+
+
 def cmd_evaluate(args) -> int:
     from hf_fusion import workflow
 
     loaded, tasks = _load(args)
-    caches = _extract(args, loaded, tasks)
-    results = workflow.evaluate_fusion(loaded, caches, _probe_config(args), folds=args.folds)
+    fold = _classifier_fold(args, tasks) if args.save_classifier else None
+    task_models = {}
+    caches = _extract(args, loaded, tasks, task_models=task_models)
+    results = workflow.evaluate_fusion(loaded, caches, _probe_config(args), folds=args.folds,
+                                       keep_weights=bool(args.save_classifier))
     out = Path(args.out)
     leaderboard = Path(args.leaderboard) if args.leaderboard else out / "leaderboard.jsonl"
     paths = workflow.write_results(loaded, results, out, leaderboard, skipped=workflow.skipped_files(caches))
     print("\n" + paths["table"].read_text())
     print(f"wrote {paths['results']}, {paths['table']} (+ .csv/.json); appended to {leaderboard}")
+    if args.save_classifier:
+        (task, data), = tasks.items()
+        folder = workflow.save_task_classifier(task_models[task], data, results[loaded.name][1][task],
+                                               Path(args.save_classifier), fold=fold)
+        probe = json.loads((folder / "probe.json").read_text())
+        where = f", fold {probe['fold']} held out" if probe["fold"] is not None else ""
+        print(f"saved the {task} classifier ({loaded.name} + linear probe: lr {probe['lr']:g}, seed {probe['seed']} "
+              f"= best validation accuracy{where}; test accuracy {_pct(probe['test_accuracy'])}%) to {folder} "
+              "(pipeline('audio-classification', model=...))")
     return 0
 
 
@@ -460,6 +486,10 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (_add_model_args, _add_task_args, _add_run_args, _add_probe_args):
         add(p)
     p.add_argument("--leaderboard", help="leaderboard file to append to (default OUT/leaderboard.jsonl)")
+    p.add_argument("--save-classifier", metavar="DIR",
+                   help="also save the fusion's linear probe as an audio classifier (one task; a fold task needs "
+                        "--folds N): the best-validation seed at the chosen lr, loadable with "
+                        "pipeline('audio-classification', model=DIR)")
     p.set_defaults(func=cmd_evaluate)
 
     p = _subparser(sub, "leaderboard", help="render a leaderboard file as a Table IV-style comparison")

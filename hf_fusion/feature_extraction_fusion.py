@@ -24,6 +24,9 @@ class FusedAudioFeatureExtractor(SequenceFeatureExtractor):
         backbone: backbone name; selects the front end and its defaults.
         frontend: settings overriding the defaults (e.g. ``{"max_length": 512}`` for AST).
         sampling_rate: shortcut for ``frontend["sampling_rate"]``.
+        clip_samples: None (default) = clips as given; an int = every clip is first cut to its first
+            ``clip_samples`` samples or zero-padded at the end to that many (the evaluation's test crop, which
+            a classifier built from a linear probe needs, see ``hf_fusion.evaluation.export``).
 
     ``fe(audio, sampling_rate=16000, return_tensors="pt")`` takes one mono clip (1-D) or a batch
     (list of 1-D arrays/tensors, or a 2-D [B, N] array) of float audio and returns ``input_values``
@@ -44,9 +47,13 @@ class FusedAudioFeatureExtractor(SequenceFeatureExtractor):
         sampling_rate: int | None = None,
         feature_size: int = 1,
         padding_value: float = 0.0,
+        clip_samples: int | None = None,
         **kwargs,
     ):
         backbone_cls = get_backbone_class(backbone)
+        if clip_samples is not None and (isinstance(clip_samples, bool) or not isinstance(clip_samples, int)
+                                         or clip_samples < 1):
+            raise ValueError(f"clip_samples must be None or a positive int (samples), got {clip_samples!r}")
         overrides = dict(frontend or {})
         if sampling_rate is not None:
             overrides["sampling_rate"] = int(sampling_rate)
@@ -62,6 +69,13 @@ class FusedAudioFeatureExtractor(SequenceFeatureExtractor):
         )
         self.backbone = backbone
         self.frontend = merged
+        self.clip_samples = clip_samples
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        if out.get("clip_samples") is None:  # unchanged saved configs (and feature-cache keys) without a crop
+            out.pop("clip_samples", None)
+        return out
 
     @classmethod
     def from_fusion_config(cls, config) -> "FusedAudioFeatureExtractor":
@@ -92,6 +106,9 @@ class FusedAudioFeatureExtractor(SequenceFeatureExtractor):
                 f"resample it first (e.g. datasets' cast_column('audio', Audio(sampling_rate={self.sampling_rate})))"
             )
         clips = _as_mono_clips(raw_audio)
+        if self.clip_samples is not None:  # the test crop: from sample 0, zero-padded at the end
+            clips = [torch.nn.functional.pad(c[: self.clip_samples], (0, max(0, self.clip_samples - c.numel())))
+                     for c in clips]
         lengths = torch.tensor([c.numel() for c in clips], dtype=torch.long)
         waveforms = torch.zeros(len(clips), int(lengths.max()), dtype=torch.float32)
         for i, clip in enumerate(clips):

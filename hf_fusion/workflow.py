@@ -181,17 +181,20 @@ def load_tasks(names: Sequence[str], dirs: Sequence[str], sampling_rate: int, ro
 
 def extract_tasks(loaded: LoadedModel, tasks: dict, layers="all", cache_dir=None, batch_size: int = 16,
                   on_error: str = "raise", input_frames: str | int = "task", normalization: str = "task",
-                  layer_norm_eps: float | None = None, log=print) -> dict:
+                  layer_norm_eps: float | None = None, log=print, task_models: dict | None = None) -> dict:
     """{task: FeatureCache}; every requested layer comes from one forward pass per batch (or the cache).
 
     Backbones with a variable input length (AST) follow the authors' protocol per task
     (:func:`task_model`): ``input_frames`` "task" (the task's clip length) or a frame count, and
-    ``normalization`` "task" (the task's fbank statistics), "audioset" or "model" (as saved)."""
+    ``normalization`` "task" (the task's fbank statistics), "audioset" or "model" (as saved).
+    ``task_models``: a dict filled with {task: the LoadedModel its features came from}."""
     from .extraction import extract_features
 
     caches = {}
     for name, data in tasks.items():
         task_loaded = task_model(loaded, data, input_frames, normalization, layer_norm_eps, log=log, task=name)
+        if task_models is not None:
+            task_models[name] = task_loaded
         caches[name] = extract_features(task_loaded.model, task_loaded.feature_extractor, data, name, layers=layers,
                                         batch_size=batch_size, cache_dir=cache_dir, on_error=on_error)
     return caches
@@ -304,12 +307,14 @@ def probe_layers(caches: dict, layers: Sequence[int], probe_config=None, folds: 
 
 
 def evaluate_fusion(loaded: LoadedModel, caches: dict, probe_config=None, single_layers: bool = True,
-                    progress: bool = True, folds: Sequence[int] | None = None) -> dict[str, tuple[list[int], dict]]:
+                    progress: bool = True, folds: Sequence[int] | None = None,
+                    keep_weights: bool = False) -> dict[str, tuple[list[int], dict]]:
     """Probe the fusion, the last-layer baseline and (optionally) each fused layer alone.
 
     Returns {model name: (layers, {task: ProbeResult})}; the fusion vectors are the cached layers concatenated
     (Eq.3 acts per dimension, so this equals the model's ``pooler_output``). ``folds`` limits the held-out
-    folds of fold tasks.
+    folds of fold tasks. ``keep_weights``: the fusion's results keep their trained probes (``ProbeResult.runs``,
+    for :func:`save_task_classifier`).
     """
     from tqdm.auto import tqdm
 
@@ -325,8 +330,23 @@ def evaluate_fusion(loaded: LoadedModel, caches: dict, probe_config=None, single
     for name, task in tqdm(jobs, desc="evaluate", disable=not progress):
         layers = sets[name]
         results[name][1][task] = linear_probe(
-            task_features(caches[task], layers if len(layers) > 1 else layers[0], folds), probe_config)
+            task_features(caches[task], layers if len(layers) > 1 else layers[0], folds), probe_config,
+            keep_weights=keep_weights and name == loaded.name)
     return results
+
+
+def save_task_classifier(task_loaded: LoadedModel, data, result, folder: Path, fold: int | None = None) -> Path:
+    """Save the audio classifier of one task's fusion probe (``result``, kept weights) to ``folder``: the task's
+    model (``task_models`` of :func:`extract_tasks`), the task's class names and clip length (the test crop)."""
+    from .evaluation import classifier_from_probe, save_classifier
+
+    split = next(iter(data))
+    labels = getattr(data[split].features["label"], "names", None)
+    if not labels:
+        raise ValueError(f"{result.task}: the label column has no class names (a ClassLabel), needed for id2label")
+    classifier = classifier_from_probe(task_loaded.model, result, labels, fold=fold,
+                                       clip_samples=task_clip_samples(data))
+    return save_classifier(classifier, folder)
 
 
 RESULTS_COLUMNS = ["model", "task", "accuracy", "std", "lr", "layers", "valid_accuracy", "fold"]

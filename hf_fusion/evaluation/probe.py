@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -115,12 +115,17 @@ class TrainOutput:
         return self.test_correct / self.n_test
 
 
-def standardise(train: np.ndarray, *others: np.ndarray, device="cpu", dtype=torch.float32):
-    """(x - mean_train) / std_train for every array; a constant feature gets std 1. Returns tensors."""
+def standardisation(train: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean [D], std [D]) float64 of the training features (population std; a constant feature gets std 1)."""
     Xtr = torch.as_tensor(train, dtype=torch.float64)
     mean = Xtr.mean(0)
     std = Xtr.std(0, unbiased=False)
-    std = torch.where(std > 0, std, torch.ones_like(std))
+    return mean, torch.where(std > 0, std, torch.ones_like(std))
+
+
+def standardise(train: np.ndarray, *others: np.ndarray, device="cpu", dtype=torch.float32):
+    """(x - mean_train) / std_train for every array (see :func:`standardisation`). Returns tensors."""
+    mean, std = standardisation(train)
     out = [((torch.as_tensor(x, dtype=torch.float64) - mean) / std).to(device=device, dtype=dtype) for x in (train, *others)]
     return out
 
@@ -343,6 +348,29 @@ TRAINERS: dict[str, Callable[..., TrainOutput]] = {"batched": train_batched, "se
 
 
 @dataclass
+class ProbeRun:
+    """One trained member of a probe, as exported: ``logits = ((x - mean) / std) @ weight + bias``.
+
+    weight [D, C], bias [C]: the restored (best-validation) weights in standardised feature space;
+    mean / std [D] float64: the training statistics of its fold (or of the train split).
+    valid_accuracy / test_accuracy: fractions in [0, 1] of this member (one seed, one fold);
+    fold: the held-out fold (None for split tasks); best_epoch: 1-based epoch of the restored weights.
+    """
+
+    fold: int | None
+    seed: int
+    lr: float
+    weight: torch.Tensor
+    bias: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+    valid_accuracy: float
+    test_accuracy: float
+    n_test: int
+    best_epoch: int
+
+
+@dataclass
 class ProbeResult:
     """Outcome of a linear probe on one task / feature set. Accuracies are fractions in [0, 1].
 
@@ -356,6 +384,8 @@ class ProbeResult:
     valid_mean: mean validation accuracy over seeds (and folds) at the chosen lr: the number a layer
         choice may read without touching the test sets.
     per_fold_valid: {fold id: [validation accuracy per seed]} at the chosen lr (fold tasks only).
+    runs: with ``linear_probe(..., keep_weights=True)``, every trained member at the chosen lr
+        (one :class:`ProbeRun` per fold x seed); not part of :meth:`to_dict`. See :meth:`export_run`.
     """
 
     task: str
@@ -376,9 +406,36 @@ class ProbeResult:
     config: dict
     valid_mean: float = float("nan")
     per_fold_valid: dict | None = None
+    runs: list | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Every field but ``runs`` (the weights), JSON-ready."""
+        d = asdict(replace(self, runs=None))
+        d.pop("runs")
+        return d
+
+    def export_run(self, fold: int | None = None, seed: int | None = None) -> ProbeRun:
+        """The member a classifier is built from: at the chosen lr, of ``fold`` (fold tasks: required when
+        several folds were held out) and ``seed`` (default: the seed with the best validation accuracy,
+        ties to the earliest in ``seeds``; the test accuracy never takes part in the choice)."""
+        if not self.runs:
+            raise ValueError(f"{self.task}: this probe kept no weights; run linear_probe(..., keep_weights=True)")
+        folds = list(dict.fromkeys(r.fold for r in self.runs))
+        if fold is None:
+            if len(folds) > 1:
+                raise ValueError(f"{self.task}: the probe held out folds {folds} in turn, one classifier each; "
+                                 "pick one with fold=N (CLI: --folds N)")
+            fold = folds[0]
+        elif int(fold) not in folds:
+            raise ValueError(f"{self.task}: fold {fold} was not held out by this probe; its folds are {folds}"
+                             if folds != [None] else f"{self.task}: a split task has no folds (fold={fold})")
+        runs = [r for r in self.runs if r.fold == (None if fold is None else int(fold))]
+        if seed is None:
+            return max(runs, key=lambda r: r.valid_accuracy)  # max keeps the first of equal ones
+        chosen = [r for r in runs if r.seed == int(seed)]
+        if not chosen:
+            raise ValueError(f"{self.task}: seed {seed} was not trained; the seeds are {[r.seed for r in runs]}")
+        return chosen[0]
 
 
 def _metric_accuracy(pred: np.ndarray, ref: np.ndarray, backend: str) -> float:
@@ -390,11 +447,13 @@ def _metric_accuracy(pred: np.ndarray, ref: np.ndarray, backend: str) -> float:
 
 
 def linear_probe(task: TaskFeatures, config: ProbeConfig | None = None, method: str = "batched",
-                 **overrides) -> ProbeResult:
+                 keep_weights: bool = False, **overrides) -> ProbeResult:
     """Run the linear evaluation protocol on `task` and return the test accuracy at the chosen lr.
 
     `method` is "batched" (default, all lr x seed members in one program) or "sequential"
-    (reference). Keyword overrides replace config fields, e.g. `linear_probe(t, max_epochs=20)`.
+    (reference). `keep_weights` keeps every member at the chosen lr (weights and standardisation) in
+    ``result.runs`` for export as a classifier. Keyword overrides replace config fields, e.g.
+    `linear_probe(t, max_epochs=20)`.
     """
     if method not in TRAINERS:
         raise ValueError(f"method must be one of {sorted(TRAINERS)}, got {method!r}")
@@ -406,11 +465,13 @@ def linear_probe(task: TaskFeatures, config: ProbeConfig | None = None, method: 
         cfg = ProbeConfig(**{**{k: getattr(cfg, k) for k in ProbeConfig.__dataclass_fields__}, **overrides})
     trainer = TRAINERS[method]
     t0 = time.perf_counter()
-    outputs, fold_ids, tests = [], [], []
+    outputs, fold_ids, tests, stats = [], [], [], []
     for fold_id, (Xtr, ytr), (Xva, yva), (Xte, yte) in fold_problems(task, cfg.valid_fraction, cfg.split_seed):
         if len(yva) == 0:
             raise ValueError(f"{task.name}: empty validation set for fold {fold_id}")
         Xtr_s, Xva_s, Xte_s = standardise(Xtr, Xva, Xte, device=cfg.device, dtype=cfg.dtype)
+        if keep_weights:
+            stats.append(standardisation(Xtr))
         out = trainer(Xtr_s, ytr, Xva_s, yva, Xte_s, yte, task.num_classes, cfg.lrs, cfg.seeds,
                       batch_size=cfg.batch_size, max_epochs=cfg.max_epochs, patience=cfg.patience,
                       device=cfg.device, dtype=cfg.dtype)
@@ -427,6 +488,13 @@ def linear_probe(task: TaskFeatures, config: ProbeConfig | None = None, method: 
     per_fold = None if fold_ids[0] is None else {str(f): fold_seed[k].tolist() for k, f in enumerate(fold_ids)}
     per_fold_valid = None if fold_ids[0] is None else {str(f): o.valid_acc[li].tolist()
                                                        for f, o in zip(fold_ids, outputs)}
+    runs = None
+    if keep_weights:
+        runs = [ProbeRun(fold=f, seed=seed, lr=cfg.lrs[li], weight=o.weight[li, si].clone(), bias=o.bias[li, si].clone(),
+                         mean=mean, std=std, valid_accuracy=float(o.valid_acc[li, si]),
+                         test_accuracy=float(fold_seed[k, si]), n_test=o.n_test, best_epoch=int(o.best_epoch[li, si]))
+                for k, (f, o, (mean, std)) in enumerate(zip(fold_ids, outputs, stats))
+                for si, seed in enumerate(cfg.seeds)]
     return ProbeResult(
         task=task.name, accuracy=float(per_seed.mean()), std=float(per_seed.std()), lr=cfg.lrs[li],
         lrs=list(cfg.lrs), seeds=list(cfg.seeds), per_seed=per_seed.tolist(),
@@ -434,5 +502,5 @@ def linear_probe(task: TaskFeatures, config: ProbeConfig | None = None, method: 
         best_epoch=np.mean([o.best_epoch for o in outputs], axis=0)[li].tolist(),
         num_classes=task.num_classes, dim=task.dim, method=method,
         seconds=time.perf_counter() - t0, config=cfg.to_dict(),
-        valid_mean=float(valid.mean(axis=1)[li]), per_fold_valid=per_fold_valid,
+        valid_mean=float(valid.mean(axis=1)[li]), per_fold_valid=per_fold_valid, runs=runs,
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
+    "render_classifier_card": "classifier_card",
     "read_layerwise": "cards",
     "read_results": "cards",
     "read_selection": "cards",

@@ -3,6 +3,9 @@
 Repo folder: ``config.json`` (layers, front end, ``auto_map``), ``model.safetensors``,
 ``preprocessor_config.json``, the remote-code ``*.py`` modules, ``README.md`` (card with model-index) and
 ``results.json``. Checks (repo id, token, folder contents) all run before anything is sent.
+An audio classifier (``AudioFusionForAudioClassification``, from ``hf-fusion evaluate --save-classifier``) is
+pushed the same way; its card (pipeline_tag audio-classification) reports its own probe run
+(``config.probe``) as the model-index (:mod:`.classifier_card`).
 """
 
 from __future__ import annotations
@@ -22,10 +25,12 @@ from typing import Any
 import hf_fusion  # noqa: F401  (registers the Auto classes and the remote-code auto_map)
 from hf_fusion.configuration_fusion import fusion_model_name
 from hf_fusion.feature_extraction_fusion import FusedAudioFeatureExtractor
+from hf_fusion.modeling_classification import AudioFusionForAudioClassification
 from hf_fusion.modeling_fusion import AudioFusionModel
 
 from .cards import render_model_card, results_summary
 from . import presets
+from .classifier_card import classifier_model_name, classifier_summary, render_classifier_card
 from .presets import convert_checkpoint, get_preset
 
 
@@ -79,8 +84,10 @@ def check_repo_folder(folder: str | Path) -> None:
 
     config = load("config.json")
     preprocessor = load("preprocessor_config.json")
-    if config and not {"AutoConfig", "AutoModel"} <= set(config.get("auto_map", {})):
-        problems.append("config.json has no auto_map for AutoConfig/AutoModel (trust_remote_code would fail)")
+    auto_map = set(config.get("auto_map", {}))
+    if config and not ("AutoConfig" in auto_map and auto_map & {"AutoModel", "AutoModelForAudioClassification"}):
+        problems.append("config.json has no auto_map for AutoConfig/AutoModel (or AutoModelForAudioClassification): "
+                        "trust_remote_code would fail")
     if preprocessor and "AutoFeatureExtractor" not in preprocessor.get("auto_map", {}):
         problems.append("preprocessor_config.json has no auto_map for AutoFeatureExtractor")
     if not list(folder.glob("*.safetensors")):
@@ -108,17 +115,39 @@ def check_repo_folder(folder: str | Path) -> None:
 # ---------------------------------------------------------------- folder
 
 
-def _load_model(model: str | Path | AudioFusionModel) -> tuple[AudioFusionModel, FusedAudioFeatureExtractor]:
-    if isinstance(model, AudioFusionModel):
-        return model, FusedAudioFeatureExtractor.from_fusion_config(model.config)
+_MODELS = (AudioFusionModel, AudioFusionForAudioClassification)
+
+
+def is_classifier_folder(path: str | Path) -> bool:
+    """Whether a saved folder holds an ``AudioFusionForAudioClassification`` (config.json ``architectures``)."""
+    try:
+        config = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return AudioFusionForAudioClassification.__name__ in (config.get("architectures") or [])
+
+
+def _default_extractor(model) -> FusedAudioFeatureExtractor:
+    if isinstance(model, AudioFusionForAudioClassification):
+        from hf_fusion.evaluation.export import classifier_feature_extractor
+
+        return classifier_feature_extractor(model.config)
+    return FusedAudioFeatureExtractor.from_fusion_config(model.config)
+
+
+def _load_model(model):
+    """(model, feature extractor) of a fused model or classifier, in memory or saved."""
+    if isinstance(model, _MODELS):
+        return model, _default_extractor(model)
     path = Path(model)
     if not (path / "config.json").is_file():
         raise PublishError(f"--model {path}: not a saved fused model folder (no config.json)")
-    loaded = AudioFusionModel.from_pretrained(path)
+    cls = AudioFusionForAudioClassification if is_classifier_folder(path) else AudioFusionModel
+    loaded = cls.from_pretrained(path)
     if (path / "preprocessor_config.json").is_file():
         extractor = FusedAudioFeatureExtractor.from_pretrained(path)
     else:
-        extractor = FusedAudioFeatureExtractor.from_fusion_config(loaded.config)
+        extractor = _default_extractor(loaded)
     if extractor.backbone != loaded.config.backbone:
         raise PublishError(
             f"{path}: preprocessor_config.json is for backbone {extractor.backbone!r} but the model is "
@@ -128,7 +157,7 @@ def _load_model(model: str | Path | AudioFusionModel) -> tuple[AudioFusionModel,
 
 
 def assemble_repo_folder(
-    model: str | Path | AudioFusionModel,
+    model: str | Path | AudioFusionModel | AudioFusionForAudioClassification,
     out_dir: str | Path,
     repo_id: str,
     *,
@@ -145,11 +174,12 @@ def assemble_repo_folder(
     The model and feature extractor are re-saved (safetensors, ``auto_map``, the package's current remote
     code); ``results`` / ``layerwise`` / ``selection`` go into the card and ``results.json``
     (see :func:`hf_fusion.hub.cards.render_model_card`). A non-empty ``out_dir`` is refused unless
-    ``overwrite`` (stale files would be uploaded too).
+    ``overwrite`` (stale files would be uploaded too). A classifier's card reports its own probe run
+    (``config.probe``); ``results`` / ``layerwise`` / ``selection`` are refused for it.
     """
     validate_hub_repo_id(repo_id)
     out = Path(out_dir)
-    if not isinstance(model, AudioFusionModel):
+    if not isinstance(model, _MODELS):
         source = Path(model).resolve()
         target = out.resolve()
         if target == source or source.is_relative_to(target) or target.is_relative_to(source):
@@ -160,23 +190,36 @@ def assemble_repo_folder(
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise PublishError(f"output folder {out} is not empty; choose a new one or pass --overwrite")
     fused, extractor = _load_model(model)  # a missing or broken model fails here, before --out is touched
+    classifier = isinstance(fused, AudioFusionForAudioClassification)
+    if classifier:
+        given = [name for name, value in (("--results", results), ("--layerwise", layerwise),
+                                          ("--selection", selection)) if value is not None]
+        if given:
+            raise PublishError(f"{' '.join(given)}: a classifier's card reports its own probe run (config.json "
+                               "'probe'); push its fused model for a card with evaluation files")
+        classifier_model_name(fused.config)  # a classifier without its probe record fails here
     out.parent.mkdir(parents=True, exist_ok=True)
     build = Path(tempfile.mkdtemp(prefix=f".{out.name}.build-", dir=out.parent))
     try:
         fused.save_pretrained(build, safe_serialization=True)
         extractor.save_pretrained(build)
-        card = render_model_card(
-            fused.config,
-            repo_id,
-            results=results,
-            layerwise=layerwise,
-            selection=selection,
-            results_model=results_model,
-            source_checkpoint=source_checkpoint,
-            license=license,
-        )
+        if classifier:
+            card = render_classifier_card(fused.config, repo_id, license=license, source_checkpoint=source_checkpoint)
+            summary = classifier_summary(fused.config, repo_id)
+            (build / "probe.json").write_text(json.dumps(fused.config.probe, indent=1) + "\n", encoding="utf-8")
+        else:
+            card = render_model_card(
+                fused.config,
+                repo_id,
+                results=results,
+                layerwise=layerwise,
+                selection=selection,
+                results_model=results_model,
+                source_checkpoint=source_checkpoint,
+                license=license,
+            )
+            summary = results_summary(fused.config, repo_id, results, layerwise, selection, results_model)
         card.save(build / "README.md")
-        summary = results_summary(fused.config, repo_id, results, layerwise, selection, results_model)
         (build / "results.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         check_repo_folder(build)
         _swap_in(build, out)
@@ -360,7 +403,8 @@ def _run_push(args: argparse.Namespace) -> int:
         raise PublishError("give --repo-id or --org, not both")
     if args.org:
         if args.model:
-            name = AudioFusionModel.config_class.from_pretrained(args.model).fusion_name
+            config = AudioFusionModel.config_class.from_pretrained(args.model)
+            name = classifier_model_name(config) if is_classifier_folder(args.model) else config.fusion_name
         else:
             preset = preset_for_backbone.get(backbone)
             if not layers and preset is None:
