@@ -163,6 +163,13 @@ class TappedBackbone(nn.Module):
         return None if rule is None else rule.hop
 
     @classmethod
+    def frame_centres(cls, backbone_config: dict[str, Any], frontend: dict[str, Any], num_frames: int) -> torch.Tensor:
+        """Centre (in input samples, float64 [num_frames]) of the input each Eq.1 output frame reads, for
+        timestamps (``hf_fusion.hear``); an error for backbones without per-frame outputs."""
+        raise ValueError(f"backbone {cls.name!r} declares no frame geometry (no per-frame time axis); timestamps "
+                         "cannot be placed")
+
+    @classmethod
     def tap_description(cls, backbone_config: dict[str, Any], layer: int) -> str:
         """Where layer ``layer`` is read (a module path or a phrase)."""
         return f"layer {layer}"

@@ -104,6 +104,12 @@ class Cnn14Backbone(TappedBackbone):
         return WindowRule(hop=hop, grid=hop, context=WINDOW_CONTEXT_SECONDS * int(frontend["sampling_rate"]))
 
     @classmethod
+    def frame_centres(cls, backbone_config: dict[str, Any], frontend: dict[str, Any], num_frames: int) -> torch.Tensor:
+        """Frame k covers log-mel frames 32k .. 32k + 31 (STFT frames centred on multiples of the hop)."""
+        k = torch.arange(num_frames, dtype=torch.float64)
+        return int(frontend["hop_size"]) * (FRAMES_PER_OUTPUT * k + (FRAMES_PER_OUTPUT - 1) / 2)
+
+    @classmethod
     def tap_description(cls, backbone_config: dict[str, Any], layer: int) -> str:
         return f"conv_block{layer}"
 

@@ -154,6 +154,11 @@ class CrepeBackbone(TappedBackbone):
         return WindowRule(hop=hop, grid=hop, context=CREPE_WINDOW // 2)
 
     @classmethod
+    def frame_centres(cls, backbone_config: dict[str, Any], frontend: dict[str, Any], num_frames: int) -> torch.Tensor:
+        """Frame k is centred on sample k * hop (the front end centres its 1024-sample windows)."""
+        return torch.arange(num_frames, dtype=torch.float64) * int(frontend.get("hop_length", 160))
+
+    @classmethod
     def tap_description(cls, backbone_config: dict[str, Any], layer: int) -> str:
         return f"crepe.conv{layer}" if layer < CLASSIFIER_LAYER else "crepe.classifier (sigmoid, 360 pitch bins)"
 

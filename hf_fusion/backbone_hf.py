@@ -127,6 +127,24 @@ class HFEncoderBackbone(TappedBackbone):
         return (f"{cls.name}:<transformers model id or path>",)
 
     @classmethod
+    def frame_centres(cls, backbone_config: dict[str, Any], frontend: dict[str, Any], num_frames: int) -> torch.Tensor:
+        """Conv feature encoders (wav2vec2 family): stride S and receptive field R of the conv stack -> frame k
+        centred on S*k + R/2; Whisper: conv2 (stride 2) frame k centred on mel frame 2k = sample 2k * hop."""
+        wrapped = wrapped_config(backbone_config)
+        k = torch.arange(num_frames, dtype=torch.float64)
+        if hasattr(wrapped, "conv_kernel") and hasattr(wrapped, "conv_stride"):
+            stride, field = 1, 1
+            for kernel, step in zip(wrapped.conv_kernel, wrapped.conv_stride):
+                field += (int(kernel) - 1) * stride
+                stride *= int(step)
+            return stride * k + field / 2
+        if wrapped.model_type == "whisper":
+            hop = int((backbone_config.get("feature_extractor") or {}).get("hop_length", 160))
+            return 2 * hop * k
+        raise ValueError(f"hf backbone: no frame geometry for model_type {wrapped.model_type!r} (conv feature "
+                         "encoders and Whisper are known); timestamps cannot be placed")
+
+    @classmethod
     def tap_description(cls, backbone_config: dict[str, Any], layer: int) -> str:
         return f"hidden_states[{layer}] (encoder block {layer})"
 

@@ -21,6 +21,8 @@ import torch
 from torch import nn
 
 from .backbone_base import TappedBackbone, WindowRule
+from .frontends import _VG_FRAME as VGGISH_WINDOW
+from .frontends import _VG_HOP as VGGISH_HOP
 from .frontends import vggish_log_mel_examples, vggish_num_examples
 from .fusion import align_layer
 
@@ -94,6 +96,13 @@ class VGGishBackbone(TappedBackbone):
         6 frames per example = one frame per 2560 samples; context: the STFT overhang (one example)."""
         return WindowRule(hop=EXAMPLE_SAMPLES // FRAMES_PER_EXAMPLE, grid=EXAMPLE_SAMPLES, context=STFT_OVERHANG,
                           min_context=STFT_OVERHANG)
+
+    @classmethod
+    def frame_centres(cls, backbone_config: dict[str, Any], frontend: dict[str, Any], num_frames: int) -> torch.Tensor:
+        """Frame k covers log-mel frames 16k .. 16k + 15 (25 ms windows every 10 ms): its centre sample."""
+        per = EXAMPLE_FRAMES // FRAMES_PER_EXAMPLE  # log-mel frames per output frame (16)
+        k = torch.arange(num_frames, dtype=torch.float64)
+        return VGGISH_HOP * per * k + (VGGISH_HOP * (per - 1) + VGGISH_WINDOW) / 2
 
     @classmethod
     def tap_description(cls, backbone_config: dict[str, Any], layer: int) -> str:

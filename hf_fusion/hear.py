@@ -57,9 +57,6 @@ AST_HOP_SECONDS = 0.05
 #: AST windows per forward pass
 AST_WINDOW_BATCH = 64
 _OPTIONS = ("fusion_layers", "ast_window_seconds", "ast_hop_seconds", "window_batch_size")
-#: hf model types whose conv front end (``conv_kernel`` / ``conv_stride``) sets the frame geometry
-_CONV_FRONT_END_TYPES = ("wav2vec2", "wav2vec2-conformer", "hubert", "wavlm", "data2vec-audio", "unispeech",
-                         "unispeech-sat")
 
 
 class HearFusionModel(nn.Module):
@@ -171,44 +168,10 @@ def get_timestamp_embeddings(audio: torch.Tensor, model: HearFusionModel) -> tup
 
 
 def frame_times_ms(config, num_frames: int) -> torch.Tensor:
-    """Centre time (ms) of Eq.1 output frames 0..num_frames-1 of a fused model's config (table in the module doc)."""
-    k = torch.arange(num_frames, dtype=torch.float64)
-    sr, frontend, name = float(config.sampling_rate), dict(config.frontend), config.backbone
-    if name == "crepe":
-        samples = k * int(frontend.get("hop_length", 160))
-    elif name == "vggish":
-        from .backbone_vggish import EXAMPLE_FRAMES, FRAMES_PER_EXAMPLE
-        from .frontends import _VG_FRAME, _VG_HOP
-
-        per = EXAMPLE_FRAMES // FRAMES_PER_EXAMPLE  # log-mel frames per output frame (16)
-        samples = _VG_HOP * per * k + (_VG_HOP * (per - 1) + _VG_FRAME) / 2
-    elif name == "cnn14":
-        from .backbone_cnn14 import FRAMES_PER_OUTPUT
-
-        samples = int(frontend["hop_size"]) * (FRAMES_PER_OUTPUT * k + (FRAMES_PER_OUTPUT - 1) / 2)
-    elif name == "hf":
-        samples = _hf_frame_centres(config, k)
-    else:
-        raise ValueError(f"no frame geometry for backbone {name!r} (frame-wise backbones: crepe, vggish, cnn14, hf)")
-    return (samples * 1000.0 / sr).float()
-
-
-def _hf_frame_centres(config, k: torch.Tensor) -> torch.Tensor:
-    from .backbone_hf import wrapped_config
-
-    wrapped = wrapped_config(config.backbone_config)
-    kind = wrapped.model_type
-    if kind in _CONV_FRONT_END_TYPES:
-        stride, field = 1, 1
-        for kernel, step in zip(wrapped.conv_kernel, wrapped.conv_stride):
-            field += (int(kernel) - 1) * stride
-            stride *= int(step)
-        return stride * k + field / 2
-    if kind == "whisper":
-        hop = int((config.backbone_config.get("feature_extractor") or {}).get("hop_length", 160))
-        return 2 * hop * k  # conv2 (stride 2) output k is centred on mel frame 2k, centred on sample 2k * hop
-    raise ValueError(f"hf backbone: no frame geometry for model_type {kind!r} (known: "
-                     f"{list(_CONV_FRONT_END_TYPES) + ['whisper']}); timestamps cannot be placed")
+    """Centre time (ms) of Eq.1 output frames 0..num_frames-1 of a fused model's config (the backbone's
+    ``frame_centres``; table in the module doc)."""
+    samples = config.backbone_class.frame_centres(config.backbone_config, dict(config.frontend), num_frames)
+    return (samples * 1000.0 / float(config.sampling_rate)).float()
 
 
 def _windowed_timestamp_embeddings(audio: torch.Tensor, model: HearFusionModel):
@@ -232,7 +195,7 @@ def _windowed_timestamp_embeddings(audio: torch.Tensor, model: HearFusionModel):
                 # fbank frames are per 25 ms frame, so window k's frames are those of the padded clip from
                 # frame k * hop / 160 on: one fbank per clip instead of one per (overlapping) window
                 frames = ast_num_frames(padded.shape[1])
-                fe = FusedAudioFeatureExtractor(backbone="ast", frontend={**fused.config.frontend, "max_length": frames})
+                fe = FusedAudioFeatureExtractor(backbone=fused.config.backbone, frontend={**fused.config.frontend, "max_length": frames})
                 fbank = fe(list(padded), sampling_rate=model.sample_rate, return_tensors="pt",
                            device=model.device)["input_values"]  # [n_sounds, frames, mels]
                 step = model.hop_samples // _AST_HOP

@@ -12,7 +12,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .cards import BACKBONE_LICENSES, TASK_DISPLAY_NAMES, _looks_like_hub_id, _pct, _tidy, card_context, hub_dataset
+from .cards import TASK_DISPLAY_NAMES, backbone_license, _looks_like_hub_id, _pct, _tidy, card_context, hub_dataset
 from .cards import templates_dir
 
 TEMPLATE = "classifier.md"
@@ -67,7 +67,7 @@ def build_classifier_card_data(config, repo_id: str, *, license: str | None = No
         model_name=repo_id.split("/")[-1],
         library_name="transformers",
         pipeline_tag="audio-classification",
-        license=license or BACKBONE_LICENSES.get(config.backbone),
+        license=license or backbone_license(config.backbone),
         tags=["audio", "hf-fusion", "audio-fusion", config.backbone, "audio-classification", "arxiv:2205.08138"],
         eval_results=[classifier_eval_result(config)],
         metrics=["accuracy"],
