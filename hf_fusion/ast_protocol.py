@@ -1,4 +1,4 @@
-"""The authors' AST protocol (DESIGN.md section 8) on a fused AST model: per-task input length and
+"""The authors' AST protocol (docs/reference.md, "The authors' protocol") on a fused AST model: per-task input length and
 per-task fbank normalisation.
 
 - :func:`ast_frames_for_seconds`: the fbank frame count of a task's clip length (EVAR's ``input_tdim``).

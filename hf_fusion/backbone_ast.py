@@ -1,10 +1,10 @@
 """AST backbone through transformers' ``ASTModel(output_hidden_states=True)``, at any input length.
 
-Paper token rule (DESIGN.md section 2): layer l's feature is the model's final LayerNorm applied to
+Paper token rule (docs/reference.md, "Eq.1-3 per backbone"): layer l's feature is the model's final LayerNorm applied to
 ``hidden_states[l]`` (block l's output; ``hidden_states[0]`` is the embeddings), then the mean of the
 [CLS] (token 0) and distillation (token 1) vectors: [B, hidden_size], no time axis.
 
-Input length (the authors' protocol, DESIGN.md section 8): ``backbone_config["max_length"]`` is the
+Input length (the authors' protocol, docs/reference.md): ``backbone_config["max_length"]`` is the
 number N of fbank frames the model takes; ``backbone_config["pretrained_max_length"]`` (default: N) is
 the length the checkpoint's positional embeddings were trained for (1024 for AudioSet AST). The weights
 always keep that pretrained grid (frequency patches x time patches, frequency-major as the patch conv

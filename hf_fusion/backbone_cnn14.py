@@ -215,13 +215,8 @@ class Cnn14Backbone(TappedBackbone):
                     lengths = lengths // 2
         return captured
 
-    def forward(
-        self,
-        input_values: torch.Tensor,
-        layers: Sequence[int],
-        num_frames: int | None = None,
-        attention_mask: torch.Tensor | None = None,
-    ) -> dict[int, torch.Tensor]:
+    def forward(self, input_values: torch.Tensor, layers: Sequence[int], num_frames: int | None = None,
+                attention_mask: torch.Tensor | None = None) -> dict[int, torch.Tensor]:
         """log-mel [B, 1, T, M] -> {block: [B, C_k * F_k, T_o]}, T_o = floor(T / 32) unless ``num_frames``.
 
         ``attention_mask`` [B, T] marks each clip's real frames (clips of different lengths): convs see

@@ -197,13 +197,8 @@ class CrepeBackbone(TappedBackbone):
         super().__init__(backbone_config, frontend)
         self.crepe = CrepeNet(backbone_config["capacity"])
 
-    def forward(
-        self,
-        input_values: torch.Tensor,
-        layers: Sequence[int],
-        num_frames: int | None = None,
-        attention_mask: torch.Tensor | None = None,
-    ) -> dict[int, torch.Tensor]:
+    def forward(self, input_values: torch.Tensor, layers: Sequence[int], num_frames: int | None = None,
+                attention_mask: torch.Tensor | None = None) -> dict[int, torch.Tensor]:
         """input_values [B, T, 1024] normalised frames -> {layer: [B, D_l, T_o]} (T_o = T unless given).
 
         ``attention_mask`` [B, T] (1 = the clip's frame, 0 = batch padding): padded frames are not run

@@ -211,13 +211,8 @@ class HFEncoderBackbone(TappedBackbone):
         self.num_layers = num_encoder_layers(config)
         self.mask_strategy = mask_strategy(config, frontend.get("feature_extractor"))
 
-    def forward(
-        self,
-        input_values: torch.Tensor,
-        layers: Sequence[int],
-        num_frames: int | None = None,
-        attention_mask: torch.Tensor | None = None,
-    ) -> dict[int, torch.Tensor]:
+    def forward(self, input_values: torch.Tensor, layers: Sequence[int], num_frames: int | None = None,
+                attention_mask: torch.Tensor | None = None) -> dict[int, torch.Tensor]:
         """input_values: the wrapped extractor's input ([B, N] samples or [B, mels, frames]) -> {layer: [B, D, T_o]}.
 
         ``attention_mask``: the feature extractor's valid steps along the last axis of ``input_values``;

@@ -180,13 +180,8 @@ class VGGishBackbone(TappedBackbone):
                     x = module(x)
         return captured
 
-    def forward(
-        self,
-        input_values: torch.Tensor,
-        layers: Sequence[int],
-        num_frames: int | None = None,
-        attention_mask: torch.Tensor | None = None,
-    ) -> dict[int, torch.Tensor]:
+    def forward(self, input_values: torch.Tensor, layers: Sequence[int], num_frames: int | None = None,
+                attention_mask: torch.Tensor | None = None) -> dict[int, torch.Tensor]:
         """input_values [B, n, 96, 64] -> {layer: [B, D_l, T_o * n]}; T_o = ``num_frames`` or 6 per example.
 
         ``attention_mask`` [B, n] marks real examples; padded examples are not computed (their frames are

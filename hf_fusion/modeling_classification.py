@@ -14,7 +14,7 @@ from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from .configuration_fusion import AudioFusionConfig
-from .modeling_fusion import AudioFusionModel, AudioFusionPreTrainedModel
+from .modeling_fusion import AudioFusionModel, AudioFusionPreTrainedModel, checkpoint_name, loading_problems
 
 
 class AudioFusionForAudioClassification(AudioFusionPreTrainedModel):
@@ -54,13 +54,9 @@ class AudioFusionForAudioClassification(AudioFusionPreTrainedModel):
         error naming the keys, unless ``allow_missing_weights=True``."""
         want_info = kwargs.pop("output_loading_info", False)
         model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
-        problems = {kind: sorted(map(str, info.get(kind) or [])) for kind in ("missing_keys", "unexpected_keys",
-                                                                             "mismatched_keys")}
-        problems = {kind: keys for kind, keys in problems.items() if keys}
-        if problems and not allow_missing_weights:
-            where = args[0] if args else kwargs.get("pretrained_model_name_or_path", "the checkpoint")
-            said = "; ".join(f"{len(keys)} {kind.replace('_', ' ')} (e.g. {', '.join(keys[:3])})"
-                             for kind, keys in problems.items())
+        said = loading_problems(info)
+        if said and not allow_missing_weights:
+            where = checkpoint_name(args, kwargs)
             raise ValueError(
                 f"{where}: not a complete audio classifier for its config.json ({said}). A plain fused model "
                 "has no classification head: build one from a linear probe (hf-fusion evaluate --save-classifier "

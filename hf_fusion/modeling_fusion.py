@@ -31,6 +31,19 @@ class AudioFusionOutput(ModelOutput):
     frame_mask: torch.Tensor | None = None
 
 
+def loading_problems(info: dict) -> str:
+    """transformers' loading info -> "N missing keys (e.g. ...); ..." ("" when the weights match)."""
+    problems = {kind: sorted(map(str, info.get(kind) or [])) for kind in ("missing_keys", "unexpected_keys",
+                                                                         "mismatched_keys")}
+    return "; ".join(f"{len(keys)} {kind.replace('_', ' ')} (e.g. {', '.join(keys[:3])})"
+                     for kind, keys in problems.items() if keys)
+
+
+def checkpoint_name(args: tuple, kwargs: dict) -> str:
+    """What ``from_pretrained(*args, **kwargs)`` was asked to load (for error messages)."""
+    return str(args[0] if args else kwargs.get("pretrained_model_name_or_path", "the checkpoint"))
+
+
 class AudioFusionPreTrainedModel(PreTrainedModel):
     config_class = AudioFusionConfig
     config: AudioFusionConfig
@@ -81,17 +94,12 @@ class AudioFusionModel(AudioFusionPreTrainedModel):
         never a model with random weights; ``allow_missing_weights=True`` accepts it (transformers' warning)."""
         want_info = kwargs.pop("output_loading_info", False)
         model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
-        problems = {kind: sorted(map(str, info.get(kind) or [])) for kind in ("missing_keys", "unexpected_keys",
-                                                                             "mismatched_keys")}
-        problems = {kind: keys for kind, keys in problems.items() if keys}
-        if problems and not allow_missing_weights:
-            where = args[0] if args else kwargs.get("pretrained_model_name_or_path", "the checkpoint")
-            said = "; ".join(f"{len(keys)} {kind.replace('_', ' ')} (e.g. {', '.join(keys[:3])})"
-                             for kind, keys in problems.items())
+        said = loading_problems(info)
+        if said and not allow_missing_weights:
             raise ValueError(
-                f"{where}: the saved weights do not match its config.json (backbone {model.config.backbone!r}, "
-                f"layers {list(model.config.fusion_layers)}): {said}. Was config.json edited? Restore it, or pass "
-                "allow_missing_weights=True to load with random weights where they are missing")
+                f"{checkpoint_name(args, kwargs)}: the saved weights do not match its config.json (backbone "
+                f"{model.config.backbone!r}, layers {list(model.config.fusion_layers)}): {said}. Was config.json "
+                "edited? Restore it, or pass allow_missing_weights=True to load with random weights where they are missing")
         if max_length is not None:
             model.set_input_length(max_length)
         return (model, info) if want_info else model

@@ -1,4 +1,4 @@
-"""CNN14 port: DESIGN.md block shapes, parity with PANNs' Cnn14 (random weights), masking, converter,
+"""CNN14 port: docs/reference.md block shapes, parity with PANNs' Cnn14 (random weights), masking, converter,
 round trip and remote-code loading."""
 
 import os
@@ -21,7 +21,7 @@ from .reference_models import Hooks, panns_cnn14, save_state
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCKS = (1, 2, 3, 4, 5, 6)
-KERNELS = {1: 16, 2: 8, 3: 4, 4: 2, 5: 1, 6: 1}  # DESIGN.md: Eq.1 kernel per block
+KERNELS = {1: 16, 2: 8, 3: 4, 4: 2, 5: 1, 6: 1}  # docs/reference.md: Eq.1 kernel per block
 
 
 @pytest.fixture(scope="module")

@@ -76,7 +76,7 @@ def test_eq3_mean_plus_max_is_a_sum():
 
 
 def test_paper_dims_cnn14_fusion_3_6():
-    """Block 3 (256 ch x 8 mel) and block 6 (2048 x 2) of a 10 s 32 kHz clip -> 6144-d (DESIGN.md)."""
+    """Block 3 (256 ch x 8 mel) and block 6 (2048 x 2) of a 10 s 32 kHz clip -> 6144-d (docs/reference.md)."""
     b3 = torch.randn(1, 256, 8, 125)
     b6 = torch.randn(1, 2048, 2, 31)
     frames, emb = fuse([align_layer(b3, 31), align_layer(b6, 31)])

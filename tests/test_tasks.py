@@ -91,7 +91,7 @@ def fold_dir(tmp_path_factory):
 
 # ----------------------------------------------------------------------------- registry
 
-PAPER_TABLE = {  # DESIGN.md section 5
+PAPER_TABLE = {  # docs/reference.md, "Tasks"
     "esc50": (50, 5.0, "fold", 5), "us8k": (10, 4.0, "fold", 10), "spcv2": (35, 1.0, "split", None),
     "vc1": (1251, 8.2, "split", None), "voxforge": (6, 5.8, "split", None), "cremad": (6, 2.5, "split", None),
     "gtzan": (10, 30.0, "split", None), "nsynth": (11, 4.0, "split", None), "surge": (88, 4.0, "split", None),

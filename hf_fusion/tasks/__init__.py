@@ -1,9 +1,9 @@
 """Downstream tasks: registry, loaders (EVAR folder, audiofolder, Hub/save_to_disk), folds,
 clip cropping, audio checks and the offline synthetic suite."""
 
-from hf_fusion.tasks.clips import audio_array, clip_samples, crop_clips, crop_or_pad, crop_start, make_clip_fn
-from hf_fusion.tasks.folds import available_folds, fold_splits, iter_folds, stratified_valid_indices
-from hf_fusion.tasks.registry import (
+from .clips import audio_array, clip_samples, crop_clips, crop_or_pad, crop_start, make_clip_fn
+from .folds import available_folds, fold_splits, iter_folds, stratified_valid_indices
+from .registry import (
     PAPER_TASKS,
     SYNTHETIC_TASKS,
     HubSource,
@@ -11,7 +11,7 @@ from hf_fusion.tasks.registry import (
     get_task,
     list_tasks,
 )
-from hf_fusion.tasks.sources import (
+from .sources import (
     is_saved_dataset,
     load_audiofolder_task,
     load_hub_task,
@@ -21,8 +21,8 @@ from hf_fusion.tasks.sources import (
     read_metadata,
     sorted_label_names,
 )
-from hf_fusion.tasks.synthetic import build_synthetic_suite, build_synthetic_task, load_synthetic_task, synth_clip
-from hf_fusion.tasks.validate import AudioDecodeError, UnreadableAudioError, check_audio, skipped_at_load
+from .synthetic import build_synthetic_suite, build_synthetic_task, load_synthetic_task, synth_clip
+from .validate import AudioDecodeError, UnreadableAudioError, check_audio, skipped_at_load
 
 __all__ = [
     "PAPER_TASKS", "SYNTHETIC_TASKS", "HubSource", "TaskSpec", "get_task", "list_tasks",

@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Literal, Optional, Union
 import numpy as np
 from datasets import Audio, Dataset, DatasetDict, List, Value
 
-from hf_fusion.tasks.validate import SKIPPED_ATTR, AudioDecodeError, UnreadableAudioError, decode_audio
+from .validate import SKIPPED_ATTR, AudioDecodeError, UnreadableAudioError, decode_audio
 
 RANDOM_CROP_SPLITS = ("train", "valid")
 #: temporary column of the crop map: the decode error of the row ("" when it decoded)

@@ -44,10 +44,10 @@ from datasets import (
     load_from_disk,
 )
 
-from hf_fusion.tasks.clips import SOURCE_ROW, TRAIN_CROPS_SPLIT, crop_clips, crop_fold_clips, with_row_column
-from hf_fusion.tasks.folds import ALL_SPLIT, fold_splits, stratified_valid_indices
-from hf_fusion.tasks.registry import SYNTHETIC_TASKS, TaskSpec, get_task
-from hf_fusion.tasks.validate import SKIPPED_ATTR
+from .clips import SOURCE_ROW, TRAIN_CROPS_SPLIT, crop_clips, crop_fold_clips, with_row_column
+from .folds import ALL_SPLIT, fold_splits, stratified_valid_indices
+from .registry import SYNTHETIC_TASKS, TaskSpec, get_task
+from .validate import SKIPPED_ATTR
 
 PathLike = Union[str, os.PathLike]
 SPLITS = ("train", "valid", "test")
@@ -574,7 +574,7 @@ def load_task(
         return load_audiofolder_task(path, sampling_rate, clip_seconds, **common, **kwargs)
 
     if spec.name in SYNTHETIC_TASKS and root is None and source is None:
-        from hf_fusion.tasks.synthetic import load_synthetic_task
+        from .synthetic import load_synthetic_task
 
         # ``seed`` is the crop seed; the audio uses build seed 0 (out_dir=, n_per_class= pass through
         # kwargs); call load_synthetic_task directly for another build seed.

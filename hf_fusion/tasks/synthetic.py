@@ -39,7 +39,7 @@ from typing import Callable, Iterable, Mapping, Optional, Union
 import numpy as np
 import soundfile as sf
 
-from hf_fusion.tasks.registry import SYNTHETIC_TASKS
+from .registry import SYNTHETIC_TASKS
 
 SR = 16000
 CLIP_SECONDS = 1.0
@@ -410,7 +410,7 @@ def load_synthetic_task(
     ``clip_seconds`` is shorter than the 1.0 s clips. ``sampling_rate`` defaults to the native
     16 kHz; other keyword arguments go to :func:`hf_fusion.tasks.sources.load_task_dir`.
     """
-    from hf_fusion.tasks.sources import load_task_dir
+    from .sources import load_task_dir
 
     task_dir = build_synthetic_task(out_dir if out_dir is not None else default_synthetic_dir(), name, seed,
                                     n_per_class)
