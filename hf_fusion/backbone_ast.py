@@ -24,13 +24,13 @@ from transformers import ASTConfig, ASTModel
 from transformers.models.audio_spectrogram_transformer.modeling_audio_spectrogram_transformer import ASTEmbeddings
 
 from .backbone_base import TappedBackbone
+from .frontends import AST_MEAN as AUDIOSET_MEAN
+from .frontends import AST_STD as AUDIOSET_STD
 from .frontends import ast_fbank
 from .fusion import align_layer
 
 #: the AudioSet checkpoint the paper used (Hub id)
 PAPER_CHECKPOINT = "MIT/ast-finetuned-audioset-10-10-0.4593"
-AUDIOSET_MEAN = -4.2677393
-AUDIOSET_STD = 4.5689974
 #: LayerNorm eps of the original (timm) AST; transformers' ASTConfig default is 1e-12
 TIMM_LAYER_NORM_EPS = 1e-6
 #: backbone_config key: frames of the checkpoint's positional-embedding grid (not an ASTConfig field)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-PAPER_LRS = (1e-5, 1e-4, 1e-3, 1e-2)
+from hf_fusion.protocol import PAPER_LRS
 
 
 # ------------------------------------------------------------------ shared options

@@ -13,9 +13,9 @@ from typing import Mapping
 
 import numpy as np
 
+from ..protocol import SPLITS
 from ..tasks.folds import fold_split_indices, stratified_valid_indices
 
-SPLITS = ("train", "valid", "test")
 
 
 def _as_xy(name: str, X, y) -> tuple[np.ndarray, np.ndarray]:

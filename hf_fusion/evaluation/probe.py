@@ -25,10 +25,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..protocol import PAPER_LRS, PAPER_SEEDS
 from .features import TaskFeatures, fold_problems
 
-DEFAULT_LRS = (1e-5, 1e-4, 1e-3, 1e-2)
-DEFAULT_SEEDS = (0, 1, 2)
+DEFAULT_LRS = PAPER_LRS
+DEFAULT_SEEDS = PAPER_SEEDS
 
 
 @dataclass

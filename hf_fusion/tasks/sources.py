@@ -44,13 +44,13 @@ from datasets import (
     load_from_disk,
 )
 
+from ..protocol import SPLITS
 from .clips import SOURCE_ROW, TRAIN_CROPS_SPLIT, crop_clips, crop_fold_clips, with_row_column
 from .folds import ALL_SPLIT, fold_splits, stratified_valid_indices
 from .registry import SYNTHETIC_TASKS, TaskSpec, get_task
 from .validate import SKIPPED_ATTR
 
 PathLike = Union[str, os.PathLike]
-SPLITS = ("train", "valid", "test")
 SPLIT_ALIASES = {
     "train": "train", "training": "train",
     "valid": "valid", "validation": "valid", "val": "valid", "dev": "valid",
