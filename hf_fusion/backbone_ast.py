@@ -135,19 +135,14 @@ class ASTBackbone(TappedBackbone):
         return ASTConfig().to_dict()
 
     @classmethod
+    def known_config_keys(cls) -> set[str]:
+        """ASTConfig's fields, PretrainedConfig's generic ones (a saved transformers config.json carries
+        them) and the checkpoint grid length."""
+        return set(ASTConfig().to_dict()) | set(ASTConfig.__annotations__) | _GENERIC_CONFIG_KEYS | {PRETRAINED_LENGTH_KEY}
+
+    @classmethod
     def normalize_backbone_config(cls, backbone_config: Any) -> dict[str, Any]:
         merged = super().normalize_backbone_config(backbone_config)
-        # One rule for every backbone: an unknown key is an error (a typo such as num_hiden_layers must not be
-        # dropped silently). Known = ASTConfig's fields, PretrainedConfig's generic ones (a saved transformers
-        # config.json carries them) and the checkpoint grid length.
-        known = set(ASTConfig().to_dict()) | set(ASTConfig.__annotations__) | _GENERIC_CONFIG_KEYS | {PRETRAINED_LENGTH_KEY}
-        unknown = sorted(k for k in merged if k not in known)
-        if unknown:
-            import difflib
-
-            hints = {k: difflib.get_close_matches(k, sorted(ASTConfig.__annotations__), n=1) for k in unknown}
-            said = ", ".join(f"{k!r}" + (f" (did you mean {v[0]!r}?)" if v else "") for k, v in hints.items())
-            raise ValueError(f"ast: unknown backbone_config key(s) {said}; known keys are ASTConfig's fields")
         # Keep AST's own fields only (not PretrainedConfig's generic ones), and round-trip through
         # ASTConfig so invalid values fail here with transformers' message.
         fields = {k: v for k, v in merged.items() if k in ASTConfig.__annotations__}

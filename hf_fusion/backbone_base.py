@@ -214,7 +214,21 @@ class TappedBackbone(nn.Module):
                 f"got {type(backbone_config).__name__}"
             )
         merged.update(backbone_config)
+        known = cls.known_config_keys()
+        unknown = sorted(k for k in merged if k not in known)
+        if unknown:  # one rule for every backbone: a typo must not be dropped silently
+            import difflib
+
+            hints = {k: difflib.get_close_matches(k, sorted(known), n=1) for k in unknown}
+            said = ", ".join(f"{k!r}" + (f" (did you mean {v[0]!r}?)" if v else "") for k, v in hints.items())
+            raise ValueError(f"{cls.name}: unknown backbone_config key(s) {said}; known keys: "
+                             f"{sorted(known) or 'none (a fixed architecture)'}")
         return merged
+
+    @classmethod
+    def known_config_keys(cls) -> set[str]:
+        """The keys ``backbone_config`` may hold (default: those of ``default_backbone_config``)."""
+        return set(cls.default_backbone_config())
 
     @classmethod
     def tappable_layers(cls, backbone_config: dict[str, Any]) -> tuple[int, ...]:

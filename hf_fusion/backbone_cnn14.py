@@ -120,9 +120,6 @@ class Cnn14Backbone(TappedBackbone):
     @classmethod
     def normalize_backbone_config(cls, backbone_config: Any) -> dict[str, Any]:
         merged = super().normalize_backbone_config(backbone_config)
-        unknown = sorted(set(merged) - {"mel_bins", "channels"})
-        if unknown:
-            raise ValueError(f"cnn14: unknown backbone_config keys {unknown}; known: ['channels', 'mel_bins']")
         merged["mel_bins"] = int(merged["mel_bins"])
         merged["channels"] = [int(c) for c in merged["channels"]]
         if len(merged["channels"]) != 6 or min(merged["channels"]) < 1:

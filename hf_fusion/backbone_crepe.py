@@ -169,9 +169,6 @@ class CrepeBackbone(TappedBackbone):
     @classmethod
     def normalize_backbone_config(cls, backbone_config: Any) -> dict[str, Any]:
         merged = super().normalize_backbone_config(backbone_config)
-        unknown = sorted(set(merged) - {"capacity"})
-        if unknown:
-            raise ValueError(f"crepe: unknown backbone_config key(s) {unknown}; the only key is 'capacity'")
         crepe_channels(merged["capacity"])  # validates
         return merged
 

@@ -155,9 +155,6 @@ class HFEncoderBackbone(TappedBackbone):
     @classmethod
     def normalize_backbone_config(cls, backbone_config: Any) -> dict[str, Any]:
         merged = super().normalize_backbone_config(backbone_config)
-        unknown = sorted(set(merged) - {"model_config", "feature_extractor"})
-        if unknown:
-            raise ValueError(f"hf backbone: unknown backbone_config key(s) {unknown}; use model_config, feature_extractor")
         model_config, fe = merged["model_config"], merged["feature_extractor"]
         if model_config is None:  # unconfigured (only the feature extractor's defaults look at it)
             return merged

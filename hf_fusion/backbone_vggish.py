@@ -113,13 +113,6 @@ class VGGishBackbone(TappedBackbone):
         return {}  # the architecture is fixed (Table I)
 
     @classmethod
-    def normalize_backbone_config(cls, backbone_config: Any) -> dict[str, Any]:
-        merged = super().normalize_backbone_config(backbone_config)
-        if merged:
-            raise ValueError(f"vggish has a fixed architecture and takes no backbone_config; got keys {sorted(merged)}")
-        return merged
-
-    @classmethod
     def tappable_layers(cls, backbone_config: dict[str, Any]) -> tuple[int, ...]:
         return CONV_TAPS + FC_TAPS
 
