@@ -289,12 +289,14 @@ def task_features(cache, layers, folds: Sequence[int] | None = None):
 
 
 def layerwise_study(caches: dict, layers: Sequence[int], probe_config=None, progress: bool = True,
-                    folds: Sequence[int] | None = None):
-    """Probe every layer on every task -> LayerwiseStudy (fold tasks: every fold, or ``folds``)."""
+                    folds: Sequence[int] | None = None, weighted_sum: bool = False):
+    """Probe every layer on every task -> LayerwiseStudy (fold tasks: every fold, or ``folds``).
+
+    ``weighted_sum``: add the learned weighted layer sum row ("wsum"; layers of equal width only)."""
     from .evaluation import run_layerwise_study
 
     features = {task: {layer: task_features(cache, layer, folds) for layer in layers} for task, cache in caches.items()}
-    return run_layerwise_study(features, probe_config, progress=progress)
+    return run_layerwise_study(features, probe_config, progress=progress, weighted_sum=weighted_sum)
 
 
 def probe_layers(caches: dict, layers: Sequence[int], probe_config=None, folds: Sequence[int] | None = None) -> dict:
