@@ -161,6 +161,8 @@ def _run_layerwise(args):
     from hf_fusion import workflow
 
     loaded, tasks = _load(args)
+    if getattr(args, "weighted_sum", False):
+        workflow.check_weighted_sum(loaded)
     caches = _extract(args, loaded, tasks)
     study = workflow.layerwise_study(caches, loaded.tappable_layers, _probe_config(args), folds=args.folds,
                                      weighted_sum=getattr(args, "weighted_sum", False))

@@ -299,6 +299,14 @@ def layerwise_study(caches: dict, layers: Sequence[int], probe_config=None, prog
     return run_layerwise_study(features, probe_config, progress=progress, weighted_sum=weighted_sum)
 
 
+def check_weighted_sum(loaded: LoadedModel) -> None:
+    """Refuse ``--weighted-sum`` up front (before extraction) when the model's layers differ in width."""
+    dims = {layer: loaded.config.layer_dims[layer] for layer in loaded.tappable_layers}
+    if len(set(dims.values())) > 1:
+        raise ValueError(f"--weighted-sum: the layers of {loaded.config.backbone} differ in width ({dims}); the learned "
+                         "weighted layer sum needs layers of equal width (AST, hf: encoders)")
+
+
 def probe_layers(caches: dict, layers: Sequence[int], probe_config=None, folds: Sequence[int] | None = None) -> dict:
     """{task: ProbeResult} of one feature set (a layer list is concatenated) on every task, from the cache."""
     from .evaluation import linear_probe

@@ -171,3 +171,36 @@ def test_a_layer_may_not_be_called_wsum():
     layers = _layers(60, 4, 2, 1, signal=1, noise=1.0)
     with pytest.raises(ValueError, match="baseline row"):
         run_layerwise_study({"t": {**layers, "wsum": layers[1]}}, progress=False)
+
+
+@pytest.mark.slow
+def test_cli_layerwise_weighted_sum_on_a_tiny_ast(tmp_path, tiny_ast_model, capsys):
+    """``hf-fusion layerwise --weighted-sum`` on a saved random tiny AST (12 layers of width 16), then
+    ``select --study`` on its CSV; CREPE's layers differ in width and are refused before extraction."""
+    from hf_fusion import FusedAudioFeatureExtractor
+    from hf_fusion.cli import main
+    from hf_fusion.tasks import build_synthetic_suite
+
+    folder = tmp_path / "tiny-ast"
+    tiny_ast_model.save_pretrained(folder)
+    FusedAudioFeatureExtractor.from_fusion_config(tiny_ast_model.config).save_pretrained(folder)
+    task = build_synthetic_suite(tmp_path / "tasks", seed=0, n_per_class=5, tasks=["synth_pitch"])[0]
+    common = ["--task-dir", str(task), "--cache-dir", str(tmp_path / "cache")]
+    fast = ["--lrs", "1e-2", "--seeds", "0", "--max-epochs", "20", "--patience", "5"]
+    out = tmp_path / "study"
+    assert main(["layerwise", "--model", str(folder), *common, "--out", str(out), "--weighted-sum", *fast]) == 0
+    printed = capsys.readouterr().out
+    study = LayerwiseStudy.from_csv(out / "layerwise.csv")
+    assert study.layers == [*range(1, 13), "wsum"]
+    row = next(r for r in study.rows if r["layer"] == "wsum")
+    assert row["dim"] == 16 and 0 <= row["accuracy"] <= 1 and 0 <= row["valid_accuracy"] <= 1
+    weights = LayerwiseStudy.from_json(out / "layerwise.json").layer_weights["synth_pitch"]
+    assert list(weights) == list(range(1, 13)) and math.isclose(sum(weights.values()), 1.0, rel_tol=1e-6)
+    assert " wsum " in printed and "wsum weights synth_pitch: 1:" in printed
+    assert main(["select", "--study", str(out / "layerwise.csv"), "--out", str(tmp_path / "sel")]) == 0
+    choice = json.loads((tmp_path / "sel" / "selection.json").read_text())
+    assert {choice["middle"], choice["late"]} <= set(range(1, 13)) and "wsum" not in choice["layers"]
+
+    assert main(["layerwise", "--model", "crepe-tiny", *common, "--out", str(tmp_path / "c"), "--weighted-sum"]) == 2
+    err = capsys.readouterr()
+    assert "differ in width" in err.err and "extracting" not in err.out
