@@ -9,7 +9,8 @@ reported as mean and std over seeds (3 by default).
 Two trainers implement the same computation:
 - `train_batched`: G = len(lrs) x len(seeds) linear models as one stacked weight tensor
   [S, L, C, D] (each member's W^T), one bmm per minibatch, closed-form softmax cross-entropy gradients, an elementwise
-  Adam with a per-member learning rate, per-member early-stopping masks and best-weight snapshots.
+  Adam with a per-member learning rate (:class:`BatchedAdam`), per-member early stopping with best-weight
+  snapshots (:class:`EarlyStopping`); both also serve the weighted layer sum (``weighted_sum.py``).
   Members with the same seed share the initial weights and the minibatch order; seeds differ.
 - `train_sequential`: the plain reference, one `nn.Linear` + `torch.optim.Adam` per (lr, seed).
 """
@@ -209,13 +210,14 @@ class EarlyStopping:
     [S, Lc, ...]; a member improves on a strictly higher count, its snapshot is then updated, and it
     stops after ``patience`` epochs without improvement. An lr column whose every seed has stopped has
     its snapshots made final (``best``: [S, L, ...] per parameter) and is returned for dropping.
-    Counters ([S, L] int64): best_correct (-1 before the first epoch), best_epoch (1-based), epochs_run.
+    Counters ([S, L] int64): best_correct (-1 before the first epoch), best_epoch (1-based), epochs_run;
+    n_valid: the validation set size (for the accuracy history).
     """
 
-    def __init__(self, params: list[torch.Tensor], patience: int):
+    def __init__(self, params: list[torch.Tensor], patience: int, n_valid: int):
         S, L = params[0].shape[:2]
         device = params[0].device
-        self.patience = int(patience)
+        self.patience, self.n_valid = int(patience), int(n_valid)
         self.best = [p.clone() for p in params]  # final snapshots [S, L, ...]
         self.running = [p.clone() for p in params]  # snapshots of the live columns [S, Lc, ...]
         self.best_correct = torch.full((S, L), -1, dtype=torch.long, device=device)
@@ -257,6 +259,16 @@ class EarlyStopping:
         self.cols = cols[keep]
         self.running = [t[:, keep].contiguous() for t in self.running]
         return keep
+
+    def end_epoch(self, epoch: int, correct_c: torch.Tensor, adam: BatchedAdam, history: list | None = None) -> bool:
+        """:meth:`observe` with ``adam``'s live parameters, append the epoch's [L, S] validation accuracies
+        to ``history`` (when given) and drop stopped columns from ``adam``; True once every member stopped."""
+        keep = self.observe(epoch, correct_c, adam.params)
+        if history is not None:
+            history.append(_valid_history(self.correct, self.n_valid))
+        if keep is not None:
+            adam.keep(keep)
+        return self.done
 
     def finish(self) -> list[torch.Tensor]:
         """Make the live columns' snapshots final (max_epochs reached); returns ``best``."""
@@ -302,7 +314,7 @@ def train_batched(Xtr, ytr, Xva, yva, Xte, yte, num_classes: int, lrs: Sequence[
         b[si] = b0.to(device)[None, :]
         gens.append(g)
     adam = BatchedAdam([W, b], torch.tensor(lrs, dtype=torch.float64, device=device))
-    stopper = EarlyStopping([W, b], patience)
+    stopper = EarlyStopping([W, b], patience, yva.shape[0])
     history = []
     for epoch in range(1, max_epochs + 1):
         W, b = adam.params
@@ -324,13 +336,8 @@ def train_batched(Xtr, ytr, Xva, yva, Xte, yte, num_classes: int, lrs: Sequence[
         correct_c = torch.zeros(S, Lc, dtype=torch.long, device=device)
         for vs, lg in _batched_logits(Xva, W, b):
             correct_c += (lg.argmax(-1) == yva[vs, None, None]).sum(0)
-        keep = stopper.observe(epoch, correct_c, [W, b])
-        if record_history:
-            history.append(_valid_history(stopper.correct, yva.shape[0]))
-        if stopper.done:
+        if stopper.end_epoch(epoch, correct_c, adam, history if record_history else None):
             break
-        if keep is not None:
-            adam.keep(keep)
     best_W, best_b = stopper.finish()
     test_pred = torch.empty(S, L, Xte.shape[0], dtype=torch.long, device=device)
     for sl, lg in _batched_logits(Xte, best_W, best_b):

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .features import SPLITS, TaskFeatures
-from .probe import (BatchedAdam, EarlyStopping, ProbeConfig, ProbeResult, TrainOutput, _valid_history, init_linear,
+from .probe import (BatchedAdam, EarlyStopping, ProbeConfig, ProbeResult, TrainOutput, init_linear,
                     probe_config, run_protocol)
 
 
@@ -138,7 +138,7 @@ def train_weighted_sum(Xtr, ytr, Xva, yva, Xte, yte, num_classes: int, lrs: Sequ
         b[si] = b0.to(device)[None, :]
         gens.append(g)
     adam = BatchedAdam([A, W, b], torch.tensor(lrs, dtype=torch.float64, device=device))
-    stopper = EarlyStopping([A, W, b], patience)
+    stopper = EarlyStopping([A, W, b], patience, yva.shape[0])
     history = []
     for epoch in range(1, max_epochs + 1):
         A, W, b = adam.params
@@ -163,13 +163,8 @@ def train_weighted_sum(Xtr, ytr, Xva, yva, Xte, yte, num_classes: int, lrs: Sequ
         w = torch.softmax(A, dim=-1)
         for vs, lg in _member_logits(Xva, w, W, b):
             correct_c += (lg.argmax(-1) == yva[vs]).sum(-1)
-        keep = stopper.observe(epoch, correct_c, [A, W, b])
-        if record_history:
-            history.append(_valid_history(stopper.correct, yva.shape[0]))
-        if stopper.done:
+        if stopper.end_epoch(epoch, correct_c, adam, history if record_history else None):
             break
-        if keep is not None:
-            adam.keep(keep)
     best_A, best_W, best_b = stopper.finish()
     best_w = torch.softmax(best_A, dim=-1)
     test_pred = torch.empty(S, R, Xte.shape[0], dtype=torch.long, device=device)
