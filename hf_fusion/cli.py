@@ -161,8 +161,11 @@ def _run_layerwise(args):
     from hf_fusion import workflow
 
     loaded, tasks = _load(args)
+    if getattr(args, "weighted_sum", False):
+        workflow.check_weighted_sum(loaded)
     caches = _extract(args, loaded, tasks)
-    study = workflow.layerwise_study(caches, loaded.tappable_layers, _probe_config(args), folds=args.folds)
+    study = workflow.layerwise_study(caches, loaded.tappable_layers, _probe_config(args), folds=args.folds,
+                                     weighted_sum=getattr(args, "weighted_sum", False))
     return loaded, caches, study
 
 
@@ -175,6 +178,8 @@ def _write_study(study, out: Path, groups=None) -> dict:
     print("layer " + " ".join(f"{t[:12]:>12s}" for t in matrix))
     for layer in study.layers:
         print(f"{layer!s:>5s} " + " ".join(f"{_pct(matrix[t][layer]):>12s}" for t in matrix))
+    for task, weights in study.layer_weights.items():  # the weighted-sum row's learned weights
+        print(f"wsum weights {task}: " + " ".join(f"{l}:{w:.3f}" for l, w in weights.items()))
     return paths
 
 
@@ -468,6 +473,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = _subparser(sub, "layerwise", help="linear evaluation of every layer on every task -> layerwise.csv + heatmap")
     for add in (_add_model_args, _add_task_args, _add_run_args, _add_probe_args):
         add(p)
+    p.add_argument("--weighted-sum", action="store_true",
+                   help="add a baseline row 'wsum': a learned softmax-weighted sum of all layers + the same linear "
+                        "probe (transformers' use_weighted_layer_sum); layers of equal width only (AST, hf:)")
     p.set_defaults(func=cmd_layerwise)
 
     p = _subparser(sub, "select", help="choose M and L (paper rule) and save the fused model")

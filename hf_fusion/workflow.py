@@ -289,12 +289,22 @@ def task_features(cache, layers, folds: Sequence[int] | None = None):
 
 
 def layerwise_study(caches: dict, layers: Sequence[int], probe_config=None, progress: bool = True,
-                    folds: Sequence[int] | None = None):
-    """Probe every layer on every task -> LayerwiseStudy (fold tasks: every fold, or ``folds``)."""
+                    folds: Sequence[int] | None = None, weighted_sum: bool = False):
+    """Probe every layer on every task -> LayerwiseStudy (fold tasks: every fold, or ``folds``).
+
+    ``weighted_sum``: add the learned weighted layer sum row ("wsum"; layers of equal width only)."""
     from .evaluation import run_layerwise_study
 
     features = {task: {layer: task_features(cache, layer, folds) for layer in layers} for task, cache in caches.items()}
-    return run_layerwise_study(features, probe_config, progress=progress)
+    return run_layerwise_study(features, probe_config, progress=progress, weighted_sum=weighted_sum)
+
+
+def check_weighted_sum(loaded: LoadedModel) -> None:
+    """Refuse ``--weighted-sum`` up front (before extraction) when the model's layers differ in width."""
+    dims = {layer: loaded.config.layer_dims[layer] for layer in loaded.tappable_layers}
+    if len(set(dims.values())) > 1:
+        raise ValueError(f"--weighted-sum: the layers of {loaded.config.backbone} differ in width ({dims}); the learned "
+                         "weighted layer sum needs layers of equal width (AST, hf: encoders)")
 
 
 def probe_layers(caches: dict, layers: Sequence[int], probe_config=None, folds: Sequence[int] | None = None) -> dict:

@@ -9,7 +9,8 @@ reported as mean and std over seeds (3 by default).
 Two trainers implement the same computation:
 - `train_batched`: G = len(lrs) x len(seeds) linear models as one stacked weight tensor
   [S, L, C, D] (each member's W^T), one bmm per minibatch, closed-form softmax cross-entropy gradients, an elementwise
-  Adam with a per-member learning rate, per-member early-stopping masks and best-weight snapshots.
+  Adam with a per-member learning rate (:class:`BatchedAdam`), per-member early stopping with best-weight
+  snapshots (:class:`EarlyStopping`); both also serve the weighted layer sum (``weighted_sum.py``).
   Members with the same seed share the initial weights and the minibatch order; seeds differ.
 - `train_sequential`: the plain reference, one `nn.Linear` + `torch.optim.Adam` per (lr, seed).
 """
@@ -161,6 +162,131 @@ def _batched_logits(X: torch.Tensor, W: torch.Tensor, b: torch.Tensor, chunk_ele
         yield sl, torch.addmm(bflat, X[sl], Wflat).view(-1, S, L, C)
 
 
+class BatchedAdam:
+    """torch.optim.Adam's update for stacked member parameters, one learning rate per lr column.
+
+    params: tensors [S, Lc, ...] (seed axis, then the live lr columns); lrs: [Lc] float64, the learning
+    rate of each column, broadcast over every other axis. The update is torch.optim.Adam's
+    ``p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps)`` rewritten as
+    ``p -= (lr*sqrt(bc2)/bc1) * m / (sqrt(v) + eps*sqrt(bc2))`` (one pass less), applied to every
+    parameter at once with _foreach ops. ``keep(idx)`` drops lr columns from the parameters and state.
+    """
+
+    def __init__(self, params: list[torch.Tensor], lrs: torch.Tensor, betas=(0.9, 0.999), eps: float = 1e-8):
+        self.params = list(params)
+        self.lrs = lrs
+        self.beta1, self.beta2 = betas
+        self.eps = eps
+        self.exp_avgs = [torch.zeros_like(p) for p in self.params]
+        self.exp_avg_sqs = [torch.zeros_like(p) for p in self.params]
+        self.steps = 0
+
+    def step(self, grads: list[torch.Tensor]) -> None:
+        """One Adam step of every parameter with its gradient (same shapes as ``params``)."""
+        self.steps += 1
+        beta1, beta2 = self.beta1, self.beta2
+        bc1, bc2_sqrt = 1 - beta1 ** self.steps, math.sqrt(1 - beta2 ** self.steps)
+        torch._foreach_lerp_(self.exp_avgs, grads, 1 - beta1)
+        torch._foreach_mul_(self.exp_avg_sqs, beta2)
+        torch._foreach_addcmul_(self.exp_avg_sqs, grads, grads, value=1 - beta2)
+        denom = torch._foreach_sqrt(self.exp_avg_sqs)
+        torch._foreach_add_(denom, self.eps * bc2_sqrt)
+        scale = (self.lrs * (bc2_sqrt / bc1)).to(self.params[0].dtype)
+        Lc = scale.numel()
+        upd = torch._foreach_mul(self.exp_avgs, [scale.view(1, Lc, *[1] * (p.dim() - 2)) for p in self.params])
+        torch._foreach_addcdiv_(self.params, upd, denom, value=-1.0)
+
+    def keep(self, idx: torch.Tensor) -> None:
+        """Keep only the lr columns ``idx`` (indices into the live columns) of parameters and state."""
+        pick = lambda ts: [t[:, idx].contiguous() for t in ts]  # noqa: E731
+        self.params, self.exp_avgs, self.exp_avg_sqs = pick(self.params), pick(self.exp_avgs), pick(self.exp_avg_sqs)
+        self.lrs = self.lrs[idx]
+
+
+class EarlyStopping:
+    """Per-member early stopping on validation accuracy with best-weight snapshots.
+
+    Members are [S, L] (seeds x lr columns). ``observe(epoch, correct, params)`` takes the correct
+    validation predictions [S, Lc] of the live columns ``cols`` after an epoch and the live parameters
+    [S, Lc, ...]; a member improves on a strictly higher count, its snapshot is then updated, and it
+    stops after ``patience`` epochs without improvement. An lr column whose every seed has stopped has
+    its snapshots made final (``best``: [S, L, ...] per parameter) and is returned for dropping.
+    Counters ([S, L] int64): best_correct (-1 before the first epoch), best_epoch (1-based), epochs_run;
+    n_valid: the validation set size (for the accuracy history).
+    """
+
+    def __init__(self, params: list[torch.Tensor], patience: int, n_valid: int):
+        S, L = params[0].shape[:2]
+        device = params[0].device
+        self.patience, self.n_valid = int(patience), int(n_valid)
+        self.best = [p.clone() for p in params]  # final snapshots [S, L, ...]
+        self.running = [p.clone() for p in params]  # snapshots of the live columns [S, Lc, ...]
+        self.best_correct = torch.full((S, L), -1, dtype=torch.long, device=device)
+        self.best_epoch = torch.zeros(S, L, dtype=torch.long, device=device)
+        self.wait = torch.zeros(S, L, dtype=torch.long, device=device)
+        self.active = torch.ones(S, L, dtype=torch.bool, device=device)
+        self.epochs_run = torch.zeros(S, L, dtype=torch.long, device=device)
+        self.cols = torch.arange(L, device=device)  # lr columns still being trained
+        self.correct = self.best_correct  # [S, L] of the last epoch, -1 for dropped columns
+        self.done = False
+
+    def observe(self, epoch: int, correct_c: torch.Tensor, params: list[torch.Tensor]) -> torch.Tensor | None:
+        """Record one epoch. Returns the live-column indices to keep when columns stopped, else None
+        (``done`` is set once no column is left)."""
+        S, L = self.best_correct.shape
+        cols = self.cols
+        self.epochs_run += self.active.long()
+        correct = torch.full((S, L), -1, dtype=torch.long, device=correct_c.device)
+        correct[:, cols] = correct_c
+        self.correct = correct
+        improved = self.active & (correct > self.best_correct)
+        self.best_correct = torch.where(improved, correct, self.best_correct)
+        self.best_epoch = torch.where(improved, torch.full_like(self.best_epoch, epoch), self.best_epoch)
+        imp_c = improved[:, cols]
+        for snap, p in zip(self.running, params):
+            torch.where(imp_c.view(*imp_c.shape, *[1] * (p.dim() - 2)), p, snap, out=snap)
+        self.wait = torch.where(improved, torch.zeros_like(self.wait), self.wait + 1)
+        self.active &= self.wait < self.patience
+        alive = self.active[:, cols].any(0).cpu()  # [Lc]; the one host sync of the epoch
+        if bool(alive.all()):
+            return None
+        dead = (~alive).nonzero().squeeze(1).to(cols.device)  # their snapshots are final
+        for final, snap in zip(self.best, self.running):
+            final[:, cols[dead]] = snap[:, dead]
+        if not bool(alive.any()):
+            self.done = True
+            return None
+        keep = alive.nonzero().squeeze(1).to(cols.device)
+        self.cols = cols[keep]
+        self.running = [t[:, keep].contiguous() for t in self.running]
+        return keep
+
+    def end_epoch(self, epoch: int, correct_c: torch.Tensor, adam: BatchedAdam, history: list | None = None) -> bool:
+        """:meth:`observe` with ``adam``'s live parameters, append the epoch's [L, S] validation accuracies
+        to ``history`` (when given) and drop stopped columns from ``adam``; True once every member stopped."""
+        keep = self.observe(epoch, correct_c, adam.params)
+        if history is not None:
+            history.append(_valid_history(self.correct, self.n_valid))
+        if keep is not None:
+            adam.keep(keep)
+        return self.done
+
+    def finish(self) -> list[torch.Tensor]:
+        """Make the live columns' snapshots final (max_epochs reached); returns ``best``."""
+        if not self.done:
+            for final, snap in zip(self.best, self.running):
+                final[:, self.cols] = snap
+            self.done = True
+        return self.best
+
+
+def _valid_history(correct: torch.Tensor, n_valid: int) -> np.ndarray:
+    """[S, L] correct counts (-1 = dropped column) -> [L, S] accuracies with NaN for dropped columns."""
+    h = (correct.double() / n_valid).t().cpu().numpy()
+    h[h < 0] = np.nan
+    return h
+
+
 def train_batched(Xtr, ytr, Xva, yva, Xte, yte, num_classes: int, lrs: Sequence[float], seeds: Sequence[int],
                   batch_size: int = 200, max_epochs: int = 200, patience: int = 20,
                   device="cpu", dtype=torch.float32, record_history: bool = False) -> TrainOutput:
@@ -169,9 +295,10 @@ def train_batched(Xtr, ytr, Xva, yva, Xte, yte, num_classes: int, lrs: Sequence[
     Inputs are standardised tensors/arrays X [n, D] and int labels y [n]. Weights are stacked as
     [S, L, C, D] (transposed, W^T per member) so that one bmm of the per-seed minibatch [S, B, D] with
     W viewed [S, L*C, D] gives every member's logits and the weight gradient is one bmm grad^T @ x
-    (the faster operand order on CPU); Adam runs elementwise with a per-member lr broadcast over
-    [1, L, 1, 1]; the minibatch gather is one index_select for all seeds.
-    An lr column is dropped from the stacked tensors once all its seeds have early-stopped.
+    (the faster operand order on CPU); Adam (:class:`BatchedAdam`) runs elementwise with a per-member
+    lr broadcast over [1, L, 1, 1]; the minibatch gather is one index_select for all seeds.
+    :class:`EarlyStopping` keeps the per-member state; an lr column is dropped from the stacked
+    tensors once all its seeds have early-stopped.
     """
     device = torch.device(device)
     Xtr, Xva, Xte = (torch.as_tensor(x).to(device=device, dtype=dtype) for x in (Xtr, Xva, Xte))
@@ -187,27 +314,15 @@ def train_batched(Xtr, ytr, Xva, yva, Xte, yte, num_classes: int, lrs: Sequence[
         W[si] = W0.t().to(device)[None]
         b[si] = b0.to(device)[None, :]
         gens.append(g)
-    lr_all = torch.tensor(lrs, dtype=torch.float64, device=device)  # [L]
-    beta1, beta2, eps = 0.9, 0.999, 1e-8
-    mW, vW, mb, vb = (torch.zeros_like(t) for t in (W, W, b, b))
-
-    best_W, best_b = W.clone(), b.clone()  # final snapshots [S, L, C, D], [S, L, C]
-    bW, bb = W.clone(), b.clone()  # running snapshots of the live columns [S, Lc, C, D], [S, Lc, C]
-    best_correct = torch.full((S, L), -1, dtype=torch.long, device=device)
-    best_epoch = torch.zeros(S, L, dtype=torch.long, device=device)
-    wait = torch.zeros(S, L, dtype=torch.long, device=device)
-    active = torch.ones(S, L, dtype=torch.bool, device=device)
-    epochs_run = torch.zeros(S, L, dtype=torch.long, device=device)
-    cols = torch.arange(L, device=device)  # lr columns still being trained (W, b, Adam state hold only these)
+    adam = BatchedAdam([W, b], torch.tensor(lrs, dtype=torch.float64, device=device))
+    stopper = EarlyStopping([W, b], patience, yva.shape[0])
     history = []
-    step = 0
     for epoch in range(1, max_epochs + 1):
-        Lc = int(cols.numel())
-        lr_c = lr_all[cols]
+        W, b = adam.params
+        Lc = W.shape[1]
         perms = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(device)  # [S, n]
         # targets of the whole epoch at once, as one-hot rows [S, n, 1, C] (broadcast over the lr columns)
         onehot = F.one_hot(ytr[perms], C).to(dtype).unsqueeze(2)
-        params, exp_avgs, exp_avg_sqs = [W, b], [mW, mb], [vW, vb]
         for start in range(0, n, batch_size):
             sl = slice(start, start + batch_size)
             idx = perms[:, sl]  # [S, B]
@@ -218,60 +333,22 @@ def train_batched(Xtr, ytr, Xva, yva, Xte, yte, num_classes: int, lrs: Sequence[
             grad = torch.softmax(logits, dim=-1).sub_(onehot[:, sl]).div_(B)
             gW = torch.bmm(grad.view(S, B, Lc * C).transpose(1, 2), xb).view(S, Lc, C, D)
             gb = grad.sum(1)  # [S, Lc, C]
-            step += 1
-            bc1, bc2_sqrt = 1 - beta1 ** step, math.sqrt(1 - beta2 ** step)
-            # torch.optim.Adam's update p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps), rewritten as
-            # p -= (lr*sqrt(bc2)/bc1) * m / (sqrt(v) + eps*sqrt(bc2)) to save a pass; the per-member lr
-            # is broadcast over the lr axis. _foreach ops update W and b together.
-            grads = [gW, gb]
-            torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
-            torch._foreach_mul_(exp_avg_sqs, beta2)
-            torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
-            denom = torch._foreach_sqrt(exp_avg_sqs)
-            torch._foreach_add_(denom, eps * bc2_sqrt)
-            scale = (lr_c * (bc2_sqrt / bc1)).to(dtype)
-            upd = torch._foreach_mul(exp_avgs, [scale.view(1, Lc, 1, 1), scale.view(1, Lc, 1)])
-            torch._foreach_addcdiv_(params, upd, denom, value=-1.0)
-        epochs_run += active.long()
+            adam.step([gW, gb])  # updates W and b in place
         correct_c = torch.zeros(S, Lc, dtype=torch.long, device=device)
         for vs, lg in _batched_logits(Xva, W, b):
             correct_c += (lg.argmax(-1) == yva[vs, None, None]).sum(0)
-        correct = torch.full((S, L), -1, dtype=torch.long, device=device)
-        correct[:, cols] = correct_c
-        if record_history:
-            h = (correct.double() / yva.shape[0]).t().cpu().numpy()
-            h[h < 0] = np.nan
-            history.append(h)
-        improved = active & (correct > best_correct)
-        best_correct = torch.where(improved, correct, best_correct)
-        best_epoch = torch.where(improved, torch.full_like(best_epoch, epoch), best_epoch)
-        imp_c = improved[:, cols]
-        torch.where(imp_c[:, :, None, None], W, bW, out=bW)
-        torch.where(imp_c[:, :, None], b, bb, out=bb)
-        wait = torch.where(improved, torch.zeros_like(wait), wait + 1)
-        active &= wait < patience
-        alive = active[:, cols].any(0).cpu()  # [Lc]; the one host sync of the epoch
-        if not bool(alive.all()):  # drop lr columns whose every seed has stopped (their snapshots are final)
-            dead = (~alive).nonzero().squeeze(1).to(device)
-            best_W[:, cols[dead]] = bW[:, dead]
-            best_b[:, cols[dead]] = bb[:, dead]
-            if not bool(alive.any()):
-                break
-            keep = alive.nonzero().squeeze(1).to(device)
-            cols = cols[keep]
-            W, mW, vW, bW, b, mb, vb, bb = (t[:, keep].contiguous() for t in (W, mW, vW, bW, b, mb, vb, bb))
-    else:  # max_epochs reached with columns still alive
-        best_W[:, cols] = bW
-        best_b[:, cols] = bb
+        if stopper.end_epoch(epoch, correct_c, adam, history if record_history else None):
+            break
+    best_W, best_b = stopper.finish()
     test_pred = torch.empty(S, L, Xte.shape[0], dtype=torch.long, device=device)
     for sl, lg in _batched_logits(Xte, best_W, best_b):
         test_pred[:, :, sl] = lg.argmax(-1).permute(1, 2, 0)
     test_correct = (test_pred == yte).sum(-1)
     tr = lambda t: t.t().cpu().numpy()  # noqa: E731  [S, L] -> [L, S]
     return TrainOutput(
-        valid_correct=tr(best_correct), test_correct=tr(test_correct),
+        valid_correct=tr(stopper.best_correct), test_correct=tr(test_correct),
         n_valid=int(yva.shape[0]), n_test=int(yte.shape[0]),
-        best_epoch=tr(best_epoch), epochs_run=tr(epochs_run),
+        best_epoch=tr(stopper.best_epoch), epochs_run=tr(stopper.epochs_run),
         test_pred=test_pred.transpose(0, 1).cpu().numpy(),
         weight=best_W.permute(1, 0, 3, 2).contiguous().cpu(), bias=best_b.transpose(0, 1).cpu(),
         valid_history=history,
@@ -447,6 +524,17 @@ def _metric_accuracy(pred: np.ndarray, ref: np.ndarray, backend: str) -> float:
     return compute_accuracy(pred, ref)
 
 
+def probe_config(config: ProbeConfig | None = None, **overrides) -> ProbeConfig:
+    """``config`` (default: the paper's protocol) with keyword overrides of its fields."""
+    cfg = config or ProbeConfig()
+    if overrides:
+        unknown = set(overrides) - set(ProbeConfig.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown ProbeConfig fields {sorted(unknown)}")
+        cfg = ProbeConfig(**{**{k: getattr(cfg, k) for k in ProbeConfig.__dataclass_fields__}, **overrides})
+    return cfg
+
+
 def linear_probe(task: TaskFeatures, config: ProbeConfig | None = None, method: str = "batched",
                  keep_weights: bool = False, **overrides) -> ProbeResult:
     """Run the linear evaluation protocol on `task` and return the test accuracy at the chosen lr.
@@ -458,13 +546,18 @@ def linear_probe(task: TaskFeatures, config: ProbeConfig | None = None, method: 
     """
     if method not in TRAINERS:
         raise ValueError(f"method must be one of {sorted(TRAINERS)}, got {method!r}")
-    cfg = config or ProbeConfig()
-    if overrides:
-        unknown = set(overrides) - set(ProbeConfig.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown ProbeConfig fields {sorted(unknown)}")
-        cfg = ProbeConfig(**{**{k: getattr(cfg, k) for k in ProbeConfig.__dataclass_fields__}, **overrides})
-    trainer = TRAINERS[method]
+    result, _, _ = run_protocol(task, probe_config(config, **overrides), TRAINERS[method], method, keep_weights)
+    return result
+
+
+def run_protocol(task: TaskFeatures, cfg: ProbeConfig, trainer: Callable[..., TrainOutput], method: str,
+                 keep_weights: bool = False) -> tuple[ProbeResult, list[TrainOutput], int]:
+    """The protocol around one trainer: standardise each fold problem with its training statistics,
+    train every (lr, seed) member, choose the lr on mean validation accuracy, report test accuracy.
+
+    ``trainer`` has :func:`train_batched`'s signature. Returns (result, one TrainOutput per fold,
+    index of the chosen lr) so that a caller can read more from the outputs at the chosen lr.
+    """
     t0 = time.perf_counter()
     outputs, fold_ids, tests, stats = [], [], [], []
     for fold_id, (Xtr, ytr), (Xva, yva), (Xte, yte) in fold_problems(task, cfg.valid_fraction, cfg.split_seed):
@@ -496,7 +589,7 @@ def linear_probe(task: TaskFeatures, config: ProbeConfig | None = None, method: 
                          test_accuracy=float(fold_seed[k, si]), n_test=o.n_test, best_epoch=int(o.best_epoch[li, si]))
                 for k, (f, o, (mean, std)) in enumerate(zip(fold_ids, outputs, stats))
                 for si, seed in enumerate(cfg.seeds)]
-    return ProbeResult(
+    result = ProbeResult(
         task=task.name, accuracy=float(per_seed.mean()), std=float(per_seed.std()), lr=cfg.lrs[li],
         lrs=list(cfg.lrs), seeds=list(cfg.seeds), per_seed=per_seed.tolist(),
         valid_accuracy=valid.tolist(), test_accuracy=test.tolist(), per_fold=per_fold,
@@ -505,3 +598,4 @@ def linear_probe(task: TaskFeatures, config: ProbeConfig | None = None, method: 
         seconds=time.perf_counter() - t0, config=cfg.to_dict(),
         valid_mean=float(valid.mean(axis=1)[li]), per_fold_valid=per_fold_valid, runs=runs,
     )
+    return result, outputs, li

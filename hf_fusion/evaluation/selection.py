@@ -15,6 +15,8 @@ Groups come from, in order of precedence:
    best layers, so it needs no task names and separates "peaks deep" from "peaks early" tasks; when
    every task peaks at the same layer no split exists and both groups are all tasks ("derived-single").
 
+Baseline rows of a study (the learned weighted layer sum, ``"wsum"``) are not layers and are ignored.
+
 Ties in the averages go to the shallower layer. If the best middle-group layer equals L, M becomes
 the best middle-group layer among the other layers (the second best), and `m_equals_l` records it.
 
@@ -39,6 +41,8 @@ from dataclasses import asdict, dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
+
+from .study import BASELINE_LAYERS
 
 PAPER_TASKS = ("esc50", "us8k", "spcv2", "vc1", "voxforge", "cremad", "gtzan", "nsynth", "surge")
 PAPER_LATE_TASKS = ("esc50", "us8k", "gtzan")
@@ -122,6 +126,12 @@ SELECT_ON = ("valid", "test")
 
 
 def _as_matrix(table, select_on: str) -> tuple[dict[str, dict], str]:
+    """({task: {layer: accuracy}} without the baseline rows, what was read)."""
+    matrix, selected_on = _read_matrix(table, select_on)
+    return {t: {l: a for l, a in per.items() if l not in BASELINE_LAYERS} for t, per in matrix.items()}, selected_on
+
+
+def _read_matrix(table, select_on: str) -> tuple[dict[str, dict], str]:
     if select_on not in SELECT_ON:
         raise ValueError(f"select_on must be one of {SELECT_ON}, got {select_on!r}")
     if hasattr(table, "matrix"):

@@ -5,6 +5,11 @@ any labels (e.g. "fusion-10-15"). Output rows: layer, task, fold, accuracy (test
 valid_accuracy (validation at the chosen lr, what the layer choice reads by default), std, lr.
 Fold tasks get one row per held-out fold (``fold`` = its number) after their averaged row
 (``fold`` = "mean"); split tasks have ``fold`` = "".
+
+``weighted_sum=True`` adds a baseline row per task with layer ``"wsum"``: the learned weighted sum
+of all the task's layers (:mod:`.weighted_sum`; equal widths only), sorted after the layers. Its
+learned layer weights are in ``LayerwiseStudy.layer_weights`` and layerwise.json; the layer choice
+never reads baseline rows (:data:`BASELINE_LAYERS`).
 """
 
 from __future__ import annotations
@@ -20,17 +25,24 @@ import numpy as np
 
 from .features import TaskFeatures
 from .probe import ProbeConfig, ProbeResult, linear_probe
+from .weighted_sum import check_equal_widths, weighted_sum_probe
 
 #: accuracy = test accuracy (the heatmap's number); new columns go last so readers by position keep working
 CSV_COLUMNS = ("layer", "task", "accuracy", "std", "lr", "num_seeds", "dim", "valid_accuracy", "fold")
 #: ``fold`` value of a fold task's averaged row
 FOLD_MEAN = "mean"
 METRICS = {"test": "accuracy", "valid": "valid_accuracy"}
+#: layer label of the learned weighted layer sum row
+WEIGHTED_SUM_LAYER = "wsum"
+#: rows that are baselines, not layers: shown in the table and heatmap, never chosen as M or L
+BASELINE_LAYERS = frozenset({WEIGHTED_SUM_LAYER})
 
 
 def _layer_key(layer):
-    """Sort key: ints numerically first, then strings."""
-    return (0, layer, "") if isinstance(layer, (int, np.integer)) else (1, 0, str(layer))
+    """Sort key: ints numerically first, then strings, then the baseline rows."""
+    if isinstance(layer, (int, np.integer)):
+        return (0, layer, "")
+    return (2 if layer in BASELINE_LAYERS else 1, 0, str(layer))
 
 
 def _parse_layer(value: str):
@@ -48,6 +60,7 @@ class LayerwiseStudy:
     rows: list[dict] = field(default_factory=list)
     results: dict = field(default_factory=dict)  # {(task, layer): ProbeResult}, not serialised
     fold_rows: list[dict] = field(default_factory=list)
+    layer_weights: dict = field(default_factory=dict)  # {task: {layer: weight}} of the weighted-sum row
 
     @property
     def tasks(self) -> list[str]:
@@ -102,7 +115,10 @@ class LayerwiseStudy:
         path.parent.mkdir(parents=True, exist_ok=True)
         rows = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in {"fold": "", **r}.items()}
                 for r in self._ordered_rows()]
-        path.write_text(json.dumps({"columns": list(CSV_COLUMNS), "rows": rows}, indent=1))
+        data = {"columns": list(CSV_COLUMNS), "rows": rows}
+        if self.layer_weights:
+            data["layer_weights"] = {t: [[layer, w] for layer, w in per.items()] for t, per in self.layer_weights.items()}
+        path.write_text(json.dumps(data, indent=1))
         return path
 
     @classmethod
@@ -156,7 +172,10 @@ class LayerwiseStudy:
     def from_json(cls, path) -> "LayerwiseStudy":
         data = json.loads(Path(path).read_text())
         rows = [{k: (float("nan") if v is None else v) for k, v in r.items()} for r in data["rows"]]
-        return cls._from_rows(rows, path)
+        study = cls._from_rows(rows, path)
+        study.layer_weights = {t: {layer: float(w) for layer, w in pairs}
+                               for t, pairs in data.get("layer_weights", {}).items()}
+        return study
 
     @classmethod
     def from_matrix(cls, matrix: Mapping[str, Mapping]) -> "LayerwiseStudy":
@@ -168,8 +187,12 @@ class LayerwiseStudy:
 
 def run_layerwise_study(features: Mapping[str, Mapping[object, TaskFeatures]], config: ProbeConfig | None = None,
                         method: str = "batched", progress: bool = True,
-                        callback: Callable[[str, object, ProbeResult], None] | None = None) -> LayerwiseStudy:
-    """Probe every (task, layer) feature set. `callback(task, layer, result)` runs after each probe."""
+                        callback: Callable[[str, object, ProbeResult], None] | None = None,
+                        weighted_sum: bool = False) -> LayerwiseStudy:
+    """Probe every (task, layer) feature set. `callback(task, layer, result)` runs after each probe.
+
+    ``weighted_sum``: also probe each task's learned weighted sum of all its layers (row
+    ``WEIGHTED_SUM_LAYER``, after the layers); refused up front when a task's layers differ in width."""
     from tqdm.auto import tqdm
 
     if not features:
@@ -181,10 +204,20 @@ def run_layerwise_study(features: Mapping[str, Mapping[object, TaskFeatures]], c
         for layer in sorted(per_layer, key=_layer_key):
             if not isinstance(per_layer[layer], TaskFeatures):
                 raise TypeError(f"features[{task!r}][{layer!r}] must be TaskFeatures, got {type(per_layer[layer]).__name__}")
+            if layer in BASELINE_LAYERS:
+                raise ValueError(f"features[{task!r}]: {layer!r} is the label of a baseline row, not a layer")
             jobs.append((task, layer))
+        if weighted_sum:
+            check_equal_widths(per_layer, f"task {task!r}")
+            jobs.append((task, WEIGHTED_SUM_LAYER))
     study = LayerwiseStudy()
     for task, layer in tqdm(jobs, desc="layer-wise probe", disable=not progress):
-        res = linear_probe(features[task][layer], config, method=method)
+        if layer == WEIGHTED_SUM_LAYER:
+            per_layer = features[task]
+            res = weighted_sum_probe({l: per_layer[l] for l in sorted(per_layer, key=_layer_key)}, config)
+            study.layer_weights[task] = res.weights_by_layer()
+        else:
+            res = linear_probe(features[task][layer], config, method=method)
         common = {"layer": layer, "task": task, "lr": res.lr, "num_seeds": len(res.seeds), "dim": res.dim}
         study.rows.append({**common, "fold": "" if res.per_fold is None else FOLD_MEAN, "accuracy": res.accuracy,
                            "valid_accuracy": res.valid_mean, "std": res.std})
@@ -244,10 +277,15 @@ def plot_heatmap(study: LayerwiseStudy, path, groups: Mapping[str, Sequence[str]
     ax.set_ylabel("layer" if layers_as_rows else "task")
     ax.set_xlabel("task" if layers_as_rows else "layer")
     n_tasks = len(tasks)
+    n_layers = sum(l not in BASELINE_LAYERS for l in layers)  # baseline rows sort last
     if layers_as_rows:
         ax.axvline(n_tasks - 0.5, color="black", lw=1.5)
+        if n_layers < len(layers):
+            ax.axhline(n_layers - 0.5, color="black", lw=1.0, ls="--")
     else:
         ax.axhline(n_tasks - 0.5, color="black", lw=1.5)
+        if n_layers < len(layers):
+            ax.axvline(n_layers - 0.5, color="black", lw=1.0, ls="--")
     ax.set_title(title or "Linear evaluation test accuracy (%) per layer\n(colours scaled per column)", fontsize=10)
     fig.tight_layout()
     path = Path(path)

@@ -183,6 +183,9 @@ def read_layerwise(source, model_names: str | list[str] | None = None) -> list[d
     names = [model_names] if isinstance(model_names, str) else list(model_names or [])
     entries = _read_rows(source, ("layer", "task", "accuracy"), "layer-wise")
     entries = [e for e in entries if str(e[2].get("fold") or "").strip() in ("", "mean")]
+    from ..evaluation.study import BASELINE_LAYERS  # the weighted-sum row is a baseline, not a layer
+
+    entries = [e for e in entries if str(e[2]["layer"]).strip() not in BASELINE_LAYERS]
     if names:
         entries = _filter_model(entries, names, "layer-wise", explicit=len(names) == 1)
     out = []
