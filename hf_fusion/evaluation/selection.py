@@ -43,6 +43,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .study import BASELINE_LAYERS
+from .study import layer_sort_key as _layer_key
 
 PAPER_TASKS = ("esc50", "us8k", "spcv2", "vc1", "voxforge", "cremad", "gtzan", "nsynth", "surge")
 PAPER_LATE_TASKS = ("esc50", "us8k", "gtzan")
@@ -54,10 +55,6 @@ def canonical_task(name: str) -> str:
     """Lower-case, strip '-', '_', ' ' and map common aliases: 'ESC-50' -> 'esc50', 'CRM-D' -> 'cremad'."""
     key = re.sub(r"[-_\s]", "", str(name).lower())
     return _ALIASES.get(key, key)
-
-
-def _layer_key(layer):
-    return (0, layer, "") if isinstance(layer, (int, np.integer)) else (1, 0, str(layer))
 
 
 @dataclass

@@ -38,7 +38,7 @@ WEIGHTED_SUM_LAYER = "wsum"
 BASELINE_LAYERS = frozenset({WEIGHTED_SUM_LAYER})
 
 
-def _layer_key(layer):
+def layer_sort_key(layer):
     """Sort key: ints numerically first, then strings, then the baseline rows."""
     if isinstance(layer, (int, np.integer)):
         return (0, layer, "")
@@ -72,7 +72,7 @@ class LayerwiseStudy:
 
     @property
     def layers(self) -> list:
-        return sorted({r["layer"] for r in self.rows}, key=_layer_key)
+        return sorted({r["layer"] for r in self.rows}, key=layer_sort_key)
 
     def matrix(self, metric: str = "test") -> dict[str, dict]:
         """{task: {layer: accuracy}} view of the table; ``metric`` "test" (default) or "valid"."""
@@ -201,7 +201,7 @@ def run_layerwise_study(features: Mapping[str, Mapping[object, TaskFeatures]], c
     for task, per_layer in features.items():
         if not per_layer:
             raise ValueError(f"run_layerwise_study: task {task!r} has no layers")
-        for layer in sorted(per_layer, key=_layer_key):
+        for layer in sorted(per_layer, key=layer_sort_key):
             if not isinstance(per_layer[layer], TaskFeatures):
                 raise TypeError(f"features[{task!r}][{layer!r}] must be TaskFeatures, got {type(per_layer[layer]).__name__}")
             if layer in BASELINE_LAYERS:
@@ -214,7 +214,7 @@ def run_layerwise_study(features: Mapping[str, Mapping[object, TaskFeatures]], c
     for task, layer in tqdm(jobs, desc="layer-wise probe", disable=not progress):
         if layer == WEIGHTED_SUM_LAYER:
             per_layer = features[task]
-            res = weighted_sum_probe({l: per_layer[l] for l in sorted(per_layer, key=_layer_key)}, config)
+            res = weighted_sum_probe({l: per_layer[l] for l in sorted(per_layer, key=layer_sort_key)}, config)
             study.layer_weights[task] = res.weights_by_layer()
         else:
             res = linear_probe(features[task][layer], config, method=method)
