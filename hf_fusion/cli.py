@@ -369,6 +369,9 @@ def add_push_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     target = parser.add_argument_group("target")
     target.add_argument("--repo-id", help="Hub repo 'org/name'")
     target.add_argument("--org", help="instead of --repo-id: publish as ORG/<backbone>-fusion-<layers>")
+    target.add_argument("--force-name", action="store_true",
+                        help="keep a --repo-id whose name contradicts the model (another backbone or other layer "
+                             "numbers than the model's <backbone>-fusion-<layers>); refused without it")
     target.add_argument("--private", action="store_true", help="create the repo as private")
     target.add_argument("--revision", help="branch to push to (created if missing; default: main)")
     target.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
