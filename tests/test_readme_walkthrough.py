@@ -77,6 +77,11 @@ def test_walkthrough_runs_and_follows_its_outputs(walkthrough):
     # push named the repo after the model it pushed
     assert f"huggingface.co/my-org/{name}" in out and "Nothing was uploaded" in out
     assert json.loads((walk / "repo" / "config.json").read_text())["fusion_layers"] == layers
+    card = (walk / "repo" / "README.md").read_text()
+    assert f"- name: {name}" in card and "type: audio-classification" in card  # the model-index
+    why = card.split("### Why these layers", 1)[1].split("###", 1)[0]
+    assert f"M = {choice['middle']} (middle layer) and L = {choice['late']} (late layer)" in why
+    assert f"| **{choice['middle']} (M)** |" in why and f"| **{choice['late']} (L)** |" in why
     summary = json.loads((walk / "extraction.json").read_text())
     assert summary["model"] == "crepe-tiny" and summary["tasks"]["synth_pitch"]["splits"]["test"]["clips"] > 0
     assert {int(k) for k in summary["tasks"]["synth_pitch"]["layer_dims"]} == set(range(1, 8))
