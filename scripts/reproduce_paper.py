@@ -114,7 +114,8 @@ def main(argv=None) -> int:
         if args.layerwise:
             study = workflow.layerwise_study(caches, loaded.tappable_layers, config, folds=args.folds)
             choice = choose_layers(study, select_on=args.select_on)
-            write_study(study, out / preset.name / "layerwise", groups=choice.groups)
+            write_study(study, out / preset.name / "layerwise", groups=choice.groups, model=backbone,
+                        marks={choice.middle: "M", choice.late: "L"})
             choice.to_json(out / preset.name / "selection.json")
             print(f"{preset.name}: layer-wise choice M={choice.middle} L={choice.late} (paper: {preset.fusion_layers})")
         results = workflow.evaluate_fusion(loaded, caches, config, folds=args.folds)

@@ -258,7 +258,7 @@ def test_card_round_trips_with_model_index(ast_dry_run):
     assert layer_rows[4].startswith("| **5** |") and layer_rows[11].startswith("| **12** |")
     esc = f"{100 * expected['esc50']:.1f}"
     assert f"| ESC-50 | {esc} ±" in text
-    assert "M = 5 (middle) and L = 12 (late)" in text and "group_averages.middle | 62.0" in text
+    assert "M = 5 (middle layer) and L = 12 (late layer)" in text and "group_averages.middle | 62.0" in text
     summary = json.loads((out / "results.json").read_text())
     assert summary["unit"] == "fraction" and summary["fusion_layers"] == [5, 12]
     assert {r["task"]: r["accuracy"] for r in summary["results"]} == expected

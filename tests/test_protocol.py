@@ -256,9 +256,9 @@ def test_card_says_which_accuracy_chose_the_layers(tmp_path):
     config = hf_fusion.AudioFusionConfig(backbone="ast", backbone_config=dict(TINY_AST), fusion_layers=[1, 7])
     choice = choose_layers(_study(LATE_SHALLOW, LATE_SHALLOW))
     on_valid = render_model_card(config, "org/ast-fusion-1-7", selection=choice.to_dict()).text
-    assert "M = 7 (middle) and L = 1 (late)" in on_valid
-    assert "linear-probe validation accuracies (the test sets were not read)" in on_valid
+    assert "M = 7 (middle layer) and L = 1 (late layer)" in on_valid
+    assert "validation accuracies of the per-layer linear probes (the test sets were not read)" in on_valid
     assert "Note: L = layer 1" in on_valid and "does not hold" in on_valid
     on_test = choose_layers(_study(LATE_SHALLOW, LATE_SHALLOW), select_on="test").to_dict()
     text = render_model_card(config, "org/ast-fusion-1-7", selection=on_test).text
-    assert "test accuracies, as in the paper (the test sets influenced the choice)" in text
+    assert "test accuracies of the per-layer linear probes, as in the paper (the test sets influenced the choice)" in text

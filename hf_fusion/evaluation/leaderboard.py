@@ -93,20 +93,12 @@ class LeaderboardEntry:
         return asdict(self)
 
 
-@contextlib.contextmanager
 def _locked(path: Path):
-    """Exclusive advisory lock on `<path>.lock` (POSIX fcntl; no-op where unavailable)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield
-        return
-    with open(str(path) + ".lock", "a") as lock:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+    """Exclusive advisory lock on `<path>.lock` (POSIX flock; no-op where unavailable), removed again
+    afterwards so no empty lock file is left beside the leaderboard (safe: see ``FileLock``)."""
+    from ..extraction.locks import locked
+
+    return locked(Path(str(path) + ".lock"), remove=True)
 
 
 def _parse_lines(text: str, path) -> list[LeaderboardEntry]:

@@ -232,16 +232,20 @@ def run_layerwise_study(features: Mapping[str, Mapping[object, TaskFeatures]], c
 
 
 def plot_heatmap(study: LayerwiseStudy, path, groups: Mapping[str, Sequence[str]] | None = None,
-                 title: str | None = None, layers_as_rows: bool = True, dpi: int = 120) -> Path:
+                 title: str | None = None, layers_as_rows: bool = True, dpi: int = 120,
+                 model: str | None = None, marks: Mapping[object, str] | None = None) -> Path:
     """Heatmap PNG in the style of the paper's Fig. 2-4: accuracy (%) written in every cell.
 
     Colours are normalised per task column (each task's best layer is darkest), so that the layer
-    trend is visible for tasks of different difficulty. `groups` ({"middle": [...], "late": [...]},
-    e.g. `LayerChoice.groups`) adds one average column per group; an "all" average is always added.
+    trend is visible for tasks of different difficulty; the title says so. `groups` ({"middle": [...],
+    "late": [...]}, e.g. `LayerChoice.groups`) adds one average column per group; an "all" average is
+    always added. `model` names the studied model in the title; `marks` ({layer: "M", layer: "L"})
+    labels and outlines the chosen layers.
     """
     import matplotlib
 
     matplotlib.use("Agg", force=False)
+    import matplotlib.patches
     import matplotlib.pyplot as plt
 
     mat = study.matrix()
@@ -260,7 +264,8 @@ def plot_heatmap(study: LayerwiseStudy, path, groups: Mapping[str, Sequence[str]
     M = np.concatenate(cols, axis=1)
     lo, hi = np.nanmin(M, axis=0, keepdims=True), np.nanmax(M, axis=0, keepdims=True)
     norm = np.where(hi > lo, (M - lo) / np.where(hi > lo, hi - lo, 1), 1.0)
-    rowlab = [str(l) for l in layers]
+    marks = {str(k): v for k, v in (marks or {}).items()}
+    rowlab = [f"{l} ({marks[str(l)]})" if str(l) in marks else str(l) for l in layers]
     if not layers_as_rows:
         M, norm = M.T, norm.T
     nr, nc = M.shape
@@ -286,7 +291,17 @@ def plot_heatmap(study: LayerwiseStudy, path, groups: Mapping[str, Sequence[str]
         ax.axhline(n_tasks - 0.5, color="black", lw=1.5)
         if n_layers < len(layers):
             ax.axvline(n_layers - 0.5, color="black", lw=1.0, ls="--")
-    ax.set_title(title or "Linear evaluation test accuracy (%) per layer\n(colours scaled per column)", fontsize=10)
+    for k, layer in enumerate(layers):  # outline the chosen layers' row (column) and embolden their label
+        if str(layer) in marks:
+            x, y, w, h = (-0.5, k - 0.5, nc, 1) if layers_as_rows else (k - 0.5, -0.5, 1, nr)
+            ax.add_patch(matplotlib.patches.Rectangle((x, y), w, h, fill=False, edgecolor="#d62728", lw=2))
+            (ax.get_yticklabels() if layers_as_rows else ax.get_xticklabels())[k].set_fontweight("bold")
+    if title is None:
+        title = (f"{model}: " if model else "") + "linear evaluation test accuracy (%) per layer"
+        title += "\ncolours scaled per column (darkest = the column's best)"
+        if marks:
+            title += "; " + ", ".join(f"{v} = layer {k}" for k, v in marks.items())
+    ax.set_title(title, fontsize=10)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -295,8 +310,9 @@ def plot_heatmap(study: LayerwiseStudy, path, groups: Mapping[str, Sequence[str]
     return path
 
 
-def write_study(study: LayerwiseStudy, out_dir, groups=None, title=None) -> dict[str, Path]:
-    """Write layerwise.csv, layerwise.json and layerwise.png into `out_dir`; returns the paths."""
+def write_study(study: LayerwiseStudy, out_dir, groups=None, title=None, model=None, marks=None) -> dict[str, Path]:
+    """Write layerwise.csv, layerwise.json and layerwise.png into `out_dir`; returns the paths
+    (`model`, `marks`: see :func:`plot_heatmap`)."""
     out = Path(out_dir)
     return {"csv": study.to_csv(out / "layerwise.csv"), "json": study.to_json(out / "layerwise.json"),
-            "png": plot_heatmap(study, out / "layerwise.png", groups=groups, title=title)}
+            "png": plot_heatmap(study, out / "layerwise.png", groups=groups, title=title, model=model, marks=marks)}

@@ -157,6 +157,7 @@ def extract_features(
     splits: Sequence[str] | None = None,
     long_clip_seconds: float | None = 120.0,
     window_seconds: float = 60.0,
+    model_name: str | None = None,
 ) -> FeatureCache:
     """Extract (or reuse) the Eq.1+Eq.3 vector of every requested layer for every split of ``data``.
 
@@ -182,6 +183,7 @@ def extract_features(
             alone in windows of ``window_seconds`` with exact context (:mod:`.windows`; CREPE, VGGish,
             CNN14 with per-frame Eq.1), so peak memory follows the window, not the clip (a 1-hour file
             needs the memory of a minute); the vector equals the whole-clip one to ~1e-6 relative.
+        model_name: what the progress bars call the model (default: its backbone, e.g. ``crepe-tiny``).
     Returns:
         A :class:`FeatureCache` of the task (``.load(layer_or_layers, split) -> (X, y)``).
     """
@@ -230,7 +232,7 @@ def extract_features(
         _extract_split(
             model, feature_extractor, ds, split, task_name, folder, layers, dims, batch_size,
             batches_per_shard, on_error, accelerator, progress, audio_column, input_column,
-            long_clip_seconds, window_seconds,
+            long_clip_seconds, window_seconds, model_name or _model_label(model),
         )
         folders[split] = [folder] + [g for g in _complete_groups(split_dir, []) if g != folder]
     return FeatureCache(task_name, folders, model_info,
@@ -252,10 +254,17 @@ def _split_folder(task_dir: Path, split: str, ds: Dataset, audio_column: str, in
     return task_dir / f"{split}-{dataset_fingerprint(ds, audio_column, extra)}"
 
 
+def _model_label(model) -> str:
+    """``crepe-tiny``, ``ast``, ...: the backbone (and its CREPE capacity) of the model being extracted."""
+    capacity = dict(model.config.backbone_config or {}).get("capacity")
+    return f"{model.config.backbone}-{capacity}" if capacity else str(model.config.backbone)
+
+
 def _extract_split(
     model, feature_extractor, ds: Dataset, split: str, task_name: str, folder: Path, layers: list[int],
     dims: dict[int, int], batch_size: int, batches_per_shard: int, on_error: str, accelerator, progress: bool,
     audio_column: str, input_column: str, long_clip_seconds: float | None = None, window_seconds: float = 60.0,
+    model_name: str = "",
 ) -> None:
     if "label" not in ds.column_names:
         raise ValueError(f"{task_name}/{split}: the data has no 'label' column (columns {ds.column_names})")
@@ -304,7 +313,7 @@ def _extract_split(
     model.to(device).eval()
     bar = tqdm(
         total=sum(bounds[j][1] - bounds[j][0] for j in mine), initial=sum(bounds[j][1] - bounds[j][0] for j in mine if j not in todo),
-        desc=f"{task_name}/{split}: {len(layers)} layer(s)", unit="clip",
+        desc=f"{model_name + ' ' if model_name else ''}{task_name}/{split}: {len(layers)} layer(s)", unit="clip",
         disable=not progress or not accelerator.is_local_main_process,
     )
     skipped: list[str] = []

@@ -104,27 +104,48 @@ def clean_temporaries(shards_dir: Path) -> list[Path]:
 
 
 class FileLock:
-    """An exclusive ``flock`` on ``path`` (the file is created, never removed: removing would race)."""
+    """An exclusive ``flock`` on ``path`` (created if missing).
 
-    def __init__(self, path: Path):
+    ``remove=True`` deletes the file on release, while still holding the lock. That is safe because
+    :meth:`acquire` re-checks, once locked, that ``path`` still names the file it locked: a process that
+    waited on a file removed meanwhile finds it gone (or replaced) and locks the current one instead,
+    so two processes never both hold "the" lock on two different files.
+    """
+
+    def __init__(self, path: Path, remove: bool = False):
         self.path = Path(path)
+        self.remove = remove
         self._fd: int | None = None
 
     def acquire(self, blocking: bool = True) -> bool:
         """Take the lock; False when ``blocking=False`` and another process holds it."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        if fcntl is not None:
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            if fcntl is None:
+                break
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
             except BlockingIOError:
                 os.close(fd)
                 return False
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except FileNotFoundError:  # removed by the holder we waited for
+                same = False
+            if same:
+                break
+            os.close(fd)  # locked a file that is no longer at self.path: lock the current one
         self._fd = fd
         return True
 
     def release(self) -> None:
         if self._fd is not None:
+            if self.remove and fcntl is not None:
+                try:  # still locked: nobody can be using this file as their lock right now
+                    os.unlink(self.path)
+                except FileNotFoundError:
+                    pass
             os.close(self._fd)  # closing drops the flock
             self._fd = None
 
@@ -137,9 +158,10 @@ class FileLock:
 
 
 @contextmanager
-def locked(path: Path):
-    """``with locked(folder / ".lock"):`` an exclusive, blocking lock for a short critical section."""
-    lock = FileLock(path)
+def locked(path: Path, remove: bool = False):
+    """``with locked(folder / ".lock"):`` an exclusive, blocking lock for a short critical section
+    (``remove=True``: the lock file is deleted afterwards, see :class:`FileLock`)."""
+    lock = FileLock(path, remove=remove)
     lock.acquire()
     try:
         yield lock

@@ -291,7 +291,7 @@ def _flatten(prefix: str, value: Any, out: list[dict[str, str]]) -> None:
     elif isinstance(value, float):
         out.append({"key": prefix, "value": _pct(value) if 0.0 <= value <= 1.0 else f"{value:.4g}"})
     else:
-        out.append({"key": prefix, "value": json.dumps(value) if isinstance(value, (list, dict)) else str(value)})
+        out.append({"key": prefix, "value": ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)})
 
 
 def _setting(value: Any) -> Any:
@@ -302,6 +302,73 @@ def _setting(value: Any) -> Any:
         text = json.dumps(value, sort_keys=True)
         return text if len(text) <= 80 else "(see preprocessor_config.json)"
     return value
+
+
+_KNOWN_SELECTION_KEYS = {"m", "l", "middle", "late", "groups", "group_source", "layers", "middle_average",
+                         "late_average", "best_layer_per_task", "m_equals_l", "rule", "selected_on",
+                         "late_not_deeper", "warning", "rule_name", "pairs", "pairs_cost"}
+
+
+def _listing(items) -> str:
+    return ", ".join(f"`{x}`" for x in items) if items else "none"
+
+
+def selection_context(selection: Mapping[str, Any], layers: list[int]) -> dict[str, Any]:
+    """The card's "Why these layers" section from a selection JSON (``LayerChoice.to_json`` or a plain
+    ``{"M": .., "L": ..}``): prose naming the rule, the accuracy read and the task groups, a per-layer
+    table of the group averages with M and L marked, the pairs rule's candidates, and any further scalar
+    quantities as a two-column table (never raw JSON)."""
+    middle, late = _selected_layers(selection)
+    out: dict[str, Any] = {"selection_layer_rows": [], "selection_pair_rows": [], "selection_rows": []}
+    if middle is None or late is None:
+        out["selection_text"] = "Chosen from the layer-wise study; the selection summary follows."
+    else:
+        if sorted({middle, late}) != sorted(set(layers)):
+            raise ValueError(
+                f"selection chose M={middle}, L={late} but the model fuses layers {layers}; "
+                "pass the selection file of this model (or none)"
+            )
+        read = {"valid": "the validation accuracies of the per-layer linear probes (the test sets were not read)",
+                "test": "the test accuracies of the per-layer linear probes, as in the paper (the test sets "
+                        "influenced the choice)"}
+        text = [f"M = {middle} (middle layer) and L = {late} (late layer) were chosen from the layer-wise study, "
+                f"reading {read.get(str(selection.get('selected_on')), 'the per-layer linear-probe accuracies')}."]
+        groups = selection.get("groups") or {}
+        if groups:
+            source = {"paper": "the paper's groups", "user": "groups given by hand",
+                      "derived": "groups derived from the study (a task is late when its best layer lies in the "
+                                 "deeper half of the span of all tasks' best layers)",
+                      "derived-single": "every task peaks at the same layer, so both groups are all tasks"}
+            text.append(f"L is the best layer on average over the late tasks ({_listing(groups.get('late'))}) and M "
+                        f"the best over the middle tasks ({_listing(groups.get('middle'))}); "
+                        f"{source.get(str(selection.get('group_source')), 'task groups as recorded')}.")
+        if selection.get("m_equals_l"):
+            text.append("The middle tasks' best layer was L itself, so M is their second-best layer.")
+        if selection.get("pairs"):
+            cost = selection.get("pairs_cost") or {}
+            text.append(f"The pairs rule then probed {len(selection['pairs'])} fused (M, L) candidates and kept the "
+                        "best mean accuracy over all tasks" + (f" ({cost['probes']} probes)" if "probes" in cost else "")
+                        + ".")
+        if selection.get("warning"):
+            text.append(f"Note: {selection['warning']}")
+        out["selection_text"] = " ".join(text)
+    mid_avg, late_avg = selection.get("middle_average") or {}, selection.get("late_average") or {}
+    best = selection.get("best_layer_per_task") or {}
+    for layer in sorted({*mid_avg, *late_avg}, key=lambda x: (len(str(x)), str(x))):
+        mark = " ".join(name for name, chosen in (("M", middle), ("L", late)) if str(chosen) == str(layer))
+        tasks = [t for t, b in best.items() if str(b) == str(layer)]
+        out["selection_layer_rows"].append({
+            "layer": f"**{layer} ({mark})**" if mark else str(layer),
+            "middle": _pct(mid_avg.get(layer)), "late": _pct(late_avg.get(layer)),
+            "best_for": ", ".join(tasks) if tasks else "",
+        })
+    for pair, score in sorted((selection.get("pairs") or {}).items(), key=lambda kv: -kv[1]):
+        chosen = pair == "-".join(str(x) for x in sorted(x for x in (middle, late) if x is not None))
+        out["selection_pair_rows"].append({"pair": f"**{pair}** (chosen)" if chosen else pair, "score": _pct(score)})
+    for key, value in selection.items():
+        if key.lower() not in _KNOWN_SELECTION_KEYS:
+            _flatten(key, value, out["selection_rows"])
+    return out
 
 
 def card_context(
@@ -356,33 +423,14 @@ def card_context(
         "short_name_tasks": [r["task"] for r in results if not hub_dataset(r["task"])],
         "selection": selection,
         "selection_text": None,
+        "selection_layer_rows": [],
+        "selection_pair_rows": [],
         "selection_rows": [],
         "layerwise_tasks": [],
         "layerwise_rows": [],
     }
     if selection:
-        middle, late = _selected_layers(selection)
-        if middle is not None and late is not None:
-            if sorted({middle, late}) != sorted(set(layers)):
-                raise ValueError(
-                    f"selection chose M={middle}, L={late} but the model fuses layers {layers}; "
-                    "pass the selection file of this model (or none)"
-                )
-            read = {"valid": "validation accuracies (the test sets were not read)",
-                    "test": "test accuracies, as in the paper (the test sets influenced the choice)"}
-            ctx["selection_text"] = (
-                f"Chosen from the layer-wise study: M = {middle} (middle) and L = {late} (late), "
-                "by the selection rule applied to the per-layer linear-probe "
-                + read.get(str(selection.get("selected_on")), "accuracies") + "."
-                + (f" Note: {selection['warning']}" if selection.get("warning") else "")
-            )
-        else:
-            ctx["selection_text"] = "Chosen from the layer-wise study; the selection summary follows."
-        rows: list[dict[str, str]] = []
-        for key, value in selection.items():
-            if key.lower() not in ("m", "l", "middle", "late"):
-                _flatten(key, value, rows)
-        ctx["selection_rows"] = rows
+        ctx.update(selection_context(selection, layers))
     if layerwise:
         tasks = list(dict.fromkeys(r["task"] for r in layerwise))
         by_layer: dict[int, dict[str, dict[str, Any]]] = {}

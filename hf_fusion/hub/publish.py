@@ -27,6 +27,7 @@ from hf_fusion.configuration_fusion import fusion_model_name
 from hf_fusion.feature_extraction_fusion import FusedAudioFeatureExtractor
 from hf_fusion.modeling_classification import AudioFusionForAudioClassification
 from hf_fusion.modeling_fusion import AudioFusionModel
+from hf_fusion.naming import repo_name_conflicts
 
 from .cards import render_model_card, results_summary
 from . import presets
@@ -52,6 +53,27 @@ def validate_hub_repo_id(repo_id: str) -> str:
     except HFValidationError as err:
         raise PublishError(f"invalid repo id {repo_id!r}: {err}") from None
     return repo_id
+
+
+def backbone_aliases(config) -> tuple[str, ...]:
+    """Further words that name this model's backbone in a repo name: for ``hf``, the wrapped model type."""
+    if config.backbone != "hf":
+        return ()
+    model_type = str(dict(config.backbone_config).get("model_config", {}).get("model_type", ""))
+    return (model_type, "ast") if model_type == "audio-spectrogram-transformer" else (model_type,)
+
+
+def check_repo_name(repo_id: str, backbone: str, layers, aliases: tuple[str, ...] = (), force: bool = False) -> None:
+    """Refuse a repo name that contradicts the model (another backbone, other layer numbers; see
+    :func:`hf_fusion.naming.repo_name_conflicts`) unless ``force`` (``--force-name``)."""
+    org, name = repo_id.split("/")
+    problems = repo_name_conflicts(name, backbone, list(layers), aliases)
+    if problems and not force:
+        right = fusion_model_name(backbone, layers)
+        raise PublishError(
+            f"repo name {name!r} contradicts the model {right}: {'; '.join(problems)}. Use --repo-id {org}/{right} "
+            f"(or --org {org}), or pass --force-name to keep the name"
+        )
 
 
 def resolve_token(token: str | None = None) -> str:
@@ -168,13 +190,15 @@ def assemble_repo_folder(
     source_checkpoint: str | None = None,
     license: str | None = None,
     overwrite: bool = False,
+    force_name: bool = False,
 ) -> Path:
     """Write the complete repo folder for ``model`` (saved folder or model) into ``out_dir`` and check it.
 
     The model and feature extractor are re-saved (safetensors, ``auto_map``, the package's current remote
     code); ``results`` / ``layerwise`` / ``selection`` go into the card and ``results.json``
     (see :func:`hf_fusion.hub.cards.render_model_card`). A non-empty ``out_dir`` is refused unless
-    ``overwrite`` (stale files would be uploaded too). A classifier's card reports its own probe run
+    ``overwrite`` (stale files would be uploaded too); a ``repo_id`` whose name contradicts the model
+    (:func:`check_repo_name`) unless ``force_name``. A classifier's card reports its own probe run
     (``config.probe``); ``results`` / ``layerwise`` / ``selection`` are refused for it.
     """
     validate_hub_repo_id(repo_id)
@@ -189,6 +213,9 @@ def assemble_repo_folder(
         raise PublishError(f"--out {out} is a file, not a folder")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise PublishError(f"output folder {out} is not empty; choose a new one or pass --overwrite")
+    if isinstance(model, AudioFusionModel) or (Path(model) / "config.json").is_file():  # before loading weights
+        config = model.config if isinstance(model, AudioFusionModel) else AudioFusionModel.config_class.from_pretrained(model)
+        check_repo_name(repo_id, config.backbone, config.fusion_layers, backbone_aliases(config), force=force_name)
     fused, extractor = _load_model(model)  # a missing or broken model fails here, before --out is touched
     classifier = isinstance(fused, AudioFusionForAudioClassification)
     if classifier:
@@ -333,6 +360,7 @@ def publish_model(
     create_pr: bool = False,
     commit_message: str | None = None,
     overwrite: bool = False,
+    force_name: bool = False,
     **card_options,
 ) -> PublishResult:
     """Assemble the repo folder of ``model`` and (unless ``dry_run``) upload it to ``repo_id``.
@@ -347,7 +375,7 @@ def publish_model(
     temporary = out_dir is None
     folder = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="hf-fusion-push-"))
     try:
-        assemble_repo_folder(model, folder, repo_id, overwrite=overwrite, **card_options)
+        assemble_repo_folder(model, folder, repo_id, overwrite=overwrite, force_name=force_name, **card_options)
         result = PublishResult(folder=folder, repo_id=repo_id, files=upload_plan(folder))
         if not dry_run:
             result.commit = push_folder(
@@ -416,6 +444,9 @@ def _run_push(args: argparse.Namespace) -> int:
     else:
         raise PublishError("give --repo-id org/name (or --org ORG to use the fused model's name)")
     validate_hub_repo_id(repo_id)
+    early_layers = layers or getattr(PRESET_FOR_BACKBONE.get(backbone), "fusion_layers", None)
+    if not args.model and backbone != "hf" and early_layers:  # before converting (a folder: once loaded)
+        check_repo_name(repo_id, backbone, early_layers, force=args.force_name)
     token = None if args.dry_run else resolve_token(args.token)  # fail before any conversion or upload
 
     with tempfile.TemporaryDirectory(prefix="hf-fusion-convert-") as tmp:
@@ -439,6 +470,7 @@ def _run_push(args: argparse.Namespace) -> int:
             create_pr=args.create_pr,
             commit_message=args.commit_message,
             overwrite=args.overwrite,
+            force_name=args.force_name,
             results=args.results,
             layerwise=args.layerwise,
             selection=args.selection,
