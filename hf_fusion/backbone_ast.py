@@ -125,6 +125,7 @@ class ASTBackbone(TappedBackbone):
     checkpoint_help = f"a transformers AST checkpoint (Hub id or folder) or timm .pth, e.g. {PAPER_CHECKPOINT}"
     card_template = "ast.md"
     license = "bsd-3-clause"
+    repo_words = ("ast",)
 
     @classmethod
     def tap_description(cls, backbone_config: dict[str, Any], layer: int) -> str:

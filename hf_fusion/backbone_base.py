@@ -114,6 +114,14 @@ class TappedBackbone(nn.Module):
     #: model card: the family template in ``hub_cards/`` and the original weights' license (Hub id)
     card_template: ClassVar[str] = "hf_encoder.md"
     license: ClassVar[str | None] = None
+    #: words that name this backbone anywhere in a Hub repo name (``push`` refuses a name naming another)
+    repo_words: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def repo_aliases(cls, backbone_config: dict[str, Any] | None) -> tuple[str, ...] | None:
+        """Further words that name this model in a repo name (e.g. a wrapped model type); None when they
+        cannot be known without its ``backbone_config`` (None given)."""
+        return ()
 
     @classmethod
     def preset(cls) -> tuple[int, ...] | None:

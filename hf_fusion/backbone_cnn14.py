@@ -96,6 +96,7 @@ class Cnn14Backbone(TappedBackbone):
                        "(32 kHz: pass sample_rate=32000)")
     card_template = "cnn14.md"
     license = "mit"
+    repo_words = ("cnn14", "panns")
 
     @classmethod
     def window_rule(cls, frontend: dict[str, Any]) -> WindowRule:

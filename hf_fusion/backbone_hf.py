@@ -113,6 +113,14 @@ class HFEncoderBackbone(TappedBackbone):
     checkpoint_help = "a transformers audio encoder: Hub id or folder"
 
     @classmethod
+    def repo_aliases(cls, backbone_config: dict[str, Any] | None) -> tuple[str, ...] | None:
+        """The wrapped model type (``wav2vec2``; an AST through this path also answers to ``ast``)."""
+        if backbone_config is None:
+            return None
+        model_type = str((backbone_config.get("model_config") or {}).get("model_type", ""))
+        return (model_type, "ast") if model_type == "audio-spectrogram-transformer" else (model_type,)
+
+    @classmethod
     def parse_cli_name(cls, spec: str) -> tuple[str | None, dict[str, Any]] | None:
         """``hf:<model id or path>``."""
         if not spec.startswith(f"{cls.name}:"):

@@ -89,6 +89,7 @@ class VGGishBackbone(TappedBackbone):
     checkpoint_help = "the torchvggish state dict, e.g. vggish-10086976.pth"
     card_template = "vggish.md"
     license = "apache-2.0"
+    repo_words = ("vggish",)
 
     @classmethod
     def window_rule(cls, frontend: dict[str, Any]) -> WindowRule:

@@ -56,11 +56,8 @@ def validate_hub_repo_id(repo_id: str) -> str:
 
 
 def backbone_aliases(config) -> tuple[str, ...]:
-    """Further words that name this model's backbone in a repo name: for ``hf``, the wrapped model type."""
-    if config.backbone != "hf":
-        return ()
-    model_type = str(dict(config.backbone_config).get("model_config", {}).get("model_type", ""))
-    return (model_type, "ast") if model_type == "audio-spectrogram-transformer" else (model_type,)
+    """Further words that name this model's backbone in a repo name (the backbone's ``repo_aliases``)."""
+    return config.backbone_class.repo_aliases(dict(config.backbone_config)) or ()
 
 
 def check_repo_name(repo_id: str, backbone: str, layers, aliases: tuple[str, ...] = (), force: bool = False) -> None:
@@ -444,8 +441,11 @@ def _run_push(args: argparse.Namespace) -> int:
     else:
         raise PublishError("give --repo-id org/name (or --org ORG to use the fused model's name)")
     validate_hub_repo_id(repo_id)
-    early_layers = layers or getattr(PRESET_FOR_BACKBONE.get(backbone), "fusion_layers", None)
-    if not args.model and backbone != "hf" and early_layers:  # before converting (a folder: once loaded)
+    early_layers = layers or getattr(preset_for_backbone.get(backbone), "fusion_layers", None)
+    from hf_fusion.backbones import get_backbone_class
+
+    knowable = backbone is not None and get_backbone_class(backbone).repo_aliases(None) is not None
+    if not args.model and knowable and early_layers:  # before converting (a folder, or hf: once loaded)
         check_repo_name(repo_id, backbone, early_layers, force=args.force_name)
     token = None if args.dry_run else resolve_token(args.token)  # fail before any conversion or upload
 
