@@ -153,3 +153,25 @@ def test_backbone_autocast_scope(crepe):
     assert inside.dtype == torch.float32 and taps[7].dtype == torch.bfloat16
     with torch.inference_mode():
         assert model.tap(x["input_values"], [7])[7].dtype == torch.float32  # restored
+
+
+@pytest.mark.slow
+def test_crop_decode_workers_bit_identical(tmp_path, variable):
+    """The CLI's path (``--decode-workers``): cropping decodes in workers, same crops and skipped files."""
+    from datasets import DatasetDict
+
+    from hf_fusion.tasks.clips import crop_clips, crop_decode_workers
+    from hf_fusion.tasks.validate import skipped_at_load
+
+    data = DatasetDict(train=variable[0])
+    plain = crop_clips(data, 1.0, seed=1, on_error="skip", cache_dir=tmp_path / "plain")
+    with crop_decode_workers(1):
+        fast = crop_clips(data, 1.0, seed=1, on_error="skip", cache_dir=tmp_path / "fast")
+    assert skipped_at_load(fast) == skipped_at_load(plain) and len(skipped_at_load(plain)["train"]) == 1
+    a = np.asarray(plain["train"].with_format("numpy")["input_values"])
+    b = np.asarray(fast["train"].with_format("numpy")["input_values"])
+    assert a.shape == (len(SECONDS), 16000) and np.abs(a).max() > 0
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="decode workers"):
+        with crop_decode_workers(-2):
+            pass
