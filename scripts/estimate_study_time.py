@@ -108,7 +108,9 @@ def main(argv=None) -> None:
     p.add_argument("--frontend-rate", type=float, default=50000.0,
                    help="audio s per s of the front end on the accelerator (assumption, default 5e4)")
     p.add_argument("--write-mbps", type=float, default=300.0, help="MB/s of the arrow writer (default 300)")
-    p.add_argument("--probe-tflops", type=float, default=5.0, help="sustained TFLOP/s of the small probe GEMMs")
+    p.add_argument("--probe-tflops", type=float, default=20.0,
+                   help="sustained TFLOP/s of the probes (batched 4 lrs x 3 seeds, batch 200: memory-bound GEMMs; "
+                        "default 20, an assumption; this CPU: 0.12, scripts/bench_probe_floor.py)")
     p.add_argument("--probe-epochs", type=float, default=100.0, help="mean epochs per probe (early stopping; max 200)")
     p.add_argument("--target-hours", type=float, default=1.0)
     args = p.parse_args(argv)
