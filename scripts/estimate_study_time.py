@@ -129,7 +129,7 @@ def main(argv=None) -> None:
           f"{args.write_mbps:g} MB/s, probes {args.probe_epochs:g} epochs at {args.probe_tflops:g} TFLOP/s\n")
     print("| backbone | task | GFLOP/clip | GFLOP per audio s | backbone | write | probes |")
     print("|---|---|---:|---:|---:|---:|---:|")
-    per_second = {}
+    per_second, probe_by_task = {}, dict.fromkeys(TASKS, 0.0)
     for backbone in BACKBONES:
         for task, (n, seconds, classes, folds) in TASKS.items():
             flops, floats, config = clip_flops(backbone, seconds)
@@ -148,6 +148,7 @@ def main(argv=None) -> None:
             totals["backbone"] += t_bb
             totals["write"] += t_wr
             totals["probes"] += t_pr
+            probe_by_task[task] += t_pr
             print(f"| {backbone} | {task} | {flops / 1e9:.1f} | {flops / seconds / 1e9:.2f} | {fmt(t_bb)} | "
                   f"{fmt(t_wr)} | {fmt(t_pr)} |")
     total = sum(totals.values())
@@ -156,6 +157,9 @@ def main(argv=None) -> None:
     for stage, t in sorted(totals.items(), key=lambda kv: -kv[1]):
         print(f"| {stage} | {fmt(t)} | {t / total:.0%} |")
     print(f"| **whole study** | **{fmt(total)}** | |")
+    extraction = total - totals["probes"]
+    print(f"\nextraction alone (decode + front end + backbone + write): {fmt(extraction)}; probes alone: "
+          f"{fmt(totals['probes'])}, of which vc1 (1251 classes) {fmt(probe_by_task['vc1'])}")
     bound = max(totals, key=totals.get)
     target = args.target_hours * 3600
     verdict = "meets" if total <= target else "misses"
