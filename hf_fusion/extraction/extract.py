@@ -16,6 +16,12 @@ disk every batch, so memory does not grow with the number of clips.
 
 Several processes (``accelerate launch``) share the shards round-robin by ``process_index``; the
 main process writes ``meta.json`` after ``wait_for_everyone()``.
+
+Speed options (issue 12; defaults = the plain path above): ``decode_workers`` decodes an ``Audio``
+column in worker processes feeding the same batches in order (:mod:`.decoding`); ``bucket_by_length``
+computes a shard in length-sorted batches first and writes its rows in order (:mod:`.bucketing`);
+``dtype`` runs the backbone under autocast (:mod:`.precision`). All three enter ``_extract_split``
+through ``prepare_shard`` and ``compute``.
 """
 
 from __future__ import annotations
