@@ -68,8 +68,8 @@ def model_for(backbone: str, seconds: float):
     return model, fe, shape
 
 
-def clip_flops(backbone: str, seconds: float) -> tuple[float, int]:
-    """(FLOPs of one clip's all-layer forward, floats of its all-layer vectors)."""
+def clip_flops(backbone: str, seconds: float):
+    """(FLOPs of one clip's all-layer forward, floats of its all-layer vectors, the model config)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 

@@ -175,3 +175,22 @@ def test_crop_decode_workers_bit_identical(tmp_path, variable):
     with pytest.raises(ValueError, match="decode workers"):
         with crop_decode_workers(-2):
             pass
+
+
+def test_study_estimate_counts_vggish_flops():
+    """scripts/estimate_study_time.py counts FLOPs on the meta device: VGGish on a 1 s clip is one 96x64
+    example, whose convolutions and FC layers cost 2 * MACs = 1.7278 GFLOP by hand (Table I shapes)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "estimate_study_time.py"
+    spec = importlib.util.spec_from_file_location("estimate_study_time", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    convs = [(1, 64, 96 * 64), (64, 128, 48 * 32), (128, 256, 24 * 16), (256, 256, 24 * 16), (256, 512, 12 * 8),
+             (512, 512, 12 * 8)]
+    by_hand = sum(2 * 9 * c_in * c_out * pixels for c_in, c_out, pixels in convs)
+    by_hand += 2 * (512 * 6 * 4 * 4096 + 4096 * 4096 + 4096 * 128)
+    flops, floats, _ = module.clip_flops("vggish", 1.0)
+    assert flops == pytest.approx(by_hand, rel=1e-3), (flops, by_hand)
+    assert floats == 6 * 4096 + 2 * 4096 + 128  # the 9 tapped layers' dims
