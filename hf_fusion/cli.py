@@ -77,6 +77,13 @@ def _add_run_args(p: argparse.ArgumentParser, out_help: str = "output folder") -
     p.add_argument("--ast-normalization", choices=("task", "audioset", "model"), default="task",
                    help="AST fbank normalisation: the task's statistics over up to 5000 training clips, as the "
                         "authors (default); AudioSet's constants; or the model's saved ones")
+    p.add_argument("--decode-workers", type=int, default=0, metavar="N",
+                   help="processes decoding + resampling audio ahead of the model (default 0: in this process); "
+                        "same clips, same cache")
+    p.add_argument("--bucket-by-length", action="store_true",
+                   help="batch clips of similar length (variable-length audio only: less padding)")
+    p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help="backbone precision (autocast; front end and pooling stay fp32); not fp32 = its own cache")
 
 
 def _add_probe_args(p: argparse.ArgumentParser) -> None:
@@ -105,7 +112,8 @@ def _load(args):
     tasks = workflow.load_tasks(args.task, args.task_dir, loaded.feature_extractor.sampling_rate,
                                 root=args.task_root, clip_seconds=args.clip_seconds,
                                 allow_outside=args.allow_outside_task_dir, on_error=getattr(args, "on_error", "raise"),
-                                cache_dir=getattr(args, "cache_dir", None))
+                                cache_dir=getattr(args, "cache_dir", None),
+                                decode_workers=getattr(args, "decode_workers", 0))
     return loaded, tasks
 
 
@@ -117,7 +125,9 @@ def _extract(args, loaded, tasks, layers="all", task_models=None):
     _describe_folds(tasks, getattr(args, "folds", None))
     caches = workflow.extract_tasks(loaded, tasks, layers, cache_dir=args.cache_dir, batch_size=args.batch_size,
                                     on_error=args.on_error, input_frames=args.ast_frames,
-                                    normalization=args.ast_normalization, task_models=task_models)
+                                    normalization=args.ast_normalization, task_models=task_models,
+                                    decode_workers=args.decode_workers, bucket_by_length=args.bucket_by_length,
+                                    dtype=args.dtype)
     for name, per_split in workflow.skipped_files(caches).items():
         for split, files in per_split.items():  # one line per split naming every skipped file
             print(f"  {name}/{split}: skipped {len(files)} unreadable audio file(s): {', '.join(files)}")

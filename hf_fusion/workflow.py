@@ -170,7 +170,7 @@ def task_clip_seconds(task_dir: Path) -> float:
 
 def load_tasks(names: Sequence[str], dirs: Sequence[str], sampling_rate: int, root: str | None = None,
                clip_seconds: float | None = None, seed: int = 0, allow_outside: bool = False,
-               on_error: str = "raise", cache_dir=None) -> dict:
+               on_error: str = "raise", cache_dir=None, decode_workers: int = 0) -> dict:
     """{task name: DatasetDict with a fixed-length ``input_values`` column} for registered names and folders.
 
     The cropped clips are memory-mapped arrow files under ``cache_dir/clips`` (the feature-cache root,
@@ -180,29 +180,33 @@ def load_tasks(names: Sequence[str], dirs: Sequence[str], sampling_rate: int, ro
     Fold tasks give ``all`` (+ ``all_train_crops``), see ``hf_fusion.tasks.sources``; ``allow_outside``
     accepts EVAR file names resolving outside their folder. Cropping decodes every file: ``on_error``
     "raise" names every unreadable one in one ValueError, "skip" drops and records them
-    (``hf_fusion.tasks.validate.skipped_at_load``; the feature cache's ``skipped(split)`` lists them)."""
+    (``hf_fusion.tasks.validate.skipped_at_load``; the feature cache's ``skipped(split)`` lists them).
+    ``decode_workers``: processes decoding + resampling for the crops (same crops bit for bit;
+    ``hf_fusion.tasks.clips.crop_decode_workers``)."""
     from .tasks import get_task, load_task
+    from .tasks.clips import crop_decode_workers
 
     from .extraction.cache import default_cache_root
 
     outside = {"allow_outside_root": True} if allow_outside else {}
     crops = (Path(cache_dir).expanduser() if cache_dir is not None else default_cache_root()) / "clips"
     tasks = {}
-    for name in names:
-        spec = get_task(name)  # KeyError lists the known names
-        tasks[spec.name] = load_task(spec.name, sampling_rate, root=root, crop=True, clip_seconds=clip_seconds,
-                                     seed=seed, on_error=on_error, crop_cache_dir=crops,
-                                     **(outside if root is not None else {}))
-    for d in dirs:
-        path = Path(d).expanduser()
-        if not (path / "metadata.csv").is_file():
-            raise FileNotFoundError(f"--task-dir {d}: no metadata.csv there (columns file_name,label,split|fold)")
-        seconds = clip_seconds or task_clip_seconds(path)
-        name = path.name
-        if name in tasks:
-            raise ValueError(f"two tasks are named {name!r}; give the folders distinct names")
-        tasks[name] = load_task(path, sampling_rate, crop=True, clip_seconds=seconds, seed=seed, on_error=on_error,
-                                crop_cache_dir=crops, **outside)
+    with crop_decode_workers(decode_workers):
+        for name in names:
+            spec = get_task(name)  # KeyError lists the known names
+            tasks[spec.name] = load_task(spec.name, sampling_rate, root=root, crop=True, clip_seconds=clip_seconds,
+                                         seed=seed, on_error=on_error, crop_cache_dir=crops,
+                                         **(outside if root is not None else {}))
+        for d in dirs:
+            path = Path(d).expanduser()
+            if not (path / "metadata.csv").is_file():
+                raise FileNotFoundError(f"--task-dir {d}: no metadata.csv there (columns file_name,label,split|fold)")
+            seconds = clip_seconds or task_clip_seconds(path)
+            name = path.name
+            if name in tasks:
+                raise ValueError(f"two tasks are named {name!r}; give the folders distinct names")
+            tasks[name] = load_task(path, sampling_rate, crop=True, clip_seconds=seconds, seed=seed,
+                                    on_error=on_error, crop_cache_dir=crops, **outside)
     if not tasks:
         raise ValueError("no task given: use --task NAME and/or --task-dir DIR")
     return tasks
@@ -210,13 +214,16 @@ def load_tasks(names: Sequence[str], dirs: Sequence[str], sampling_rate: int, ro
 
 def extract_tasks(loaded: LoadedModel, tasks: dict, layers="all", cache_dir=None, batch_size: int = 16,
                   on_error: str = "raise", input_frames: str | int = "task", normalization: str = "task",
-                  layer_norm_eps: float | None = None, log=print, task_models: dict | None = None) -> dict:
+                  layer_norm_eps: float | None = None, log=print, task_models: dict | None = None,
+                  decode_workers: int = 0, bucket_by_length: bool = False, dtype: str = "fp32") -> dict:
     """{task: FeatureCache}; every requested layer comes from one forward pass per batch (or the cache).
 
     Backbones with a variable input length (AST) follow the authors' protocol per task
     (:func:`task_model`): ``input_frames`` "task" (the task's clip length) or a frame count, and
     ``normalization`` "task" (the task's fbank statistics), "audioset" or "model" (as saved).
-    ``task_models``: a dict filled with {task: the LoadedModel its features came from}."""
+    ``task_models``: a dict filled with {task: the LoadedModel its features came from}.
+    ``decode_workers`` / ``bucket_by_length`` / ``dtype``: :func:`extract_features`'s speed options
+    (they act on tasks with an Audio column; cropped tasks were decoded by :func:`load_tasks`)."""
     from .extraction import extract_features
 
     caches = {}
@@ -226,7 +233,8 @@ def extract_tasks(loaded: LoadedModel, tasks: dict, layers="all", cache_dir=None
             task_models[name] = task_loaded
         caches[name] = extract_features(task_loaded.model, task_loaded.feature_extractor, data, name, layers=layers,
                                         batch_size=batch_size, cache_dir=cache_dir, on_error=on_error,
-                                        model_name=loaded.label)
+                                        model_name=loaded.label, decode_workers=decode_workers,
+                                        bucket_by_length=bucket_by_length, dtype=dtype)
     return caches
 
 

@@ -12,7 +12,8 @@ Layout under the cache root (``$HF_FUSION_CACHE`` or ``~/.cache/hf_fusion``)::
         .lock, shards/*.lock      advisory locks of concurrent runs; shards/.work-<host>-<pid>/ temporaries
 
 ``model_key`` digests the model config, every weight and the front-end settings (and the masking
-version for backbones with a time axis; never ``batch_size``, which no vector depends on); ``data_key`` the
+version for backbones with a time axis, and a compute dtype other than fp32; never ``batch_size``, decode
+workers or length bucketing, which no vector depends on beyond rounding); ``data_key`` the
 split's files/bytes, labels, folds and any pre-cropped clip column (so the clip length is in it).
 Every file is written to a temporary name in the same folder and moved into place with
 ``os.replace``: a killed run leaves complete shards and ignorable temporaries, never a half file.

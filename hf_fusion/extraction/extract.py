@@ -18,6 +18,12 @@ Several processes (``accelerate launch``) share the shards round-robin by ``proc
 marker records the ``process_index`` / ``num_processes`` that computed it); the main process writes
 ``meta.json`` after ``wait_for_everyone()``. A process that dies loses only its unfinished shard; the
 others stop with a clear error (``locks.barrier``) and a re-run with any number of processes resumes.
+
+Speed options (issue 12; defaults = the plain path above): ``decode_workers`` decodes an ``Audio``
+column in worker processes feeding the same batches in order (:mod:`.decoding`); ``bucket_by_length``
+computes a shard in length-sorted batches first and writes its rows in order (:mod:`.bucketing`);
+``dtype`` runs the backbone under autocast (:mod:`.precision`). All three enter ``_extract_split``
+through ``prepare_shard`` and ``compute``.
 """
 
 from __future__ import annotations
@@ -49,6 +55,9 @@ from .cache import (
 )
 from ..fusion import temporal_pool
 from .windows import can_window, default_context, windowed_embedding
+from .bucketing import bucketed_batches, contiguous_batches
+from .decoding import ClipFeeder, DecodeFailure
+from .precision import backbone_autocast, resolve_dtype
 from ..tasks.clips import SOURCE_ROW
 from ..tasks.validate import AudioDecodeError, decode_audio, skipped_at_load
 from .identity import dataset_fingerprint, model_key
@@ -158,6 +167,9 @@ def extract_features(
     long_clip_seconds: float | None = 120.0,
     window_seconds: float = 60.0,
     model_name: str | None = None,
+    decode_workers: int = 0,
+    bucket_by_length: bool = False,
+    dtype: str = "fp32",
 ) -> FeatureCache:
     """Extract (or reuse) the Eq.1+Eq.3 vector of every requested layer for every split of ``data``.
 
@@ -184,6 +196,13 @@ def extract_features(
             CNN14 with per-frame Eq.1), so peak memory follows the window, not the clip (a 1-hour file
             needs the memory of a minute); the vector equals the whole-clip one to ~1e-6 relative.
         model_name: what the progress bars call the model (default: its backbone, e.g. ``crepe-tiny``).
+        decode_workers: processes decoding + resampling an ``Audio`` column ahead of the model, in order
+            (:mod:`.decoding`; 0 = in this process, as before). Same clips bit for bit, same cache.
+        bucket_by_length: group an ``Audio`` column's clips of similar length (header durations) into
+            batches within each shard (:mod:`.bucketing`): less padding; rows are written back in
+            order, vectors equal the plain run's to float rounding (batch-size level, ~1e-6 relative).
+        dtype: ``"fp32"`` (default), ``"bf16"`` or ``"fp16"``: the backbone under autocast, the front end
+            and Eq.3 in float32 (:mod:`.precision`); a low precision is part of the cache key.
     Returns:
         A :class:`FeatureCache` of the task (``.load(layer_or_layers, split) -> (X, y)``).
     """
@@ -191,6 +210,10 @@ def extract_features(
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     if batch_size < 1 or batches_per_shard < 1:
         raise ValueError(f"batch_size and batches_per_shard must be >= 1, got {batch_size}, {batches_per_shard}")
+    if isinstance(decode_workers, bool) or not isinstance(decode_workers, int) or decode_workers < 0:
+        raise ValueError(f"decode_workers must be an int >= 0, got {decode_workers!r}")
+    resolve_dtype(dtype)  # a clear error for an unknown name, before any work
+    speed = {"decode_workers": decode_workers, "bucket_by_length": bool(bucket_by_length), "dtype": dtype}
     load_skipped = skipped_at_load(data)
     if isinstance(data, Dataset):
         data = DatasetDict({"all": data})
@@ -203,7 +226,7 @@ def extract_features(
     layers = _resolve_layers(model, layers)
     dims = {layer: model.config.layer_dims[layer] for layer in layers}
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_root()
-    mkey, mdesc = model_key(model, feature_extractor)
+    mkey, mdesc = model_key(model, feature_extractor, dtype)
     model_dir = root / "features" / mkey
     model_info = {
         "model_key": mkey,
@@ -232,7 +255,7 @@ def extract_features(
         _extract_split(
             model, feature_extractor, ds, split, task_name, folder, layers, dims, batch_size,
             batches_per_shard, on_error, accelerator, progress, audio_column, input_column,
-            long_clip_seconds, window_seconds, model_name or _model_label(model),
+            long_clip_seconds, window_seconds, model_name or _model_label(model), **speed,
         )
         folders[split] = [folder] + [g for g in _complete_groups(split_dir, []) if g != folder]
     return FeatureCache(task_name, folders, model_info,
@@ -265,6 +288,7 @@ def _extract_split(
     dims: dict[int, int], batch_size: int, batches_per_shard: int, on_error: str, accelerator, progress: bool,
     audio_column: str, input_column: str, long_clip_seconds: float | None = None, window_seconds: float = 60.0,
     model_name: str = "",
+    decode_workers: int = 0, bucket_by_length: bool = False, dtype: str = "fp32",
 ) -> None:
     if "label" not in ds.column_names:
         raise ValueError(f"{task_name}/{split}: the data has no 'label' column (columns {ds.column_names})")
@@ -322,50 +346,96 @@ def _extract_split(
     window_samples = int(round(window_seconds * sr))
     context = default_context(model, feature_extractor) if windowed else 0
 
-    def run_batch(batch: dict[str, Any], indices: list[int], offset: int) -> dict[str, Any]:
-        rows = [offset + i for i in indices]
-        keep, clips = [], []
+    # speed hooks (decoding.py, bucketing.py): None = the plain in-process path
+    feeder = ClipFeeder(work, audio_column, sr, decode_workers) if not use_input and (
+        decode_workers or bucket_by_length) else None
+    state: dict[str, Any] = {"stream": None, "precomputed": None}
+
+    def load_inline(batch: dict[str, Any], rows: list[int]) -> list:
+        clips = []
         for k, row in enumerate(rows):
             try:
                 if use_input:
                     clips.append(_finite_clip(batch[input_column][k], ds, row, audio_column))
                 else:
                     clips.append(decode_audio(batch[audio_column][k], row, decoder))
-                keep.append(k)
             except AudioDecodeError as err:
-                if on_error == "raise":
-                    raise AudioDecodeError(err.name, f"{err.reason} (task {task_name}, split {split}, row {row}); "
-                                           "pass on_error='skip' to skip unreadable files") from err
-                skipped.append(err.name)
-        out = {"row": [rows[k] for k in keep], "label": [int(batch["label"][k]) for k in keep]}
-        for column in carried:
-            out[column] = [int(batch[column][k]) for k in keep]
-        vectors = {layer: np.zeros((len(clips), dims[layer]), dtype=np.float32) for layer in layers}
-        long = [i for i, clip in enumerate(clips) if len(clip) > long_samples] if windowed else []
-        short = sorted(set(range(len(clips))) - set(long))
+                clips.append(DecodeFailure(err.name, err.reason))
+        return clips
+
+    def compute(rows: list[int], clips: list) -> list:
+        """Per row: {layer: vector [D_l]} or its DecodeFailure (on_error="raise": raised here)."""
+        for row, clip in zip(rows, clips):
+            if isinstance(clip, DecodeFailure) and on_error == "raise":
+                raise AudioDecodeError(clip.name, f"{clip.reason} (task {task_name}, split {split}, row {row}); "
+                                       "pass on_error='skip' to skip unreadable files")
+        good = [k for k, clip in enumerate(clips) if not isinstance(clip, DecodeFailure)]
+        clips_ok = [clips[k] for k in good]
+        vectors = {layer: np.zeros((len(clips_ok), dims[layer]), dtype=np.float32) for layer in layers}
+        long = [i for i, clip in enumerate(clips_ok) if len(clip) > long_samples] if windowed else []
+        short = sorted(set(range(len(clips_ok))) - set(long))
         if short:
-            features = feature_extractor([clips[i] for i in short], sampling_rate=sr, return_tensors="pt",
+            features = feature_extractor([clips_ok[i] for i in short], sampling_rate=sr, return_tensors="pt",
                                          device=device)
             inputs, mask = features["input_values"], features.get("attention_mask")
             with torch.inference_mode():
                 # ONE forward pass for every layer; the mask keeps each clip's vector independent of its batch
                 taps = model.tap(inputs, layers, attention_mask=mask)
                 frame_mask = None if mask is None else model.frame_mask(mask)
-                for layer in layers:
-                    vectors[layer][short] = _pool_one(model, taps[layer], frame_mask).float().cpu().numpy()
+                for layer in layers:  # Eq.3 in float32 (taps are bf16/fp16 under dtype=...)
+                    vectors[layer][short] = _pool_one(model, taps[layer].float(), frame_mask).float().cpu().numpy()
         for i in long:  # alone, window by window: bounded memory whatever the clip's length
-            pooled = windowed_embedding(model, feature_extractor, clips[i], layers, window_samples, context)
+            pooled = windowed_embedding(model, feature_extractor, clips_ok[i], layers, window_samples, context)
             for layer in layers:
                 vectors[layer][i] = pooled[layer].float().cpu().numpy()
+        results: list = list(clips)
+        for i, k in enumerate(good):
+            results[k] = {layer: vectors[layer][i] for layer in layers}
+        return results
+
+    def run_batch(batch: dict[str, Any], indices: list[int], offset: int) -> dict[str, Any]:
+        rows = [offset + i for i in indices]
+        if state["precomputed"] is not None:  # bucketed: computed in compute_shard, written here in row order
+            results = [state["precomputed"].pop(row) for row in rows]
+        else:
+            if state["stream"] is not None:  # decoded by the workers, the same batches in the same order
+                fed_rows, clips = next(state["stream"])
+                if fed_rows != rows:
+                    raise RuntimeError(f"decode workers delivered rows {fed_rows[:3]}... for batch {rows[:3]}...")
+            else:
+                clips = load_inline(batch, rows)
+            results = compute(rows, clips)
+            bar.update(len(rows))
+        keep = [k for k, r in enumerate(results) if not isinstance(r, DecodeFailure)]
+        skipped.extend(r.name for r in results if isinstance(r, DecodeFailure))
+        out = {"row": [rows[k] for k in keep], "label": [int(batch["label"][k]) for k in keep]}
+        for column in carried:
+            out[column] = [int(batch[column][k]) for k in keep]
         for layer in layers:
-            out[layer_column(layer)] = vectors[layer]
-        bar.update(len(rows))
+            out[layer_column(layer)] = (np.stack([results[k][layer] for k in keep]) if keep
+                                        else np.zeros((0, dims[layer]), dtype=np.float32))
         return out
+
+    def prepare_shard(a: int, b: int) -> None:
+        """Hook of the speed options: feed the shard's batches from the workers, or compute them bucketed."""
+        state["stream"] = state["precomputed"] = None
+        if feeder is None:
+            return
+        if not bucket_by_length:
+            plan = contiguous_batches(range(a, b), batch_size)  # exactly the batches datasets.map cuts
+            state["stream"] = zip(plan, feeder.batches(plan))
+            return
+        plan = bucketed_batches(range(a, b), feeder.lengths(range(a, b)), batch_size)
+        state["precomputed"] = {}
+        for rows, clips in zip(plan, feeder.batches(plan)):
+            state["precomputed"].update(zip(rows, compute(rows, clips)))
+            bar.update(len(rows))
 
     def compute_shard(j: int) -> None:
         a, b = bounds[j]
         before = len(skipped)
         part = work.select(range(a, b))
+        prepare_shard(a, b)
         # datasets writes its tmp* file beside cache_file_name: in our own work folder, never touched by
         # another process; the finished file is then moved into place and the marker written
         scratch = work_dir(shards_dir) / f"{names[j]}.arrow"
@@ -383,7 +453,7 @@ def _extract_split(
                            "process_index": accelerator.process_index, "num_processes": accelerator.num_processes})
 
     try:
-        with _quiet_datasets_bars():
+        with _quiet_datasets_bars(), backbone_autocast(model, dtype, device.type):
             pending, wait = list(todo), False
             while pending:  # first pass: shards nobody else holds; second pass: wait for the others
                 held_elsewhere = []
@@ -402,6 +472,8 @@ def _extract_split(
                 pending, wait = held_elsewhere, True
     finally:
         bar.close()
+        if feeder is not None:
+            feeder.close()
         shutil.rmtree(work_dir(shards_dir), ignore_errors=True)  # our temporaries only
     barrier(accelerator, folder)
     if accelerator.is_main_process:

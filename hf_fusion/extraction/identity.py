@@ -65,10 +65,11 @@ def frontend_identity(feature_extractor) -> dict[str, Any]:
     return {k: v for k, v in d.items() if k not in _VOLATILE_FE_KEYS}
 
 
-def model_key(model, feature_extractor) -> tuple[str, dict[str, Any]]:
+def model_key(model, feature_extractor, dtype=None) -> tuple[str, dict[str, Any]]:
     """(digest, description) of model config + weights + front-end settings (+ the masking version for
-    backbones with a per-clip time axis). Batch size and device are not part of it: they do not change
-    a clip's vectors."""
+    backbones with a per-clip time axis, + the compute dtype when it is not fp32: bf16/fp16 vectors
+    differ from fp32 ones beyond rounding, :mod:`.precision`). Batch size, decode workers, length
+    bucketing and device are not part of it: they do not change a clip's vectors (beyond float rounding)."""
     desc = {
         "config": config_identity(model.config),
         "weights": weights_fingerprint(model),
@@ -76,6 +77,11 @@ def model_key(model, feature_extractor) -> tuple[str, dict[str, Any]]:
     }
     if getattr(getattr(model, "backbone", None), "supports_attention_mask", False):
         desc["valid_frames"] = VALID_FRAMES_VERSION
+    if dtype is not None:
+        from .precision import dtype_name
+
+        if dtype_name(dtype) != "fp32":  # fp32 keeps the key it always had
+            desc["compute_dtype"] = dtype_name(dtype)
     return _digest(_canonical_json(desc)), desc
 
 

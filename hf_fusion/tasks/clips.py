@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable, Literal, Optional, Union
 
@@ -146,7 +147,7 @@ def crop_clips(
 
         def fn(example: dict, index: int, _random=random_crop, _decoder=decoder, _n=n) -> dict:
             try:
-                wave = decode_audio(example[audio_column], index, _decoder)
+                wave = _decode(example[audio_column], index, _decoder)
             except AudioDecodeError as err:
                 return {output_column: np.zeros(_n, np.float32), _ERROR: _error_text(err)}
             return {output_column: crop_or_pad(wave, _n, crop_start(len(wave), _n, _random, seed, index)), _ERROR: ""}
@@ -196,6 +197,60 @@ def crop_cache_file(ds: Dataset, audio_column: str, settings: dict,
     return folder / f"crop-{digest}.arrow"
 
 
+#: decode processes of the crop maps (:func:`crop_decode_workers`); 0 = decode in the map itself
+_CROP_WORKERS = {"workers": 0, "stream": None}
+
+
+@contextmanager
+def crop_decode_workers(workers: int):
+    """Within the block, cropping decodes + resamples in ``workers`` spawned processes feeding the crop map in
+    row order (``hf_fusion.extraction.decoding.ClipFeeder``): the same samples bit for bit, the same crop
+    file; used by ``hf-fusion --decode-workers``. Reused crop files start no workers."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ValueError(f"decode workers must be an int >= 0, got {workers!r}")
+    before = _CROP_WORKERS["workers"]
+    _CROP_WORKERS["workers"] = workers
+    try:
+        yield
+    finally:
+        _CROP_WORKERS["workers"] = before
+
+
+def _decode(value: dict, index: int, decoder: Audio) -> np.ndarray:
+    """``decode_audio`` of row ``index``, or its clip from the decode workers when they run (same samples)."""
+    stream = _CROP_WORKERS["stream"]
+    if stream is None:
+        return decode_audio(value, index, decoder)
+    from hf_fusion.extraction.decoding import DecodeFailure
+
+    row, clip = next(stream)
+    if row != index:
+        raise RuntimeError(f"crop decode workers delivered row {row} for row {index}")
+    if isinstance(clip, DecodeFailure):
+        raise AudioDecodeError(clip.name, clip.reason)
+    return clip
+
+
+@contextmanager
+def _crop_stream(raw: Dataset, audio_column: str, sampling_rate: int):
+    """Decode workers for one crop map (rows in order), when ``crop_decode_workers`` asked for them."""
+    workers = _CROP_WORKERS["workers"]
+    if not workers or len(raw) == 0:
+        yield
+        return
+    from hf_fusion.extraction.bucketing import contiguous_batches
+    from hf_fusion.extraction.decoding import ClipFeeder
+
+    plan = contiguous_batches(range(len(raw)), 16)
+    with ClipFeeder(raw, audio_column, sampling_rate, workers) as feeder:
+        _CROP_WORKERS["stream"] = ((row, clip) for rows, clips in zip(plan, feeder.batches(plan))
+                                   for row, clip in zip(rows, clips))
+        try:
+            yield
+        finally:
+            _CROP_WORKERS["stream"] = None
+
+
 def _map_undecoded(ds: Dataset, fn, audio_column: str, new_features: dict, num_proc, desc: str,
                    cache_dir=None, settings: Optional[dict] = None, clip_samples_per_row: int = 1) -> Dataset:
     """``ds.map(fn, with_indices=True)`` with the audio column undecoded ({"path", "bytes"}: ``fn`` decodes
@@ -214,14 +269,21 @@ def _map_undecoded(ds: Dataset, fn, audio_column: str, new_features: dict, num_p
     writer_rows = max(1, min(1000, _WRITER_BYTES // max(row_bytes, 1)))
     kwargs = dict(with_indices=True, features=features, num_proc=num_proc, desc=desc, writer_batch_size=writer_rows,
                   new_fingerprint=cache_file.stem)
+    parallel = num_proc is None and not cache_file.exists() and feat.sampling_rate is not None
     try:
-        mapped = raw.map(fn, cache_file_name=str(cache_file), load_from_cache_file=True, **kwargs)
+        with _crop_stream(raw, audio_column, feat.sampling_rate) if parallel else _no_stream():
+            mapped = raw.map(fn, cache_file_name=str(cache_file), load_from_cache_file=True, **kwargs)
     except Exception:
         if not cache_file.exists():
             raise
         # an unreadable cache file (cut by a full disk, edited): compute it again
         mapped = raw.map(fn, cache_file_name=str(cache_file), load_from_cache_file=False, **kwargs)
     return mapped.cast_column(audio_column, feat)
+
+
+@contextmanager
+def _no_stream():
+    yield
 
 
 def _drop_bad_rows(mapped: Dataset, on_error: str, where: str) -> tuple[Dataset, list[str]]:
@@ -292,7 +354,7 @@ def crop_fold_clips(
 
     def fn(example: dict, index: int) -> dict:
         try:
-            wave = decode_audio(example[audio_column], index, decoder)
+            wave = _decode(example[audio_column], index, decoder)
         except AudioDecodeError as err:
             zeros = np.zeros(n, np.float32)
             return {output_column: zeros, random_column: zeros, "_is_long": False, _ERROR: _error_text(err)}

@@ -1,0 +1,161 @@
+"""Decode + resample audio in worker processes, delivered in order (``extract_features(decode_workers=N)``).
+
+A :class:`ClipFeeder` serves one split: given batches of row numbers it yields, batch by batch and in
+the order asked, each row's mono float32 clip at the front end's rate (or a :class:`DecodeFailure`
+naming the file). ``workers=0`` decodes in the calling process (the plain run); ``workers=N`` runs a
+``torch.utils.data.DataLoader`` with N persistent worker processes that read their rows from the split
+themselves and decode them with the very function the plain run uses
+(:func:`hf_fusion.tasks.validate.decode_audio`), so every clip has the same samples bit for bit and
+a cache built with workers equals the one-process cache.
+
+Workers are started with ``spawn`` (a fresh interpreter: no fork after torch's thread pools exist,
+the hang noted in DESIGN.md section 7) and use one torch thread each. A script that calls
+``extract_features(decode_workers=N)`` therefore needs the usual ``if __name__ == "__main__":`` guard.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from datasets import Audio, Dataset
+
+from ..tasks.validate import AudioDecodeError, decode_audio
+
+#: start method of decode workers (spawn: safe after torch has run; see the module docstring)
+START_METHOD = "spawn"
+
+
+class DecodeFailure(NamedTuple):
+    """A row whose audio could not be decoded (picklable; becomes an ``AudioDecodeError`` again)."""
+
+    name: str
+    reason: str
+
+
+def decode_row(work: Dataset, column: str, decoder: Audio, row: int) -> np.ndarray | DecodeFailure:
+    """Row ``row`` of ``work`` (its ``column`` undecoded: {"path", "bytes"}) -> float32 [samples] or a failure."""
+    try:
+        return decode_audio(work[row][column], row, decoder)
+    except AudioDecodeError as err:
+        return DecodeFailure(err.name, err.reason)
+
+
+def header_samples(value: dict, sampling_rate: int) -> int:
+    """Samples at ``sampling_rate`` that the file's header announces (no decoding); 0 when it says nothing.
+
+    Only for grouping clips by length (:mod:`.bucketing`); an unreadable file gives 0 and fails later,
+    when it is decoded, with its name."""
+    from torchcodec.decoders import AudioDecoder
+
+    source = value.get("bytes") or value.get("path")
+    if source is None:
+        return 0
+    try:
+        seconds = AudioDecoder(source).metadata.duration_seconds_from_header
+    except Exception:  # a broken file: reported by decode_audio, not here
+        return 0
+    return int(round(float(seconds or 0.0) * sampling_rate))
+
+
+class _Jobs(torch.utils.data.Dataset):
+    """``jobs[("decode" | "length", rows)]`` -> a list with one clip / failure / length per row."""
+
+    def __init__(self, work: Dataset, column: str, sampling_rate: int):
+        self.work, self.column, self.sampling_rate = work, column, int(sampling_rate)
+        self.decoder = Audio(sampling_rate=self.sampling_rate)
+
+    def __getitem__(self, job):
+        kind, rows = job
+        if kind == "length":
+            return [header_samples(self.work[row][self.column], self.sampling_rate) for row in rows]
+        out = []
+        for row in rows:
+            clip = decode_row(self.work, self.column, self.decoder, row)
+            out.append(clip if isinstance(clip, DecodeFailure) else torch.from_numpy(clip))  # shared memory
+        return out
+
+    def __len__(self) -> int:
+        return len(self.work)
+
+
+class _JobList(torch.utils.data.Sampler):
+    """The jobs of the current request (replaced before each pass of the persistent loader)."""
+
+    def __init__(self):
+        self.jobs: list = []
+
+    def __iter__(self):
+        return iter(list(self.jobs))
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+
+def _identity(item):
+    return item
+
+
+def _one_thread(worker_id: int) -> None:
+    torch.set_num_threads(1)
+
+
+class ClipFeeder:
+    """Decoded clips of one split, batch by batch in the order asked.
+
+    Args:
+        work: the split with ``column`` cast to ``Audio(decode=False)``.
+        column: the audio column.
+        sampling_rate: the front end's rate (Hz); clips are resampled to it.
+        workers: decode processes (0: decode here, as the plain run).
+        prefetch: batches each worker decodes ahead (memory: ``workers * prefetch`` batches of clips).
+    """
+
+    def __init__(self, work: Dataset, column: str, sampling_rate: int, workers: int = 0, prefetch: int = 2):
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+            raise ValueError(f"decode_workers must be an int >= 0, got {workers!r}")
+        self.jobs = _Jobs(work, column, sampling_rate)
+        self.workers = workers
+        self._sampler = _JobList()
+        self._loader = None
+        if workers:
+            self._loader = torch.utils.data.DataLoader(
+                self.jobs, batch_size=None, sampler=self._sampler, num_workers=workers, collate_fn=_identity,
+                persistent_workers=True, prefetch_factor=prefetch, worker_init_fn=_one_thread,
+                multiprocessing_context=multiprocessing.get_context(START_METHOD),
+            )
+
+    def _run(self, jobs: list) -> Iterator[list]:
+        if self._loader is None:
+            for job in jobs:
+                yield self.jobs[job]
+            return
+        self._sampler.jobs = jobs
+        yield from self._loader  # DataLoader keeps the order of its sampler, whatever the workers' speed
+
+    def lengths(self, rows: Sequence[int], chunk: int = 64) -> list[int]:
+        """Header lengths (samples at the front end's rate) of ``rows``, read by the workers."""
+        rows = list(rows)
+        jobs = [("length", rows[i : i + chunk]) for i in range(0, len(rows), chunk)]
+        return [n for part in self._run(jobs) for n in part]
+
+    def batches(self, batches: Sequence[Sequence[int]]) -> Iterator[list[np.ndarray | DecodeFailure]]:
+        """For each batch of rows (in order): its clips (float32 [samples]) or failures, row by row."""
+        for part in self._run([("decode", list(rows)) for rows in batches]):
+            yield [clip if isinstance(clip, DecodeFailure) else clip.numpy() for clip in part]
+
+    def close(self) -> None:
+        """Stop the worker processes (also done when the feeder is garbage collected)."""
+        loader, self._loader = self._loader, None
+        iterator = getattr(loader, "_iterator", None)
+        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+            iterator._shutdown_workers()
+
+    def __enter__(self) -> "ClipFeeder":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
