@@ -22,7 +22,7 @@ others stop with a clear error (``locks.barrier``) and a re-run with any number 
 Speed options (issue 12; defaults = the plain path above): ``decode_workers`` decodes an ``Audio``
 column in worker processes feeding the same batches in order (:mod:`.decoding`); ``bucket_by_length``
 computes a shard in length-sorted batches first and writes its rows in order (:mod:`.bucketing`);
-``dtype`` runs the backbone under autocast (:mod:`.precision`). All three enter ``_extract_split``
+``dtype`` runs the backbone under autocast (:mod:`.precision`). All three enter :class:`SplitJob`
 through ``prepare_shard`` and ``compute``.
 """
 
@@ -33,6 +33,7 @@ import os
 import shutil
 from collections.abc import Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -213,7 +214,6 @@ def extract_features(
     if isinstance(decode_workers, bool) or not isinstance(decode_workers, int) or decode_workers < 0:
         raise ValueError(f"decode_workers must be an int >= 0, got {decode_workers!r}")
     resolve_dtype(dtype)  # a clear error for an unknown name, before any work
-    speed = {"decode_workers": decode_workers, "bucket_by_length": bool(bucket_by_length), "dtype": dtype}
     load_skipped = skipped_at_load(data)
     if isinstance(data, Dataset):
         data = DatasetDict({"all": data})
@@ -225,6 +225,10 @@ def extract_features(
         accelerator = Accelerator()
     layers = _resolve_layers(model, layers)
     dims = {layer: model.config.layer_dims[layer] for layer in layers}
+    settings = ExtractionSettings(
+        model, feature_extractor, layers, dims, batch_size, batches_per_shard, on_error, accelerator, progress,
+        audio_column, input_column, long_clip_seconds, window_seconds, model_name or _model_label(model),
+        decode_workers, bool(bucket_by_length), dtype)
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_root()
     mkey, mdesc = model_key(model, feature_extractor, dtype)
     model_dir = root / "features" / mkey
@@ -252,11 +256,7 @@ def extract_features(
             folders[split] = covering
             continue
         folder = split_dir / group_name(layers)
-        _extract_split(
-            model, feature_extractor, ds, split, task_name, folder, layers, dims, batch_size,
-            batches_per_shard, on_error, accelerator, progress, audio_column, input_column,
-            long_clip_seconds, window_seconds, model_name or _model_label(model), **speed,
-        )
+        SplitJob(settings, ds, split, task_name, folder).run()
         folders[split] = [folder] + [g for g in _complete_groups(split_dir, []) if g != folder]
     return FeatureCache(task_name, folders, model_info,
                         {split: names for split, names in load_skipped.items() if split in folders})
@@ -283,100 +283,215 @@ def _model_label(model) -> str:
     return f"{model.config.backbone}-{capacity}" if capacity else str(model.config.backbone)
 
 
-def _extract_split(
-    model, feature_extractor, ds: Dataset, split: str, task_name: str, folder: Path, layers: list[int],
-    dims: dict[int, int], batch_size: int, batches_per_shard: int, on_error: str, accelerator, progress: bool,
-    audio_column: str, input_column: str, long_clip_seconds: float | None = None, window_seconds: float = 60.0,
-    model_name: str = "",
-    decode_workers: int = 0, bucket_by_length: bool = False, dtype: str = "fp32",
-) -> None:
-    if "label" not in ds.column_names:
-        raise ValueError(f"{task_name}/{split}: the data has no 'label' column (columns {ds.column_names})")
-    sr = int(feature_extractor.sampling_rate)
-    use_input = input_column in ds.column_names
-    if not use_input:
-        feat = ds.features.get(audio_column)
-        if not isinstance(feat, Audio):
+@dataclass
+class ExtractionSettings:
+    """What every split of one ``extract_features`` call shares (see its arguments)."""
+
+    model: Any
+    feature_extractor: Any
+    layers: list[int]
+    dims: dict[int, int]
+    batch_size: int
+    batches_per_shard: int
+    on_error: str
+    accelerator: Any
+    progress: bool
+    audio_column: str
+    input_column: str
+    long_clip_seconds: float | None = None
+    window_seconds: float = 60.0
+    model_name: str = ""
+    decode_workers: int = 0
+    bucket_by_length: bool = False
+    dtype: str = "fp32"
+
+
+@dataclass
+class _ShardPlan:
+    """The split's shards: row ranges ``bounds``, file stems ``names``, this process's ``mine`` and the
+    ones of them still to compute ``todo``."""
+
+    bounds: list[tuple[int, int]]
+    names: list[str]
+    mine: list[int]
+    todo: list[int]
+
+
+class SplitJob:
+    """One split's extraction into ``folder``: plan the shards, compute this process's unfinished ones
+    (each one ``Dataset.map`` into its own file, under a file lock, then a marker), and let the main
+    process mark the split complete (``meta.json``) once every shard is there."""
+
+    def __init__(self, settings: ExtractionSettings, ds: Dataset, split: str, task_name: str, folder: Path):
+        self.s, self.ds, self.split, self.task_name, self.folder = settings, ds, split, task_name, folder
+        self.where = f"{task_name}/{split}"
+        if "label" not in ds.column_names:
+            raise ValueError(f"{self.where}: the data has no 'label' column (columns {ds.column_names})")
+        self.sr = int(settings.feature_extractor.sampling_rate)
+        self.use_input = settings.input_column in ds.column_names
+        if not self.use_input and not isinstance(ds.features.get(settings.audio_column), Audio):
             raise ValueError(
-                f"{task_name}/{split}: needs an Audio column {audio_column!r} or a clip column {input_column!r}; "
-                f"columns are {ds.column_names}"
+                f"{self.where}: needs an Audio column {settings.audio_column!r} or a clip column "
+                f"{settings.input_column!r}; columns are {ds.column_names}"
             )
-    label_feature = ds.features["label"]
-    has_fold = "fold" in ds.column_names
-    # integer columns copied to the cache as they are: the fold, and a training crop's row in "all"
-    carried = [c for c in ("fold", SOURCE_ROW) if c in ds.column_names]
-    in_columns = ([input_column] if use_input else [audio_column]) + ["label"] + carried
-    work = ds.select_columns(in_columns)
-    if use_input:
-        work = work.with_format("numpy", columns=[input_column], output_all_columns=True)
-    else:
-        work = work.cast_column(audio_column, Audio(decode=False))
-    decoder = Audio(sampling_rate=sr)
-    out_features = Features(
-        {"row": Value("int64"), "label": Value("int64"), **{c: Value("int64") for c in carried},
-         **{layer_column(layer): List(Value("float32"), length=dims[layer]) for layer in layers}}
-    )
+        # integer columns copied to the cache as they are: the fold, and a training crop's row in "all"
+        self.carried = [c for c in ("fold", SOURCE_ROW) if c in ds.column_names]
+        source = [settings.input_column] if self.use_input else [settings.audio_column]
+        work = ds.select_columns(source + ["label"] + self.carried)
+        self.work = (work.with_format("numpy", columns=[settings.input_column], output_all_columns=True)
+                     if self.use_input else work.cast_column(settings.audio_column, Audio(decode=False)))
+        self.decoder = Audio(sampling_rate=self.sr)
+        self.out_features = Features(
+            {"row": Value("int64"), "label": Value("int64"), **{c: Value("int64") for c in self.carried},
+             **{layer_column(layer): List(Value("float32"), length=settings.dims[layer]) for layer in settings.layers}}
+        )
+        self.shards_dir = folder / SHARDS
+        self.device = settings.accelerator.device
+        self.windowed = settings.long_clip_seconds is not None and can_window(settings.model)
+        self.long_samples = int(round((settings.long_clip_seconds or 0) * self.sr))
+        self.window_samples = int(round(settings.window_seconds * self.sr))
+        self.context = default_context(settings.model, settings.feature_extractor) if self.windowed else 0
+        self.skipped: list[str] = []
+        # speed hooks (decoding.py, bucketing.py): None = the plain in-process path
+        self.feeder = None
+        self.stream = self.precomputed = None
+        self.bar = None
 
-    shards_dir = folder / SHARDS
-    n = len(ds)
-    shards_dir.mkdir(parents=True, exist_ok=True)
-    with locked(folder / ".lock"):  # another extraction of this cache may be running (see locks.py)
+    # ---------------------------------------------------------------- the job
+    def run(self) -> None:
+        accelerator = self.s.accelerator
+        plan = self.plan_shards()
+        self.s.model.to(self.device).eval()
+        done = sum(plan.bounds[j][1] - plan.bounds[j][0] for j in plan.mine if j not in plan.todo)
+        self.bar = tqdm(
+            total=sum(plan.bounds[j][1] - plan.bounds[j][0] for j in plan.mine), initial=done,
+            desc=f"{self.s.model_name + ' ' if self.s.model_name else ''}{self.where}: {len(self.s.layers)} layer(s)",
+            unit="clip", disable=not self.s.progress or not accelerator.is_local_main_process,
+        )
+        if not self.use_input and (self.s.decode_workers or self.s.bucket_by_length):
+            self.feeder = ClipFeeder(self.work, self.s.audio_column, self.sr, self.s.decode_workers)
+        try:
+            with _quiet_datasets_bars(), backbone_autocast(self.s.model, self.s.dtype, self.device.type):
+                self.compute_pending(plan)
+        finally:
+            self.bar.close()
+            if self.feeder is not None:
+                self.feeder.close()
+            shutil.rmtree(work_dir(self.shards_dir), ignore_errors=True)  # our temporaries only
+        barrier(accelerator, self.folder)
         if accelerator.is_main_process:
-            clean_temporaries(shards_dir)  # only temporaries whose process is gone
-        # every process derives the same plan (or reads the one a first, interrupted run fixed)
-        shard_rows = _plan(folder, n, batch_size * batches_per_shard, {"task": task_name, "split": split})
-    barrier(accelerator, folder)
-    bounds = [(a, min(a + shard_rows, n)) for a in range(0, n, shard_rows)]
-    names = [f"shard-{j:05d}" for j in range(len(bounds))]
-    mine = [j for j in range(len(bounds)) if j % accelerator.num_processes == accelerator.process_index]
-    todo = [j for j in mine if _shard_done(shards_dir, names[j], bounds[j]) is None]
-    logger.info(f"{task_name}/{split}: process {accelerator.process_index} of {accelerator.num_processes} "
-                f"computes shards {todo} of {len(bounds)} ({len(mine) - len(todo)} of its share already done)")
+            self.write_meta(plan)
+        barrier(accelerator, self.folder)
 
-    device = accelerator.device
-    model.to(device).eval()
-    bar = tqdm(
-        total=sum(bounds[j][1] - bounds[j][0] for j in mine), initial=sum(bounds[j][1] - bounds[j][0] for j in mine if j not in todo),
-        desc=f"{model_name + ' ' if model_name else ''}{task_name}/{split}: {len(layers)} layer(s)", unit="clip",
-        disable=not progress or not accelerator.is_local_main_process,
-    )
-    skipped: list[str] = []
-    windowed = long_clip_seconds is not None and can_window(model)
-    long_samples = int(round((long_clip_seconds or 0) * sr))
-    window_samples = int(round(window_seconds * sr))
-    context = default_context(model, feature_extractor) if windowed else 0
+    def plan_shards(self) -> _ShardPlan:
+        accelerator, n = self.s.accelerator, len(self.ds)
+        self.shards_dir.mkdir(parents=True, exist_ok=True)
+        with locked(self.folder / ".lock"):  # another extraction of this cache may be running (see locks.py)
+            if accelerator.is_main_process:
+                clean_temporaries(self.shards_dir)  # only temporaries whose process is gone
+            # every process derives the same plan (or reads the one a first, interrupted run fixed)
+            shard_rows = _plan(self.folder, n, self.s.batch_size * self.s.batches_per_shard,
+                               {"task": self.task_name, "split": self.split})
+        barrier(accelerator, self.folder)
+        bounds = [(a, min(a + shard_rows, n)) for a in range(0, n, shard_rows)]
+        names = [f"shard-{j:05d}" for j in range(len(bounds))]
+        mine = [j for j in range(len(bounds)) if j % accelerator.num_processes == accelerator.process_index]
+        todo = [j for j in mine if _shard_done(self.shards_dir, names[j], bounds[j]) is None]
+        logger.info(f"{self.where}: process {accelerator.process_index} of {accelerator.num_processes} computes "
+                    f"shards {todo} of {len(bounds)} ({len(mine) - len(todo)} of its share already done)")
+        return _ShardPlan(bounds, names, mine, todo)
 
-    # speed hooks (decoding.py, bucketing.py): None = the plain in-process path
-    feeder = ClipFeeder(work, audio_column, sr, decode_workers) if not use_input and (
-        decode_workers or bucket_by_length) else None
-    state: dict[str, Any] = {"stream": None, "precomputed": None}
+    def compute_pending(self, plan: _ShardPlan) -> None:
+        """First pass: the shards nobody else holds; second pass: wait for the others' locks."""
+        pending, wait = list(plan.todo), False
+        while pending:
+            held_elsewhere = []
+            for j in pending:
+                lock = FileLock(self.shards_dir / f"{plan.names[j]}.lock")
+                if not lock.acquire(blocking=wait):
+                    held_elsewhere.append(j)
+                    continue
+                try:
+                    if _shard_done(self.shards_dir, plan.names[j], plan.bounds[j]) is None:
+                        self.compute_shard(plan.names[j], *plan.bounds[j], j)
+                    else:  # another process finished it meanwhile
+                        self.bar.update(plan.bounds[j][1] - plan.bounds[j][0])
+                finally:
+                    lock.release()
+            pending, wait = held_elsewhere, True
 
-    def load_inline(batch: dict[str, Any], rows: list[int]) -> list:
+    def compute_shard(self, name: str, a: int, b: int, j: int) -> None:
+        accelerator = self.s.accelerator
+        before = len(self.skipped)
+        part = self.work.select(range(a, b))
+        self.prepare_shard(a, b)
+        # datasets writes its tmp* file beside cache_file_name: in our own work folder, never touched by
+        # another process; the finished file is then moved into place and the marker written
+        scratch = work_dir(self.shards_dir) / f"{name}.arrow"
+        part.map(
+            self.run_batch, with_indices=True, batched=True, batch_size=self.s.batch_size, fn_kwargs={"offset": a},
+            remove_columns=part.column_names, features=self.out_features,
+            cache_file_name=str(scratch), load_from_cache_file=False,
+            writer_batch_size=self.s.batch_size, new_fingerprint=f"hf_fusion_{self.folder.parent.name[-16:]}_{j}",
+        )
+        checksum = shard_checksum(scratch)  # the marker vouches for exactly these bytes
+        os.replace(scratch, self.shards_dir / f"{name}.arrow")
+        remember_moved(scratch, self.shards_dir / f"{name}.arrow")
+        atomic_write_json(self.shards_dir / f"{name}.json",
+                          {"rows": [a, b], "skipped": self.skipped[before:], "layers": self.s.layers, **checksum,
+                           "process_index": accelerator.process_index, "num_processes": accelerator.num_processes})
+
+    def write_meta(self, plan: _ShardPlan) -> None:
+        """Main process: check every shard and mark the split complete."""
+        ds, n = self.ds, len(self.ds)
+        markers = [_shard_done(self.shards_dir, plan.names[j], plan.bounds[j]) for j in range(len(plan.bounds))]
+        missing = [plan.names[j] for j, m in enumerate(markers) if m is None]
+        if missing:
+            raise RuntimeError(f"{self.folder}: shards {missing} are incomplete after extraction")
+        all_skipped = [name for m in markers for name in m.get("skipped", [])]
+        if all_skipped:
+            logger.warning(f"{self.where}: skipped {len(all_skipped)} unreadable audio file(s): {all_skipped[:5]}")
+        label_feature = ds.features["label"]
+        atomic_write_json(self.folder / META, {
+            "task": self.task_name, "split": self.split, "layers": self.s.layers,
+            "layer_dims": {str(k): v for k, v in self.s.dims.items()},
+            "num_rows": n - len(all_skipped), "num_skipped": len(all_skipped), "skipped": all_skipped,
+            "shards": plan.names, "has_fold": "fold" in ds.column_names,
+            "num_classes": int(label_feature.num_classes) if isinstance(label_feature, ClassLabel) else
+            int(max(np.max(ds["label"]) + 1, 0)) if n else 0,
+            "label_names": list(label_feature.names) if isinstance(label_feature, ClassLabel) else None,
+            "clip_samples": (ds.features[self.s.input_column].length if self.use_input else None),
+            "sampling_rate": self.sr,
+        })
+
+    # ---------------------------------------------------------------- batches
+    def load_inline(self, batch: dict[str, Any], rows: list[int]) -> list:
         clips = []
         for k, row in enumerate(rows):
             try:
-                if use_input:
-                    clips.append(_finite_clip(batch[input_column][k], ds, row, audio_column))
+                if self.use_input:
+                    clips.append(_finite_clip(batch[self.s.input_column][k], self.ds, row, self.s.audio_column))
                 else:
-                    clips.append(decode_audio(batch[audio_column][k], row, decoder))
+                    clips.append(decode_audio(batch[self.s.audio_column][k], row, self.decoder))
             except AudioDecodeError as err:
                 clips.append(DecodeFailure(err.name, err.reason))
         return clips
 
-    def compute(rows: list[int], clips: list) -> list:
+    def compute(self, rows: list[int], clips: list) -> list:
         """Per row: {layer: vector [D_l]} or its DecodeFailure (on_error="raise": raised here)."""
+        model, layers, dims = self.s.model, self.s.layers, self.s.dims
         for row, clip in zip(rows, clips):
-            if isinstance(clip, DecodeFailure) and on_error == "raise":
-                raise AudioDecodeError(clip.name, f"{clip.reason} (task {task_name}, split {split}, row {row}); "
-                                       "pass on_error='skip' to skip unreadable files")
+            if isinstance(clip, DecodeFailure) and self.s.on_error == "raise":
+                raise AudioDecodeError(clip.name, f"{clip.reason} (task {self.task_name}, split {self.split}, row "
+                                       f"{row}); pass on_error='skip' to skip unreadable files")
         good = [k for k, clip in enumerate(clips) if not isinstance(clip, DecodeFailure)]
         clips_ok = [clips[k] for k in good]
         vectors = {layer: np.zeros((len(clips_ok), dims[layer]), dtype=np.float32) for layer in layers}
-        long = [i for i, clip in enumerate(clips_ok) if len(clip) > long_samples] if windowed else []
+        long = [i for i, clip in enumerate(clips_ok) if len(clip) > self.long_samples] if self.windowed else []
         short = sorted(set(range(len(clips_ok))) - set(long))
         if short:
-            features = feature_extractor([clips_ok[i] for i in short], sampling_rate=sr, return_tensors="pt",
-                                         device=device)
+            features = self.s.feature_extractor([clips_ok[i] for i in short], sampling_rate=self.sr,
+                                                return_tensors="pt", device=self.device)
             inputs, mask = features["input_values"], features.get("attention_mask")
             with torch.inference_mode():
                 # ONE forward pass for every layer; the mask keeps each clip's vector independent of its batch
@@ -385,7 +500,8 @@ def _extract_split(
                 for layer in layers:  # Eq.3 in float32 (taps are bf16/fp16 under dtype=...)
                     vectors[layer][short] = _pool_one(model, taps[layer].float(), frame_mask).float().cpu().numpy()
         for i in long:  # alone, window by window: bounded memory whatever the clip's length
-            pooled = windowed_embedding(model, feature_extractor, clips_ok[i], layers, window_samples, context)
+            pooled = windowed_embedding(model, self.s.feature_extractor, clips_ok[i], layers, self.window_samples,
+                                        self.context)
             for layer in layers:
                 vectors[layer][i] = pooled[layer].float().cpu().numpy()
         results: list = list(clips)
@@ -393,104 +509,41 @@ def _extract_split(
             results[k] = {layer: vectors[layer][i] for layer in layers}
         return results
 
-    def run_batch(batch: dict[str, Any], indices: list[int], offset: int) -> dict[str, Any]:
+    def run_batch(self, batch: dict[str, Any], indices: list[int], offset: int) -> dict[str, Any]:
+        """The ``Dataset.map`` function: one batch of rows -> the cache's columns."""
         rows = [offset + i for i in indices]
-        if state["precomputed"] is not None:  # bucketed: computed in compute_shard, written here in row order
-            results = [state["precomputed"].pop(row) for row in rows]
+        if self.precomputed is not None:  # bucketed: computed in prepare_shard, written here in row order
+            results = [self.precomputed.pop(row) for row in rows]
         else:
-            if state["stream"] is not None:  # decoded by the workers, the same batches in the same order
-                fed_rows, clips = next(state["stream"])
+            if self.stream is not None:  # decoded by the workers, the same batches in the same order
+                fed_rows, clips = next(self.stream)
                 if fed_rows != rows:
                     raise RuntimeError(f"decode workers delivered rows {fed_rows[:3]}... for batch {rows[:3]}...")
             else:
-                clips = load_inline(batch, rows)
-            results = compute(rows, clips)
-            bar.update(len(rows))
+                clips = self.load_inline(batch, rows)
+            results = self.compute(rows, clips)
+            self.bar.update(len(rows))
         keep = [k for k, r in enumerate(results) if not isinstance(r, DecodeFailure)]
-        skipped.extend(r.name for r in results if isinstance(r, DecodeFailure))
+        self.skipped.extend(r.name for r in results if isinstance(r, DecodeFailure))
         out = {"row": [rows[k] for k in keep], "label": [int(batch["label"][k]) for k in keep]}
-        for column in carried:
+        for column in self.carried:
             out[column] = [int(batch[column][k]) for k in keep]
-        for layer in layers:
+        for layer in self.s.layers:
             out[layer_column(layer)] = (np.stack([results[k][layer] for k in keep]) if keep
-                                        else np.zeros((0, dims[layer]), dtype=np.float32))
+                                        else np.zeros((0, self.s.dims[layer]), dtype=np.float32))
         return out
 
-    def prepare_shard(a: int, b: int) -> None:
+    def prepare_shard(self, a: int, b: int) -> None:
         """Hook of the speed options: feed the shard's batches from the workers, or compute them bucketed."""
-        state["stream"] = state["precomputed"] = None
-        if feeder is None:
+        self.stream = self.precomputed = None
+        if self.feeder is None:
             return
-        if not bucket_by_length:
-            plan = contiguous_batches(range(a, b), batch_size)  # exactly the batches datasets.map cuts
-            state["stream"] = zip(plan, feeder.batches(plan))
+        if not self.s.bucket_by_length:
+            plan = contiguous_batches(range(a, b), self.s.batch_size)  # exactly the batches datasets.map cuts
+            self.stream = zip(plan, self.feeder.batches(plan))
             return
-        plan = bucketed_batches(range(a, b), feeder.lengths(range(a, b)), batch_size)
-        state["precomputed"] = {}
-        for rows, clips in zip(plan, feeder.batches(plan)):
-            state["precomputed"].update(zip(rows, compute(rows, clips)))
-            bar.update(len(rows))
-
-    def compute_shard(j: int) -> None:
-        a, b = bounds[j]
-        before = len(skipped)
-        part = work.select(range(a, b))
-        prepare_shard(a, b)
-        # datasets writes its tmp* file beside cache_file_name: in our own work folder, never touched by
-        # another process; the finished file is then moved into place and the marker written
-        scratch = work_dir(shards_dir) / f"{names[j]}.arrow"
-        part.map(
-            run_batch, with_indices=True, batched=True, batch_size=batch_size, fn_kwargs={"offset": a},
-            remove_columns=part.column_names, features=out_features,
-            cache_file_name=str(scratch), load_from_cache_file=False,
-            writer_batch_size=batch_size, new_fingerprint=f"hf_fusion_{folder.parent.name[-16:]}_{j}",
-        )
-        checksum = shard_checksum(scratch)  # the marker vouches for exactly these bytes
-        os.replace(scratch, shards_dir / f"{names[j]}.arrow")
-        remember_moved(scratch, shards_dir / f"{names[j]}.arrow")
-        atomic_write_json(shards_dir / f"{names[j]}.json",
-                          {"rows": [a, b], "skipped": skipped[before:], "layers": layers, **checksum,
-                           "process_index": accelerator.process_index, "num_processes": accelerator.num_processes})
-
-    try:
-        with _quiet_datasets_bars(), backbone_autocast(model, dtype, device.type):
-            pending, wait = list(todo), False
-            while pending:  # first pass: shards nobody else holds; second pass: wait for the others
-                held_elsewhere = []
-                for j in pending:
-                    lock = FileLock(shards_dir / f"{names[j]}.lock")
-                    if not lock.acquire(blocking=wait):
-                        held_elsewhere.append(j)
-                        continue
-                    try:
-                        if _shard_done(shards_dir, names[j], bounds[j]) is None:
-                            compute_shard(j)
-                        else:  # another process finished it meanwhile
-                            bar.update(bounds[j][1] - bounds[j][0])
-                    finally:
-                        lock.release()
-                pending, wait = held_elsewhere, True
-    finally:
-        bar.close()
-        if feeder is not None:
-            feeder.close()
-        shutil.rmtree(work_dir(shards_dir), ignore_errors=True)  # our temporaries only
-    barrier(accelerator, folder)
-    if accelerator.is_main_process:
-        markers = [_shard_done(shards_dir, names[j], bounds[j]) for j in range(len(bounds))]
-        missing = [names[j] for j, m in enumerate(markers) if m is None]
-        if missing:
-            raise RuntimeError(f"{folder}: shards {missing} are incomplete after extraction")
-        all_skipped = [name for m in markers for name in m.get("skipped", [])]
-        if all_skipped:
-            logger.warning(f"{task_name}/{split}: skipped {len(all_skipped)} unreadable audio file(s): {all_skipped[:5]}")
-        atomic_write_json(folder / META, {
-            "task": task_name, "split": split, "layers": layers, "layer_dims": {str(k): v for k, v in dims.items()},
-            "num_rows": n - len(all_skipped), "num_skipped": len(all_skipped), "skipped": all_skipped,
-            "shards": names, "has_fold": has_fold,
-            "num_classes": int(label_feature.num_classes) if isinstance(label_feature, ClassLabel) else
-            int(max(np.max(ds["label"]) + 1, 0)) if n else 0,
-            "label_names": list(label_feature.names) if isinstance(label_feature, ClassLabel) else None,
-            "clip_samples": (ds.features[input_column].length if use_input else None), "sampling_rate": sr,
-        })
-    barrier(accelerator, folder)
+        plan = bucketed_batches(range(a, b), self.feeder.lengths(range(a, b)), self.s.batch_size)
+        self.precomputed = {}
+        for rows, clips in zip(plan, self.feeder.batches(plan)):
+            self.precomputed.update(zip(rows, self.compute(rows, clips)))
+            self.bar.update(len(rows))
