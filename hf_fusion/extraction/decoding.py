@@ -9,7 +9,7 @@ themselves and decode them with the very function the plain run uses
 a cache built with workers equals the one-process cache.
 
 Workers are started with ``spawn`` (a fresh interpreter: no fork after torch's thread pools exist,
-the hang noted in DESIGN.md section 7) and use one torch thread each. A script that calls
+the hang in docs/reference.md, "Traps") and use one torch thread each. A script that calls
 ``extract_features(decode_workers=N)`` therefore needs the usual ``if __name__ == "__main__":`` guard.
 """
 
