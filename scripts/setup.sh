@@ -11,6 +11,7 @@ if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   # ffmpeg: datasets decodes audio with torchcodec; espeak-ng/sox make real speech for tests and demos.
   apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg espeak-ng sox >/dev/null
 fi
+export PIP_ROOT_USER_ACTION=ignore  # no "running pip as root" warning on CI machines
 pip() { python -m pip --disable-pip-version-check -q "$@"; }
 # The --no-deps packages below (torchcrepe, the parity references) lack some declared dependencies on
 # purpose. pip's end-of-install check would then print a red "ERROR: pip's dependency resolver ..." line
