@@ -25,6 +25,7 @@ import torch
 
 from ..fusion import POOLINGS
 
+
 def window_rule(model):
     """The backbone's :class:`~hf_fusion.backbone_base.WindowRule` for ``model``'s front end, or None."""
     return model.config.backbone_class.window_rule(dict(model.config.frontend or {}))
@@ -43,13 +44,17 @@ def default_context(model, feature_extractor) -> int:
     return 0 if rule is None else rule.context
 
 
-def frame_hop(model, feature_extractor) -> int:
-    """Samples per Eq.1 output frame of ``model`` (CREPE: its hop; VGGish: 2560; CNN14: 32 STFT hops)."""
+def _required_rule(model):
     rule = window_rule(model)
     if rule is None:
         raise ValueError(f"backbone {model.config.backbone!r} is not windowed: it declares no window rule (fixed "
                          "input length or no per-frame time axis)")
-    return rule.hop
+    return rule
+
+
+def frame_hop(model, feature_extractor) -> int:
+    """Samples per Eq.1 output frame of ``model`` (CREPE: its hop; VGGish: 2560; CNN14: 32 STFT hops)."""
+    return _required_rule(model).hop
 
 
 def windowed_embedding(model, feature_extractor, wave: np.ndarray, layers: Sequence[int], window: int,
@@ -68,9 +73,8 @@ def windowed_embedding(model, feature_extractor, wave: np.ndarray, layers: Seque
                          "num_output_frames pools over the whole input")
     if config.pooling not in POOLINGS:
         raise ValueError(f"unknown pooling {config.pooling!r}")
-    hop = frame_hop(model, feature_extractor)
-    rule = window_rule(model)
-    grid = rule.grid
+    rule = _required_rule(model)
+    hop, grid = rule.hop, rule.grid
     window = max(grid, (int(window) // grid) * grid)
     context = max(int(context), rule.min_context)
     context = int(np.ceil(context / grid)) * grid

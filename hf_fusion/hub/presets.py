@@ -46,6 +46,11 @@ def presets() -> dict[str, FusionPreset]:
     return out
 
 
+def preset_for_backbone() -> dict[str, FusionPreset]:
+    """Backbone -> its preset (the default layers and checkpoint when converting that backbone)."""
+    return {p.backbone: p for p in presets().values()}
+
+
 def converters() -> dict[str, str]:
     """Backbone -> its converter's name in :mod:`hf_fusion.conversion`."""
     return {name: cls.converter for name, cls in _backbones().items() if cls.converter}
@@ -56,7 +61,7 @@ def __getattr__(name: str):
     if name == "PRESETS":
         return presets()
     if name == "PRESET_FOR_BACKBONE":
-        return {p.backbone: p for p in presets().values()}
+        return preset_for_backbone()
     if name == "CONVERTERS":
         return {backbone: (function,) for backbone, function in converters().items()}
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

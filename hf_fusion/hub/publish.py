@@ -422,7 +422,7 @@ def _run_push(args: argparse.Namespace) -> int:
     if args.backbone and args.backbone not in presets.converters():
         raise PublishError(f"--backbone {args.backbone!r}: no converter; convertible backbones: "
                            f"{sorted(presets.converters())}")
-    preset_for_backbone = {p.backbone: p for p in presets.presets().values()}
+    preset_for_backbone = presets.preset_for_backbone()
     layers = args.layers or (list(get_preset(args.preset).fusion_layers) if args.preset else None)
     if args.repo_id and args.org:
         raise PublishError("give --repo-id or --org, not both")
