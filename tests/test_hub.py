@@ -139,6 +139,16 @@ def _load_offline(tmp_path, folder, repo_id, clips, sr):
     return {mode: np.load(f"{env['OUT']}-{mode}.npy") for mode in ("remote", "package")}
 
 
+def _assert_same_embeddings(embeddings, ref):
+    """Each loader's embeddings equal ``ref`` up to float32 noise. The loaders run in another process,
+    where thread count, kernel choice and buffer alignment may change summation order: through VGGish's
+    15 layers that moves values by ~1e-5 of the embedding's scale (seen on CI), while a wrong weight,
+    layer or front end moves them by the scale itself."""
+    scale = float(np.abs(ref).max())
+    for mode, emb in embeddings.items():
+        np.testing.assert_allclose(emb, ref, rtol=1e-4, atol=1e-4 * scale, err_msg=mode)
+
+
 def _embed(model, clips, sr):
     fe = FusedAudioFeatureExtractor.from_fusion_config(model.config)
     with torch.no_grad():
@@ -233,8 +243,7 @@ def test_ast_preset_loads_offline_by_repo_id_and_matches_the_original_checkpoint
         hidden = ast(x, output_hidden_states=True).hidden_states
         ref = torch.cat([ast.layernorm(hidden[l])[:, :2].mean(1) for l in (5, 12)], dim=-1).numpy()
     assert ref.shape == (2, 2 * TINY_AST["hidden_size"])
-    for mode, emb in embeddings.items():
-        np.testing.assert_allclose(emb, ref, rtol=1e-5, atol=1e-5, err_msg=mode)
+    _assert_same_embeddings(embeddings, ref)
 
 
 def test_card_round_trips_with_model_index(ast_dry_run):
@@ -527,8 +536,7 @@ def test_other_presets_dry_run_and_offline_loading(tmp_path, monkeypatch, no_hub
     sr = model.config.sampling_rate
     clips = make_clips((1.0, 1.0), sr=sr)
     ref = _embed(model, clips, sr)
-    for mode, emb in _load_offline(tmp_path, out, f"org/{preset_name}", clips, sr).items():
-        np.testing.assert_allclose(emb, ref, rtol=1e-4, atol=1e-5, err_msg=mode)
+    _assert_same_embeddings(_load_offline(tmp_path, out, f"org/{preset_name}", clips, sr), ref)
 
 
 def test_hub_refusal_stops_before_upload(tmp_path, monkeypatch, tiny_ast_model, capsys):
