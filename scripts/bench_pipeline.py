@@ -97,22 +97,34 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_decode(work, workers: int, batch_size: int, repeats: int) -> float:
-    """Steady-state seconds for one pass over every clip with ``workers`` decode processes (best of repeats)."""
+def time_decode(work, workers: list[int], batch_size: int, repeats: int) -> tuple[dict, list[dict]]:
+    """Steady-state seconds for one pass over every clip, per decode worker count.
+
+    Every feeder is started and warmed first; the timed passes then alternate between worker counts,
+    round after round, so that each count sees the same background load (a shared machine's load moves
+    within seconds; timing the counts one after another made their ratio swing by 1.4x-2.2x between runs).
+    Returns ({workers: best seconds}, [{workers: seconds} per round])."""
+    from contextlib import ExitStack
+
     from hf_fusion.extraction.bucketing import contiguous_batches
     from hf_fusion.extraction.decoding import ClipFeeder
 
     plan = contiguous_batches(range(len(work)), batch_size)
-    best = float("inf")
-    with ClipFeeder(work, "audio", 16000, workers) as feeder:
-        for _ in feeder.batches(plan[: max(1, workers)]):  # start + warm the workers
-            pass
-        for _ in range(repeats):
-            start = time.perf_counter()
-            for _ in feeder.batches(plan):
+    rounds = []
+    with ExitStack() as stack:
+        feeders = {w: stack.enter_context(ClipFeeder(work, "audio", 16000, w)) for w in workers}
+        for w, feeder in feeders.items():
+            for _ in feeder.batches(plan[: max(2, 2 * w)]):  # start + warm the workers
                 pass
-            best = min(best, time.perf_counter() - start)
-    return best
+        for _ in range(repeats):
+            times = {}
+            for w, feeder in feeders.items():
+                start = time.perf_counter()
+                for _ in feeder.batches(plan):
+                    pass
+                times[w] = time.perf_counter() - start
+            rounds.append(times)
+    return {w: min(r[w] for r in rounds) for w in workers}, rounds
 
 
 def time_frontend(fe, batches, device: str, repeats: int):
@@ -221,6 +233,8 @@ def main(argv=None) -> None:
     parser.add_argument("--pipeline-workers", type=int, default=0,
                         help="also time extract_features with this many decode workers + bucketing (0: skip)")
     parser.add_argument("--repeats", type=int, default=2, help="best of N timings")
+    parser.add_argument("--decode-rounds", type=int, default=5,
+                        help="alternating timed passes per decode worker count (best and per-round ratios)")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     parser.add_argument("--decode-only", action="store_true", help="only the decode stage (worker scaling)")
     args = parser.parse_args(argv)
@@ -238,9 +252,8 @@ def main(argv=None) -> None:
         tmp = Path(tmp)
         data = make_flac_task(tmp / "audio", clips, seconds)
         work = data.cast_column("audio", __import__("datasets").Audio(decode=False))
-        decode = {}
+        decode, decode_rounds = time_decode(work, args.workers, args.batch_size, args.decode_rounds)
         for w in args.workers:
-            decode[w] = time_decode(work, w, args.batch_size, args.repeats)
             rows.append(("decode+resample", f"{w} worker(s)" if w else "in process", "-", decode[w]))
         from hf_fusion.extraction.decoding import ClipFeeder
 
@@ -294,10 +307,11 @@ def main(argv=None) -> None:
     print()
     best_decode = min(decode.values())
     best_w = min(decode, key=decode.get)
-    if 1 in decode and 2 in decode:
-        print(f"decode: 2 workers / 1 worker throughput = {decode[1] / decode[2]:.2f}x")
-    if 0 in decode and 1 in decode:
-        print(f"decode: 1 worker / in process throughput = {decode[0] / decode[1]:.2f}x")
+    for a, b, what in ((1, 2, "2 workers / 1 worker"), (0, 1, "1 worker / in process")):
+        if a in decode and b in decode:
+            per_round = sorted(r[a] / r[b] for r in decode_rounds)
+            print(f"decode: {what} throughput = {decode[a] / decode[b]:.2f}x (best of each); per round "
+                  f"{' '.join(f'{x:.2f}' for x in per_round)}, median {float(np.median(per_round)):.2f}x")
     print("\nbound (stages overlapping, decode with the best measured worker count; slowest stage first):")
     for name, (desc, stages) in per_backbone.items():
         fastest_backbone = min((t, k) for k, t in stages.items() if k.startswith("backbone"))
