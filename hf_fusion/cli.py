@@ -412,6 +412,30 @@ def _option(text: str) -> tuple[str, Any]:
         return key, value
 
 
+# The push options after --repo-id/--org/--force-name, by argument group: flag -> add_argument keywords.
+# The card group's destinations are hub.cards.CARD_OPTIONS (less source_checkpoint, taken from the model).
+_FLAG = {"action": "store_true"}
+PUSH_TARGET_OPTIONS = {
+    "--private": {**_FLAG, "help": "create the repo as private"},
+    "--revision": {"help": "branch to push to (created if missing; default: main)"},
+    "--create-pr": {**_FLAG, "help": "open a pull request instead of committing"},
+    "--token": {"help": "Hub token (default: HF_TOKEN or `hf auth login`)"},
+    "--commit-message": {"help": "message of the Hub commit (default: huggingface_hub's)"},
+}
+PUSH_CARD_OPTIONS = {
+    "--results": {"metavar": "CSV", "help": "results.csv (model,task,accuracy,std; accuracy in [0, 1])"},
+    "--layerwise": {"metavar": "CSV", "help": "layerwise.csv (layer,task,accuracy,std)"},
+    "--selection": {"metavar": "JSON", "help": "layer-selection JSON (M, L, group averages)"},
+    "--results-model": {"help": "value of results.csv's model column for this model (default: repo name)"},
+    "--license": {"help": "license id for the card (default: the original weights' license)"},
+}
+PUSH_OUTPUT_OPTIONS = {
+    "--out": {"metavar": "FOLDER", "help": "where to assemble the repo (default: a temporary folder)"},
+    "--overwrite": {**_FLAG, "help": "empty a non-empty --out first"},
+    "--dry-run": {**_FLAG, "help": "build the folder and list the files; upload nothing"},
+}
+
+
 def add_push_arguments(parser: argparse.ArgumentParser, preset_names: Sequence[str] | None = None,
                        backbone_names: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The ``push`` options on ``parser``. ``preset_names`` / ``backbone_names`` (read from the backbone
@@ -439,21 +463,11 @@ def add_push_arguments(parser: argparse.ArgumentParser, preset_names: Sequence[s
     target.add_argument("--force-name", action="store_true",
                         help="keep a --repo-id whose name contradicts the model (another backbone or other layer "
                              "numbers than the model's <backbone>-fusion-<layers>); refused without it")
-    target.add_argument("--private", action="store_true", help="create the repo as private")
-    target.add_argument("--revision", help="branch to push to (created if missing; default: main)")
-    target.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
-    target.add_argument("--token", help="Hub token (default: HF_TOKEN or `hf auth login`)")
-    target.add_argument("--commit-message", help="message of the Hub commit (default: huggingface_hub's)")
-    card = parser.add_argument_group("card")
-    card.add_argument("--results", metavar="CSV", help="results.csv (model,task,accuracy,std; accuracy in [0, 1])")
-    card.add_argument("--layerwise", metavar="CSV", help="layerwise.csv (layer,task,accuracy,std)")
-    card.add_argument("--selection", metavar="JSON", help="layer-selection JSON (M, L, group averages)")
-    card.add_argument("--results-model", help="value of results.csv's model column for this model (default: repo name)")
-    card.add_argument("--license", help="license id for the card (default: the original weights' license)")
-    out = parser.add_argument_group("output")
-    out.add_argument("--out", metavar="FOLDER", help="where to assemble the repo (default: a temporary folder)")
-    out.add_argument("--overwrite", action="store_true", help="empty a non-empty --out first")
-    out.add_argument("--dry-run", action="store_true", help="build the folder and list the files; upload nothing")
+    groups = ((target, PUSH_TARGET_OPTIONS), (parser.add_argument_group("card"), PUSH_CARD_OPTIONS),
+              (parser.add_argument_group("output"), PUSH_OUTPUT_OPTIONS))
+    for group, options in groups:
+        for flag, kwargs in options.items():
+            group.add_argument(flag, **kwargs)
     return parser
 
 

@@ -322,6 +322,14 @@ def test_push_without_token_fails_before_anything(tmp_path, monkeypatch, no_hub,
     assert no_hub == []
 
 
+def test_unknown_card_option_is_refused_before_anything_is_written(tmp_path, tiny_ast_model):
+    with pytest.raises(TypeError, match=r"unknown card option\(s\) \['result'\]; known: \['results'"):
+        publish.assemble_repo_folder(tiny_ast_model, tmp_path / "repo", "org/name", result="results.csv")
+    with pytest.raises(TypeError, match=r"\['licence'\]"):
+        publish.publish_model(tiny_ast_model, "org/name", dry_run=True, out_dir=tmp_path / "repo", licence="mit")
+    assert not (tmp_path / "repo").exists()
+
+
 def test_incomplete_folder_is_not_pushed(tmp_path, tiny_ast_model, no_hub):
     publish.assemble_repo_folder(tiny_ast_model, tmp_path / "repo", "org/name")
     (tmp_path / "repo" / "fusion.py").unlink()

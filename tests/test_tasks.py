@@ -550,3 +550,18 @@ def test_load_synthetic_through_load_task(tmp_path):
         ["white", "pink", "brown", "blue", "clicks", "bursts", "chirp_up", "chirp_down"])
     dd2 = load_synthetic_task("events", out_dir=tmp_path, n_per_class=5, sampling_rate=8000)
     assert audio_array(dd2["valid"][0]["audio"])[0].shape == (8000,)
+
+
+def test_loader_option_tables_match_the_functions_that_declare_them():
+    """SPLIT_OPTIONS / COLUMN_MAPPING are the one list of the options the loaders forward: their names and
+    defaults are those of load_task and normalize_task_data (the explicit signatures)."""
+    import inspect
+
+    from hf_fusion.tasks import sources
+
+    task_params = inspect.signature(sources.load_task).parameters
+    assert {name: task_params[name].default for name in sources.SPLIT_OPTIONS} == sources.SPLIT_OPTIONS
+    mapping_params = inspect.signature(sources.normalize_task_data).parameters
+    assert all(name in mapping_params for name in sources.COLUMN_MAPPING)
+    assert sources._split_options({"seed": 3, "streaming": False}) == (
+        {**sources.SPLIT_OPTIONS, "seed": 3}, {"streaming": False})

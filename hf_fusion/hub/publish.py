@@ -29,7 +29,7 @@ from hf_fusion.modeling_classification import AudioFusionForAudioClassification
 from hf_fusion.modeling_fusion import AudioFusionModel
 from hf_fusion.naming import repo_name_conflicts
 
-from .cards import render_model_card, results_summary
+from .cards import CARD_OPTIONS, render_model_card, results_summary
 from . import presets
 from .classifier_card import classifier_model_name, classifier_summary, render_classifier_card
 from .presets import convert_checkpoint, get_preset
@@ -180,25 +180,24 @@ def assemble_repo_folder(
     out_dir: str | Path,
     repo_id: str,
     *,
-    results=None,
-    layerwise=None,
-    selection=None,
-    results_model: str | None = None,
-    source_checkpoint: str | None = None,
-    license: str | None = None,
     overwrite: bool = False,
     force_name: bool = False,
+    **card_options,
 ) -> Path:
     """Write the complete repo folder for ``model`` (saved folder or model) into ``out_dir`` and check it.
 
     The model and feature extractor are re-saved (safetensors, ``auto_map``, the package's current remote
-    code); ``results`` / ``layerwise`` / ``selection`` go into the card and ``results.json``
+    code). ``card_options`` (:data:`hf_fusion.hub.cards.CARD_OPTIONS`: results, layerwise, selection,
+    results_model, source_checkpoint, license) go into the card and ``results.json``
     (see :func:`hf_fusion.hub.cards.render_model_card`). A non-empty ``out_dir`` is refused unless
     ``overwrite`` (stale files would be uploaded too); a ``repo_id`` whose name contradicts the model
     (:func:`check_repo_name`) unless ``force_name``. A classifier's card reports its own probe run
     (``config.probe``); ``results`` / ``layerwise`` / ``selection`` are refused for it.
     """
     validate_hub_repo_id(repo_id)
+    unknown = sorted(set(card_options) - set(CARD_OPTIONS))
+    if unknown:
+        raise TypeError(f"assemble_repo_folder: unknown card option(s) {unknown}; known: {list(CARD_OPTIONS)}")
     out = Path(out_dir)
     if not isinstance(model, _MODELS):
         source = Path(model).resolve()
@@ -216,8 +215,7 @@ def assemble_repo_folder(
     fused, extractor = _load_model(model)  # a missing or broken model fails here, before --out is touched
     classifier = isinstance(fused, AudioFusionForAudioClassification)
     if classifier:
-        given = [name for name, value in (("--results", results), ("--layerwise", layerwise),
-                                          ("--selection", selection)) if value is not None]
+        given = [f"--{name}" for name in ("results", "layerwise", "selection") if card_options.get(name) is not None]
         if given:
             raise PublishError(f"{' '.join(given)}: a classifier's card reports its own probe run (config.json "
                                "'probe'); push its fused model for a card with evaluation files")
@@ -228,21 +226,13 @@ def assemble_repo_folder(
         fused.save_pretrained(build, safe_serialization=True)
         extractor.save_pretrained(build)
         if classifier:
-            card = render_classifier_card(fused.config, repo_id, license=license, source_checkpoint=source_checkpoint)
+            card = render_classifier_card(fused.config, repo_id, license=card_options.get("license"),
+                                          source_checkpoint=card_options.get("source_checkpoint"))
             summary = classifier_summary(fused.config, repo_id)
             (build / "probe.json").write_text(json.dumps(fused.config.probe, indent=1) + "\n", encoding="utf-8")
         else:
-            card = render_model_card(
-                fused.config,
-                repo_id,
-                results=results,
-                layerwise=layerwise,
-                selection=selection,
-                results_model=results_model,
-                source_checkpoint=source_checkpoint,
-                license=license,
-            )
-            summary = results_summary(fused.config, repo_id, results, layerwise, selection, results_model)
+            card = render_model_card(fused.config, repo_id, **card_options)
+            summary = results_summary(fused.config, repo_id, *(card_options.get(name) for name in CARD_OPTIONS[:4]))
         card.save(build / "README.md")
         (build / "results.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         check_repo_folder(build)
@@ -334,6 +324,10 @@ def push_folder(
         commit_message=commit_message or f"Upload {repo_id.split('/')[-1]} (hf-fusion)",
         ignore_patterns=["__pycache__/*", "*.pyc", ".*"],
     )
+
+
+#: publish_model's own options that ``hf-fusion push`` passes on under the same names (besides --out, the token)
+PUSH_OPTIONS = ("dry_run", "private", "revision", "create_pr", "commit_message", "overwrite", "force_name")
 
 
 @dataclass
@@ -459,25 +453,9 @@ def _run_push(args: argparse.Namespace) -> int:
                 source_checkpoint = preset_for_backbone[backbone].default_checkpoint
             elif Path(source_checkpoint).exists():
                 source_checkpoint = Path(source_checkpoint).name  # no local paths in a public card
-        result = publish_model(
-            model,
-            repo_id,
-            out_dir=args.out,
-            dry_run=args.dry_run,
-            token=token,
-            private=args.private,
-            revision=args.revision,
-            create_pr=args.create_pr,
-            commit_message=args.commit_message,
-            overwrite=args.overwrite,
-            force_name=args.force_name,
-            results=args.results,
-            layerwise=args.layerwise,
-            selection=args.selection,
-            results_model=args.results_model,
-            source_checkpoint=source_checkpoint,
-            license=args.license,
-        )
+        options = {name: getattr(args, name) for name in PUSH_OPTIONS + CARD_OPTIONS if name != "source_checkpoint"}
+        result = publish_model(model, repo_id, out_dir=args.out, token=token, source_checkpoint=source_checkpoint,
+                               **options)
     plan = format_upload_plan(
         result.files, repo_id, private=args.private, revision=args.revision, create_pr=args.create_pr
     )

@@ -422,26 +422,45 @@ def _relabel(data: DatasetDict, drop_labels: Sequence[str], source: str) -> Data
 # ----------------------------------------------------------------------------- (b) audiofolder
 
 
+#: keyword options every loader shares, with their defaults: the fold held out as test (fold tasks), the
+#: validation fraction and seed of a train/valid split (and of the training crops), what an unreadable file
+#: does (``"raise"`` | ``"skip"``) and where crops are cached; see :func:`load_task`
+SPLIT_OPTIONS = {"test_fold": None, "valid_fraction": 0.1, "seed": 0, "on_error": "raise", "crop_cache_dir": None}
+
+
+#: normalize_task_data's column-mapping arguments (a Hub dataset's layout -> the task layout)
+COLUMN_MAPPING = ("audio_column", "label_column", "split_column", "fold_column", "split_map", "drop_labels")
+
+
+def _split_options(kwargs: dict) -> tuple[dict, dict]:
+    """Separate :data:`SPLIT_OPTIONS` (defaults filled in) from the loader's other keyword arguments."""
+    rest = dict(kwargs)
+    return {name: rest.pop(name, default) for name, default in SPLIT_OPTIONS.items()}, rest
+
+
+def _normalize_and_finish(raw, clip_seconds, split: dict, **mapping) -> DatasetDict:
+    data = normalize_task_data(raw, valid_fraction=split["valid_fraction"], seed=split["seed"], **mapping)
+    return _finish(data, clip_seconds, split["test_fold"], split["valid_fraction"], split["seed"], split["on_error"],
+                   split["crop_cache_dir"])
+
+
 def load_audiofolder_task(
     data_dir: PathLike,
     sampling_rate: Optional[int] = None,
     clip_seconds: Optional[float] = None,
     *,
-    test_fold: Optional[int] = None,
-    valid_fraction: float = 0.1,
-    seed: int = 0,
-    cache_dir: Optional[PathLike] = None,
     label_column: str = "label",
-    on_error: str = "raise",
-    crop_cache_dir: Optional[PathLike] = None,
-    **load_kwargs,
+    cache_dir: Optional[PathLike] = None,
+    **options,
 ) -> DatasetDict:
     """Load a ``datasets`` ``audiofolder`` directory as a task.
 
     Labels come from sub-folder names (audiofolder's default) or a metadata file column
     ``label_column``. Splits come from split sub-folders (train/validation/test), or from a
     ``split`` or ``fold`` column of the metadata file when everything lands in one split.
+    ``options``: :data:`SPLIT_OPTIONS`; the rest go to ``datasets.load_dataset``.
     """
+    split, load_kwargs = _split_options(options)
     if not Path(data_dir).is_dir():
         raise FileNotFoundError(f"no audiofolder directory {data_dir}")
     raw = load_dataset("audiofolder", data_dir=str(data_dir), cache_dir=str(cache_dir) if cache_dir else None,
@@ -456,10 +475,8 @@ def load_audiofolder_task(
             split_col = "split"
         elif "fold" in first.column_names:
             fold_col = "fold"
-    data = normalize_task_data(raw, sampling_rate=sampling_rate, label_column=label_column, split_column=split_col,
-                               fold_column=fold_col, valid_fraction=valid_fraction, seed=seed,
-                               source=f"audiofolder {data_dir}")
-    return _finish(data, clip_seconds, test_fold, valid_fraction, seed, on_error, crop_cache_dir)
+    return _normalize_and_finish(raw, clip_seconds, split, sampling_rate=sampling_rate, label_column=label_column,
+                                 split_column=split_col, fold_column=fold_col, source=f"audiofolder {data_dir}")
 
 
 # ----------------------------------------------------------------------------- (c) Hub / save_to_disk
@@ -476,25 +493,20 @@ def load_hub_task(
     sampling_rate: Optional[int] = None,
     clip_seconds: Optional[float] = None,
     *,
-    audio_column: str = "audio",
-    label_column: str = "label",
-    split_column: Optional[str] = None,
-    fold_column: Optional[str] = None,
-    split_map: Optional[Mapping[str, str]] = None,
-    drop_labels: Sequence[str] = (),
     config: Optional[str] = None,
     revision: Optional[str] = None,
-    test_fold: Optional[int] = None,
-    valid_fraction: float = 0.1,
-    seed: int = 0,
     cache_dir: Optional[PathLike] = None,
-    on_error: str = "raise",
-    crop_cache_dir: Optional[PathLike] = None,
-    **load_kwargs,
+    **options,
 ) -> DatasetDict:
     """Load a Hub dataset id (``datasets.load_dataset``) or a local ``save_to_disk`` folder
-    (``datasets.load_from_disk``) and map its columns to the task layout
-    (see :func:`normalize_task_data` for the mapping arguments)."""
+    (``datasets.load_from_disk``) and map its columns to the task layout.
+
+    ``options``: the column mapping of :func:`normalize_task_data` (:data:`COLUMN_MAPPING`: audio_column,
+    label_column, split_column, fold_column, split_map, drop_labels), :data:`SPLIT_OPTIONS`; the rest go
+    to ``datasets.load_dataset``."""
+    split, rest = _split_options(options)
+    mapping = {name: rest.pop(name) for name in COLUMN_MAPPING if name in rest}
+    load_kwargs = rest
     if is_saved_dataset(source):
         raw = load_from_disk(str(source))
         desc = f"saved dataset {source}"
@@ -502,10 +514,7 @@ def load_hub_task(
         raw = load_dataset(str(source), name=config, revision=revision,
                            cache_dir=str(cache_dir) if cache_dir else None, **load_kwargs)
         desc = f"dataset {source}"
-    data = normalize_task_data(raw, sampling_rate=sampling_rate, audio_column=audio_column, label_column=label_column,
-                               split_column=split_column, fold_column=fold_column, split_map=split_map,
-                               drop_labels=drop_labels, valid_fraction=valid_fraction, seed=seed, source=desc)
-    return _finish(data, clip_seconds, test_fold, valid_fraction, seed, on_error, crop_cache_dir)
+    return _normalize_and_finish(raw, clip_seconds, split, sampling_rate=sampling_rate, source=desc, **mapping)
 
 
 # ----------------------------------------------------------------------------- dispatcher
