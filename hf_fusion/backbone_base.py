@@ -65,6 +65,22 @@ def resolve_layers(layers: Any, valid: Sequence[int], fusion: Sequence[int] | No
     return numbers
 
 
+#: rows per call where a backbone runs a layer over a variable number of rows (frames): a GEMM's rounding
+#: depends on its row count (BLAS picks kernels and thread splits by shape; one row takes a GEMV path), so
+#: :func:`in_row_blocks` keeps one shape and a row's output independent of its batch partners. Worth it for
+#: small weights only: each block re-reads the weight (VGGish's 200 MB FC weight ran 4.5x slower in
+#: blocks of 8 rows than as one GEMM over 256 rows, so VGGish's FC layers 17-22 stay batch-shaped)
+BLOCK_ROWS = 32
+
+
+def in_row_blocks(fn: Callable[[torch.Tensor], Any], x: torch.Tensor, rows: int = BLOCK_ROWS) -> list:
+    """``fn`` applied to ``x`` [N, ...] in blocks of ``rows`` rows, the last one zero-padded: [fn(block), ...].
+
+    The caller concatenates the results and drops the padded rows (``N`` of them are real)."""
+    padded = torch.cat([x, x.new_zeros(((-x.shape[0]) % rows,) + tuple(x.shape[1:]))])
+    return [fn(block) for block in padded.split(rows)]
+
+
 def layer_numbers(value: Any, what: str = "layers") -> list[int]:
     """A layer number or a list of them -> list[int]; a string, a fraction or a bool is an error (never
     ``"12"`` -> [1, 2] or 10.7 -> 10)."""

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbone_base import TappedBackbone, WindowRule
+from .backbone_base import TappedBackbone, WindowRule, in_row_blocks
 from .frontend_crepe import CREPE_WINDOW, crepe_frames, crepe_valid_frames
 from .fusion import align_layer, align_valid, valid_frame_mask
 
@@ -94,8 +94,14 @@ class CrepeNet(nn.Module):
         return F.max_pool1d(x, 2, 2)
 
     def classify(self, conv6: torch.Tensor) -> torch.Tensor:
-        """conv6 output [F, C6, 4] -> pitch activations [F, 360] (sample-major flatten, as trained)."""
-        return torch.sigmoid(self.classifier(conv6.transpose(1, 2).reshape(conv6.shape[0], -1)))
+        """conv6 output [F, C6, 4] -> pitch activations [F, 360] (sample-major flatten, as trained).
+
+        Linear layer and sigmoid run on fixed blocks of frames (:func:`in_row_blocks`): a frame's
+        activations then do not depend on how many frames share its batch (a vectorised exp also rounds
+        the elements of an array's SIMD tail differently)."""
+        flat = conv6.transpose(1, 2).reshape(conv6.shape[0], -1)
+        blocks = in_row_blocks(lambda block: torch.sigmoid(self.classifier(block)), flat)
+        return torch.cat(blocks)[: flat.shape[0]]
 
     def forward(self, frames: torch.Tensor, last: int = CLASSIFIER_LAYER) -> list[torch.Tensor]:
         """frames [F, 1024] -> outputs of layers 1..last ([F, C, S] for convs, [F, 360] for layer 7)."""

@@ -30,8 +30,8 @@ def align_layer(z: torch.Tensor, num_frames: int, name: str = "layer") -> torch.
     """
     if not isinstance(num_frames, int) or num_frames < 1:
         raise ValueError(f"{name}: T_o must be a positive integer, got {num_frames!r}")
-    if z.dim() == 2:
-        return z.unsqueeze(-1).expand(-1, -1, num_frames)
+    if z.dim() == 2:  # a real copy: reductions over a stride-0 view group their additions differently
+        return z.unsqueeze(-1).expand(-1, -1, num_frames).contiguous()
     if z.dim() == 4:
         z = z.flatten(1, 2)
     elif z.dim() != 3:
@@ -114,13 +114,24 @@ def temporal_pool(frames: torch.Tensor, pooling: str = "mean+max", mask: torch.T
         if bool((counts == 0).any()):
             raise ValueError(f"Eq.3: clip(s) {torch.nonzero(counts == 0).flatten().tolist()} have no valid frame")
         valid = mask[:, None, :]
-        mean = lambda: frames.masked_fill(~valid, 0.0).sum(dim=-1) / counts[:, None].to(frames.dtype)  # noqa: E731
+        mean = lambda: _masked_mean(frames, valid, counts)  # noqa: E731
         peak = lambda: frames.masked_fill(~valid, float("-inf")).amax(dim=-1)  # noqa: E731
     if pooling == "mean+max":
         return mean() + peak()
     if pooling == "mean":
         return mean()
     return peak()
+
+
+def _masked_mean(frames: torch.Tensor, valid: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Mean over each clip's valid frames of [B, D, T] -> [B, D]. A clip whose valid frames come first
+    (every mask this package builds) is averaged over exactly those frames, copied to contiguous memory, as
+    when it is alone: a sum over its padding too, zeros though they are, or over a strided view groups the
+    additions differently and moves the last bit."""
+    prefix = bool((valid[:, 0, :] == valid_frame_mask(counts, frames.shape[-1])).all())
+    if not prefix:
+        return frames.masked_fill(~valid, 0.0).sum(dim=-1) / counts[:, None].to(frames.dtype)
+    return torch.cat([frames[b : b + 1, :, : int(n)].contiguous().mean(dim=-1) for b, n in enumerate(counts.tolist())])
 
 
 def fuse(

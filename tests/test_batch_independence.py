@@ -4,7 +4,11 @@ For every backbone (tiny random configs; CREPE with its real tiny weights) eight
 (and, for five of them, with a forced T_o) are embedded one by one (the reference), then in shuffled batches of 1, 3 and 8, through both paths:
 - the model call: ``FusedAudioFeatureExtractor`` -> ``AudioFusionModel(input_values, attention_mask=...)``;
 - ``extract_features`` (every layer's cached Eq.1+Eq.3 vector, and the fused one, via ``FeatureCache.load``).
-Every vector must equal the clip's vector alone to RTOL (max |batched - alone| / max |alone| per clip).
+Every vector must equal the clip's vector alone to RTOL (max |batched - alone| / max |alone| per clip), and
+bit for bit for the layers in EXACT: there every op computes a clip's rows alike whatever the batch (CREPE's
+classifier runs on fixed frame blocks, ``backbone_base.in_row_blocks``) and Eq.3 averages each clip over its
+own frames only. CNN14's convs, VGGish's FC layers and the transformers encoders' GEMMs round by batch shape
+(oneDNN / BLAS kernel choice), ~1e-7 relative.
 """
 
 import numpy as np
@@ -20,6 +24,15 @@ from .conftest import TINY_AST, make_clips
 
 SR = 16000
 RTOL = 1e-5
+#: cases whose vectors are batch-invariant bit for bit (relative difference exactly 0), all layers or those
+#: listed ("fusion": the fused vector). VGGish's FC layers 17-22 are one GEMM over the batch's examples; AST
+#: is exact at this tiny size only (a full-size GEMM over B x 1214 tokens may round by B).
+EXACT = {"vggish": (*range(1, 17), "fusion"), "ast": "all", "crepe": "all", "crepe@T_o=2": "all"}
+
+
+def tolerance(name, layer="fusion") -> float:
+    exact = EXACT.get(name, ())
+    return 0.0 if exact == "all" or layer in exact else RTOL
 #: mixed lengths in seconds (two equal ones: the hf "groups" strategy runs them together)
 SECONDS = (1.3, 0.45, 0.9, 2.1, 0.6, 0.9, 0.35, 1.05)
 ORDER = (3, 0, 6, 1, 5, 7, 2, 4)  # batches are cut from this shuffled order
@@ -150,7 +163,8 @@ def test_model_call_batch_independent(setup, clips, batch_size):
             out = model(**inputs).pooler_output.numpy()
             for k, i in enumerate(rows):
                 worst = max(worst, relative_difference(out[k], alone["fused"][i]))
-    assert worst <= RTOL, f"{name}, batch_size={batch_size}: max relative difference {worst:.3g} alone vs batched"
+    assert worst <= tolerance(name), (
+        f"{name}, batch_size={batch_size}: max relative difference {worst:.3g} alone vs batched")
 
 
 def _audio_dataset(folder, clips):
@@ -176,7 +190,8 @@ def test_extract_features_batch_independent(setup, clips, batch_size, tmp_path):
         X, _ = cache.load(layer, "all")
         reference = alone["fused" if layer == "fusion" else layer][order]
         worst = max(relative_difference(X[k], reference[k]) for k in range(len(order)))
-        assert worst <= RTOL, f"{name}, batch_size={batch_size}, layer {layer}: max relative difference {worst:.3g}"
+        assert worst <= tolerance(name, layer), (
+            f"{name}, batch_size={batch_size}, layer {layer}: max relative difference {worst:.3g}")
 
 
 def test_cache_key_ignores_batch_size(tmp_path, clips):

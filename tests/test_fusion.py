@@ -81,3 +81,36 @@ def test_paper_dims_cnn14_fusion_3_6():
     b6 = torch.randn(1, 2048, 2, 31)
     frames, emb = fuse([align_layer(b3, 31), align_layer(b6, 31)])
     assert frames.shape == (1, 6144, 31) and emb.shape == (1, 6144)
+
+
+@pytest.mark.parametrize("pooling", ["mean+max", "mean", "max"])
+def test_masked_eq3_equals_the_clip_alone_bit_for_bit(pooling):
+    """A padded clip's Eq.3 over its valid frames is exactly its Eq.3 alone, whatever the padding length
+    (a sum over the zeros of the padding would group the float additions differently)."""
+    torch.manual_seed(0)
+    lengths = [37, 5, 64, 1, 50]
+    alone = [torch.randn(1, 300, n) for n in lengths]
+    for pad_to in (64, 77, 200):
+        frames = torch.zeros(len(lengths), 300, pad_to)
+        for b, clip in enumerate(alone):
+            frames[b, :, : clip.shape[-1]] = clip
+        mask = torch.arange(pad_to)[None, :] < torch.tensor(lengths)[:, None]
+        batched = temporal_pool(frames, pooling, mask=mask)
+        for b, clip in enumerate(alone):
+            assert torch.equal(batched[b], temporal_pool(clip, pooling)[0]), (pooling, pad_to, b)
+
+
+def test_masked_eq3_with_a_gap_in_the_mask():
+    """A mask with invalid frames in the middle (not built by this package) still averages the valid ones."""
+    frames = torch.arange(12.0).reshape(1, 2, 6)
+    mask = torch.tensor([[True, False, True, True, False, False]])
+    torch.testing.assert_close(temporal_pool(frames, "mean", mask=mask), torch.tensor([[(0 + 2 + 3) / 3, (6 + 8 + 9) / 3]]))
+    torch.testing.assert_close(temporal_pool(frames, "max", mask=mask), torch.tensor([[3.0, 9.0]]))
+
+
+def test_repeated_frames_are_real_memory():
+    """Eq.1 on a [B, D] tap repeats it T_o times as a contiguous copy (not a stride-0 view)."""
+    z = torch.randn(2, 5)
+    aligned = align_layer(z, 4)
+    assert aligned.shape == (2, 5, 4) and aligned.is_contiguous() and aligned.stride(-1) == 1
+    assert torch.equal(aligned, z[:, :, None].repeat(1, 1, 4))
