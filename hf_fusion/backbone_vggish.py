@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .backbone_base import TappedBackbone, WindowRule
+from .backbone_base import FrontEnd, TappedBackbone, WindowRule
 from .frontends import _VG_FRAME as VGGISH_WINDOW
 from .frontends import _VG_HOP as VGGISH_HOP
 from .frontends import vggish_log_mel_examples, vggish_num_examples
@@ -81,9 +81,7 @@ class VGGishBackbone(TappedBackbone):
 
     name = "vggish"
     supports_attention_mask = True
-    frontend_name = "vggish_log_mel"
-    frontend_function = staticmethod(vggish_log_mel)
-    frontend_valid_steps = (vggish_valid_examples, 1)  # examples of [B, n, 96, 64]
+    frontend_spec = FrontEnd("vggish_log_mel", vggish_log_mel, (vggish_valid_examples, 1))  # examples of [B, n, 96, 64]
     paper_layers = (10, 15)
     converter = "convert_vggish_checkpoint"
     checkpoint_help = "the torchvggish state dict, e.g. vggish-10086976.pth"
@@ -123,7 +121,7 @@ class VGGishBackbone(TappedBackbone):
 
     @classmethod
     def default_frontend(cls, backbone_config: dict[str, Any]) -> dict[str, Any]:
-        return {"name": cls.frontend_name, "sampling_rate": 16000}
+        return {"name": cls.frontend_spec.name, "sampling_rate": 16000}
 
     @classmethod
     def default_fusion_layers(cls, backbone_config: dict[str, Any]) -> list[int]:

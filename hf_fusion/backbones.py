@@ -22,13 +22,13 @@ BACKBONES: dict[str, type[TappedBackbone]] = {
 
 def register_backbone(cls: type[TappedBackbone], replace: bool = False) -> type[TappedBackbone]:
     """Add a backbone class (usable as a decorator). Its ``name`` must be new unless ``replace``; the
-    class must declare a front end (``frontend_name`` + ``frontend_function``)."""
+    class must declare a front end (``frontend_spec``, a ``backbone_base.FrontEnd``)."""
     if not (isinstance(cls, type) and issubclass(cls, TappedBackbone)) or not cls.name:
         raise TypeError(f"register_backbone takes a TappedBackbone subclass with a name, got {cls!r}")
     if cls.name in BACKBONES and BACKBONES[cls.name] is not cls and not replace:
         raise ValueError(f"backbone {cls.name!r} is already registered ({BACKBONES[cls.name].__name__})")
-    if not cls.frontend_name or cls.frontend_function is None:
-        raise ValueError(f"backbone {cls.name!r} declares no front end (frontend_name, frontend_function)")
+    if cls.frontend_spec is None or not cls.frontend_spec.name or not callable(cls.frontend_spec.function):
+        raise ValueError(f"backbone {cls.name!r} declares no front end (frontend_spec = FrontEnd(name, function))")
     BACKBONES[cls.name] = cls
     return cls
 
@@ -44,6 +44,6 @@ def get_backbone_class(name: str) -> type[TappedBackbone]:
 def backbone_for_frontend(frontend_name: str) -> type[TappedBackbone]:
     """The backbone whose front end is named ``frontend_name``; the error lists the known front ends."""
     for cls in BACKBONES.values():
-        if cls.frontend_name == frontend_name:
+        if cls.frontend_spec.name == frontend_name:
             return cls
-    raise ValueError(f"unknown front end {frontend_name!r}; known: {sorted(c.frontend_name for c in BACKBONES.values())}")
+    raise ValueError(f"unknown front end {frontend_name!r}; known: {sorted(c.frontend_spec.name for c in BACKBONES.values())}")

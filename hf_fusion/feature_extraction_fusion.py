@@ -58,9 +58,9 @@ class FusedAudioFeatureExtractor(SequenceFeatureExtractor):
         if sampling_rate is not None:
             overrides["sampling_rate"] = int(sampling_rate)
         merged = backbone_cls.resolve_frontend(backbone_cls.normalize_backbone_config(None), overrides)
-        if merged["name"] != backbone_cls.frontend_name:
+        if merged["name"] != backbone_cls.frontend_spec.name:
             backbone_for_frontend(merged["name"])  # an unknown name: the error lists the known front ends
-            raise ValueError(f"backbone {backbone!r} needs front end {backbone_cls.frontend_name!r}, got {merged['name']!r}")
+            raise ValueError(f"backbone {backbone!r} needs front end {backbone_cls.frontend_spec.name!r}, got {merged['name']!r}")
         super().__init__(
             feature_size=feature_size,
             sampling_rate=int(merged["sampling_rate"]),
@@ -118,9 +118,9 @@ class FusedAudioFeatureExtractor(SequenceFeatureExtractor):
         settings = {k: v for k, v in self.frontend.items() if k not in FRONTEND_INFO_KEYS}
         backbone_cls = get_backbone_class(self.backbone)
         with torch.no_grad():
-            features = backbone_cls.frontend_function(waveforms, lengths=lengths, **settings)
+            features = backbone_cls.frontend_spec.function(waveforms, lengths=lengths, **settings)
         data = {"input_values": features}
-        valid_steps = backbone_cls.frontend_valid_steps
+        valid_steps = backbone_cls.frontend_spec.valid_steps
         if valid_steps is not None and return_attention_mask is not False:
             count, axis = valid_steps
             valid = count(lengths, **settings)

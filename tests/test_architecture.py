@@ -22,7 +22,7 @@ from torch import nn
 
 import hf_fusion.backbones as registry
 from hf_fusion import AudioFusionConfig, AudioFusionModel, FusedAudioFeatureExtractor
-from hf_fusion.backbone_base import LayerInfo, TappedBackbone, WindowRule
+from hf_fusion.backbone_base import FrontEnd, LayerInfo, TappedBackbone, WindowRule
 from hf_fusion.fusion import align_layer
 
 PACKAGE = Path(__file__).resolve().parents[1] / "hf_fusion"
@@ -80,7 +80,7 @@ def test_every_backbone_declares_its_facts():
         assert list(info) == list(cls.tappable_layers(config))
         assert all(isinstance(i, LayerInfo) and i.dim == cls.layer_dims(config, cls.default_frontend(config))[n]
                    for n, i in info.items())
-        assert cls.frontend_name == cls.default_frontend(config)["name"] and callable(cls.frontend_function)
+        assert cls.frontend_spec.name == cls.default_frontend(config)["name"] and callable(cls.frontend_spec.function)
         assert (cls.card_template, cls.converter) != ("", None)
     assert registry.BACKBONES["ast"].layer_info(registry.BACKBONES["ast"].normalize_backbone_config(None))[5].hop is None
     assert registry.BACKBONES["vggish"].paper_layers == (10, 15)
@@ -108,9 +108,7 @@ class ToyBackbone(TappedBackbone):
 
     name = "toy"
     supports_attention_mask = True
-    frontend_name = "toy_frames"
-    frontend_function = staticmethod(toy_frames)
-    frontend_valid_steps = (toy_valid_frames, 1)
+    frontend_spec = FrontEnd("toy_frames", toy_frames, (toy_valid_frames, 1))
     preset_layers = (1, 3)
     license = "mit"
 
@@ -128,7 +126,7 @@ class ToyBackbone(TappedBackbone):
 
     @classmethod
     def default_frontend(cls, backbone_config):
-        return {"name": cls.frontend_name, "sampling_rate": 16000}
+        return {"name": cls.frontend_spec.name, "sampling_rate": 16000}
 
     @classmethod
     def default_fusion_layers(cls, backbone_config):
