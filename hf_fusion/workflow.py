@@ -228,7 +228,8 @@ def extract_tasks(loaded: LoadedModel, tasks: dict, layers="all", cache_dir=None
 
     caches = {}
     for name, data in tasks.items():
-        task_loaded = task_model(loaded, data, input_frames, normalization, layer_norm_eps, log=log, task=name)
+        task_loaded = task_model(loaded, data, input_frames, normalization, layer_norm_eps, log=log, task=name,
+                                 cache_dir=cache_dir)
         if task_models is not None:
             task_models[name] = task_loaded
         caches[name] = extract_features(task_loaded.model, task_loaded.feature_extractor, data, name, layers=layers,
@@ -282,19 +283,57 @@ def train_clips(data, limit: int | None = None):
         yield np.asarray((extra[crops[row]] if row in crops else source[row])["input_values"], dtype=np.float32)
 
 
+#: bump when the statistics computed for a key change (invalidates every kept ``ast_stats/*.json``)
+TASK_STATS_VERSION = 1
+
+
+def task_fbank_statistics(data, feature_extractor, cache_dir=None) -> tuple[dict, bool]:
+    """AST's task statistics (:func:`hf_fusion.ast_protocol.ast_task_normalization` over up to 5000
+    training clips of a cropped task) -> (stats, reused). Kept in ``<cache root>/ast_stats/<key>.json``:
+    the key is the fingerprints of the training crops read (their crop files are named by content, file
+    and crop settings) and the raw fbank settings, so a second run on the same task reuses them instead
+    of computing the fbank of 5000 clips again. Tasks not backed by files are computed every time."""
+    import hashlib
+
+    from .ast_protocol import TASK_STATS_MAX_CLIPS, ast_task_normalization
+    from .extraction.cache import atomic_write_json, default_cache_root
+    from .tasks.clips import TRAIN_CROPS_SPLIT
+    from .tasks.folds import ALL_SPLIT
+
+    names = ["train"] if "train" in data else [ALL_SPLIT] + ([TRAIN_CROPS_SPLIT] if TRAIN_CROPS_SPLIT in data else [])
+    path = None
+    if all(data[name].cache_files for name in names):
+        settings = {k: v for k, v in feature_extractor.frontend.items()
+                    if k not in ("mean", "std", "normalization", "normalization_clips")}
+        key = {"version": TASK_STATS_VERSION, "data": [data[name]._fingerprint for name in names],
+               "fbank": settings, "max_clips": TASK_STATS_MAX_CLIPS}
+        digest = hashlib.blake2b(json.dumps(key, sort_keys=True, default=str).encode(), digest_size=16).hexdigest()
+        path = Path(cache_dir or default_cache_root()) / "ast_stats" / f"{digest}.json"
+        if path.is_file():
+            try:
+                return json.loads(path.read_text(encoding="utf-8"))["stats"], True
+            except (ValueError, KeyError):  # unreadable: compute it again (and replace it)
+                pass
+    stats = ast_task_normalization(train_clips(data, TASK_STATS_MAX_CLIPS), feature_extractor)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, {"key": key, "stats": stats})
+    return stats, False
+
+
 def task_model(loaded: LoadedModel, data, input_frames: str | int = "task", normalization: str = "task",
-               layer_norm_eps: float | None = None, log=print, task: str = "task") -> LoadedModel:
+               layer_norm_eps: float | None = None, log=print, task: str = "task", cache_dir=None) -> LoadedModel:
     """The model one task is extracted with. Backbones without a variable input length: ``loaded`` itself.
     AST: a copy sized for the task's clip length (``input_frames="task"``, EVAR's ``input_tdim``) or a
     given frame count, with the task's fbank statistics (``normalization="task"``, over up to 5000
-    training clips), AudioSet's (``"audioset"``) or the saved ones (``"model"``), and optionally another
-    LayerNorm eps. The settings are in the copy's config, so the feature cache keys them."""
+    training clips, kept under ``cache_dir``: :func:`task_fbank_statistics`), AudioSet's (``"audioset"``)
+    or the saved ones (``"model"``), and optionally another LayerNorm eps. The settings are in the copy's
+    config, so the feature cache keys them."""
     import copy
 
     if not hasattr(loaded.model.backbone, "set_input_length"):
         return loaded
-    from .ast_protocol import (TASK_STATS_MAX_CLIPS, ast_frames_for_seconds, ast_task_normalization, resize_ast,
-                               set_ast_normalization, set_layer_norm_eps)
+    from .ast_protocol import ast_frames_for_seconds, resize_ast, set_ast_normalization, set_layer_norm_eps
 
     if normalization not in ("task", "audioset", "model"):
         raise ValueError(f"normalization must be 'task', 'audioset' or 'model', got {normalization!r}")
@@ -303,14 +342,15 @@ def task_model(loaded: LoadedModel, data, input_frames: str | int = "task", norm
     model, fe = resize_ast(copy.deepcopy(loaded.model), frames)
     if layer_norm_eps is not None:
         set_layer_norm_eps(model, layer_norm_eps)
+    reused = False
     if normalization != "model":
-        stats = (ast_task_normalization(train_clips(data, TASK_STATS_MAX_CLIPS), fe)
-                 if normalization == "task" else None)
+        stats, reused = task_fbank_statistics(data, fe, cache_dir) if normalization == "task" else (None, False)
         fe = set_ast_normalization(model, normalization, stats)
     frontend = model.config.frontend
     log(f"  {task}: {loaded.config.backbone} input {frames} frames ({seconds:g} s clips"
         f"{', the task length' if input_frames == 'task' else ''}), fbank normalisation "
-        f"{frontend.get('normalization', 'as saved')} (mean {frontend['mean']:.4f}, std {frontend['std']:.4f})")
+        f"{frontend.get('normalization', 'as saved')} (mean {frontend['mean']:.4f}, std {frontend['std']:.4f}"
+        f"{', kept from an earlier run' if reused else ''})")
     return LoadedModel(model.eval(), fe, loaded.source, loaded.from_backbone)
 
 

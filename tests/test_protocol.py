@@ -131,7 +131,12 @@ def test_cli_runs_a_fold_task_with_per_fold_rows(fold_task, ast_folder, tmp_path
 
     limited = tmp_path / "limited"
     assert main(["layerwise", *common, "--folds", "1,3", "--out", str(limited)]) == 0
-    assert "extracting" in capsys.readouterr().out
+    again = capsys.readouterr().out
+    assert "extracting" in again
+    # the task statistics of the first run are kept (same crops, same fbank): same numbers, not recomputed
+    first_stats = printed.split("fbank normalisation task (", 1)[1].split(")", 1)[0]
+    assert f"fbank normalisation task ({first_stats}, kept from an earlier run)" in again
+    assert len(list((tmp_path / "cache" / "ast_stats").glob("*.json"))) == 1
     assert {r["fold"] for r in _rows(limited / "layerwise.csv")} == {"mean", "1", "3"}
     assert main(["layerwise", *common, "--folds", "1,9", "--out", str(limited)]) == 2
     assert "--folds 1,9: task foldtask has folds [1, 2, 3]" in capsys.readouterr().err
@@ -262,3 +267,30 @@ def test_card_says_which_accuracy_chose_the_layers(tmp_path):
     on_test = choose_layers(_study(LATE_SHALLOW, LATE_SHALLOW), select_on="test").to_dict()
     text = render_model_card(config, "org/ast-fusion-1-7", selection=on_test).text
     assert "test accuracies of the per-layer linear probes, as in the paper (the test sets influenced the choice)" in text
+
+
+def test_task_statistics_are_kept_per_crops_and_fbank(tmp_path, monkeypatch):
+    """AST's task statistics are computed once per (training crops, fbank settings) and then read back."""
+    from datasets import Dataset, DatasetDict, load_from_disk
+
+    from hf_fusion import FusedAudioFeatureExtractor, ast_protocol
+    from hf_fusion.workflow import task_fbank_statistics
+
+    rng = np.random.default_rng(0)
+    clips = {"input_values": [rng.standard_normal(16000).astype(np.float32) for _ in range(4)], "label": [0, 1, 0, 1]}
+    Dataset.from_dict(clips).save_to_disk(tmp_path / "train")
+    data = DatasetDict({"train": load_from_disk(str(tmp_path / "train"))})  # file-backed, like the CLI's crops
+    fe = FusedAudioFeatureExtractor(backbone="ast", frontend={"num_mel_bins": 32, "max_length": 98})
+    calls = []
+    compute = ast_protocol.ast_task_normalization
+    monkeypatch.setattr(ast_protocol, "ast_task_normalization", lambda *a, **k: calls.append(1) or compute(*a, **k))
+    first, reused = task_fbank_statistics(data, fe, tmp_path / "cache")
+    assert not reused and len(calls) == 1 and first == compute(clips["input_values"], fe)
+    again, reused = task_fbank_statistics(data, fe, tmp_path / "cache")
+    assert reused and again == first and len(calls) == 1
+    shorter = FusedAudioFeatureExtractor(backbone="ast", frontend={"num_mel_bins": 32, "max_length": 50})
+    assert not task_fbank_statistics(data, shorter, tmp_path / "cache")[1] and len(calls) == 2
+    other = DatasetDict({"train": Dataset.from_dict(clips)})  # in memory: no content name, computed every time
+    task_fbank_statistics(other, fe, tmp_path / "cache")
+    task_fbank_statistics(other, fe, tmp_path / "cache")
+    assert len(calls) == 4 and len(list((tmp_path / "cache" / "ast_stats").glob("*.json"))) == 2
