@@ -182,7 +182,12 @@ def load_tasks(names: Sequence[str], dirs: Sequence[str], sampling_rate: int, ro
     "raise" names every unreadable one in one ValueError, "skip" drops and records them
     (``hf_fusion.tasks.validate.skipped_at_load``; the feature cache's ``skipped(split)`` lists them).
     ``decode_workers``: processes decoding + resampling for the crops (same crops bit for bit;
-    ``hf_fusion.tasks.clips.crop_decode_workers``)."""
+    ``hf_fusion.tasks.clips.crop_decode_workers``).
+
+    Under ``accelerate launch`` the main process crops first and the others then read its crop files
+    (``Accelerator.main_process_first``): every clip is decoded once, not once per process."""
+    from accelerate import Accelerator
+
     from .tasks import get_task, load_task
     from .tasks.clips import crop_decode_workers
 
@@ -191,7 +196,9 @@ def load_tasks(names: Sequence[str], dirs: Sequence[str], sampling_rate: int, ro
     outside = {"allow_outside_root": True} if allow_outside else {}
     crops = (Path(cache_dir).expanduser() if cache_dir is not None else default_cache_root()) / "clips"
     tasks = {}
-    with crop_decode_workers(decode_workers):
+    # Accelerator() (not a bare PartialState(), which ignores ACCELERATE_USE_CPU) sets up the process group
+    # that extraction uses next
+    with Accelerator().main_process_first(), crop_decode_workers(decode_workers):
         for name in names:
             spec = get_task(name)  # KeyError lists the known names
             tasks[spec.name] = load_task(spec.name, sampling_rate, root=root, crop=True, clip_seconds=clip_seconds,

@@ -565,3 +565,31 @@ def test_loader_option_tables_match_the_functions_that_declare_them():
     assert all(name in mapping_params for name in sources.COLUMN_MAPPING)
     assert sources._split_options({"seed": 3, "streaming": False}) == (
         {**sources.SPLIT_OPTIONS, "seed": 3}, {"streaming": False})
+
+
+def test_load_tasks_crops_inside_main_process_first(tmp_path, monkeypatch):
+    """Under `accelerate launch` the main process crops first and the others read its crop files: every
+    task is loaded inside Accelerator.main_process_first (tests/test_multiprocess.py runs it for real)."""
+    import contextlib
+
+    import accelerate
+
+    import hf_fusion.tasks
+    from hf_fusion import workflow
+
+    events = []
+
+    class RecordingAccelerator:
+        @contextlib.contextmanager
+        def main_process_first(self):
+            events.append("enter")
+            yield
+            events.append("exit")
+
+    monkeypatch.setattr(accelerate, "Accelerator", RecordingAccelerator)
+    monkeypatch.setattr(hf_fusion.tasks, "load_task", lambda *a, **k: events.append("load") or {"split": None})
+    task = tmp_path / "t"
+    task.mkdir()
+    (task / "metadata.csv").write_text("file_name,label,split\na.wav,x,train\n")
+    tasks = workflow.load_tasks([], [str(task)], 16000, clip_seconds=1.0, cache_dir=tmp_path / "cache")
+    assert list(tasks) == ["t"] and events == ["enter", "load", "exit"]
