@@ -23,6 +23,12 @@ Validate with the official checker: ``hear-validator hf_fusion.hear --model <sav
   | hf (whisper) | encoder frame k = mel frame 2 k (centred STFT) | 2 k * hop_length / sr | 20 ms |
   | ast | a window of ``ast_window_seconds`` (default 1.0 s) centred on sample k * hop (see below) | k * ``ast_hop_seconds`` * 1000 | 50 ms |
 
+  Backbones whose frame hop exceeds ``timestamp_hop_ms`` (load option, default 50 ms, HEAR's recommended
+  maximum: VGGish 160 ms, CNN14 320 ms) get K passes over the clip shifted by j / K of a hop (j = 0..K-1,
+  the smallest K giving a hop <= 50 ms in whole samples: VGGish 4, CNN14 8, both 40 ms), whose frames are
+  interleaved by time; each frame is the model's own frame of that shifted clip (zero-padded at the end to
+  the clip's length, so every pass has the same frames and the grid is regular), stamped by the table plus
+  the shift. This costs K forward passes; ``timestamp_hop_ms=None`` keeps one pass and the native hop.
   Only frames of the clip itself are returned (batch or chunk padding, e.g. Whisper's 30 s, is dropped);
   VGGish and CNN14 drop a partial tail as their front ends do (a clip shorter than one VGGish example is
   padded to one). Models with a forced ``num_output_frames`` have no per-frame geometry: an error.
@@ -56,7 +62,9 @@ AST_WINDOW_SECONDS = 1.0
 AST_HOP_SECONDS = 0.05
 #: AST windows per forward pass
 AST_WINDOW_BATCH = 64
-_OPTIONS = ("fusion_layers", "ast_window_seconds", "ast_hop_seconds", "window_batch_size")
+#: the default largest timestamp hop (ms): HEAR's recommended maximum (hearvalidator warns above it)
+TIMESTAMP_HOP_MS = 50.0
+_OPTIONS = ("fusion_layers", "ast_window_seconds", "ast_hop_seconds", "window_batch_size", "timestamp_hop_ms")
 
 
 class HearFusionModel(nn.Module):
@@ -67,7 +75,8 @@ class HearFusionModel(nn.Module):
     """
 
     def __init__(self, model, feature_extractor, ast_window_seconds: float = AST_WINDOW_SECONDS,
-                 ast_hop_seconds: float = AST_HOP_SECONDS, window_batch_size: int = AST_WINDOW_BATCH):
+                 ast_hop_seconds: float = AST_HOP_SECONDS, window_batch_size: int = AST_WINDOW_BATCH,
+                 timestamp_hop_ms: float | None = TIMESTAMP_HOP_MS):
         super().__init__()
         self.model = model.eval()
         self.feature_extractor = feature_extractor
@@ -92,6 +101,28 @@ class HearFusionModel(nn.Module):
             from .ast_protocol import ast_frames_for_seconds
 
             self.window_frames = ast_frames_for_seconds(self.window_samples / self.sample_rate, self.sample_rate)
+        self.frame_hop_samples, self.timestamp_shifts = self._timestamp_grid(timestamp_hop_ms)
+
+    def _timestamp_grid(self, timestamp_hop_ms) -> tuple[int | None, int]:
+        """(the backbone's frame hop in samples or None, K shifted passes giving a hop of frame_hop / K <=
+        ``timestamp_hop_ms``; K = 1 for None, AST's windows, or a frame hop already small enough)."""
+        if timestamp_hop_ms is not None and (isinstance(timestamp_hop_ms, bool)
+                                             or not isinstance(timestamp_hop_ms, (int, float)) or not timestamp_hop_ms > 0):
+            raise ValueError(f"timestamp_hop_ms must be a positive number of milliseconds or None, got {timestamp_hop_ms!r}")
+        config = self.model.config
+        if self.windowed or config.num_output_frames is not None:
+            return None, 1
+        try:
+            centres = config.backbone_class.frame_centres(config.backbone_config, dict(config.frontend), 2)
+        except ValueError:  # no frame geometry: get_timestamp_embeddings explains
+            return None, 1
+        hop = int(round(float(centres[1] - centres[0])))
+        if timestamp_hop_ms is None or hop * 1000.0 / self.sample_rate <= timestamp_hop_ms:
+            return hop, 1
+        shifts = -(-hop * 1000 // int(timestamp_hop_ms * self.sample_rate))  # ceil(hop_ms / wanted)
+        while hop % shifts:  # a whole number of samples per shift: one regular grid
+            shifts += 1
+        return hop, int(shifts)
 
     @property
     def device(self) -> torch.device:
@@ -110,7 +141,8 @@ def load_model(model_file_path: str = "", **options: Any) -> HearFusionModel:
     """HEAR ``load_model``: a saved fused-model folder, a Hub repo id, or a backbone name; ``""`` = CREPE-tiny.
 
     Options: ``fusion_layers`` (override the saved layers), ``ast_window_seconds`` / ``ast_hop_seconds``
-    (AST timestamp windows, default 1.0 s / 0.05 s), ``window_batch_size`` (AST windows per pass, 64).
+    (AST timestamp windows, default 1.0 s / 0.05 s), ``window_batch_size`` (AST windows per pass, 64),
+    ``timestamp_hop_ms`` (largest timestamp hop, default 50; None: the backbone's own frame hop).
     """
     from .workflow import load_model as load_fused
 
@@ -156,6 +188,23 @@ def get_timestamp_embeddings(audio: torch.Tensor, model: HearFusionModel) -> tup
         raise ValueError(f"{config.fusion_name} forces num_output_frames={config.num_output_frames}: Eq.1 then pools "
                          "over the whole clip and its frames have no fixed time step; save the model with "
                          "num_output_frames=None for timestamp embeddings")
+    frames, times = _native_frames(audio, model)
+    if model.timestamp_shifts > 1:  # the clip advanced by j / K of a frame hop (j = 1..K-1), interleaved
+        step = model.frame_hop_samples // model.timestamp_shifts
+        parts, stamps = [frames], [times]
+        for j in range(1, model.timestamp_shifts):
+            # same length as the clip (zeros after its end): the same frame count, so one regular grid
+            shifted = torch.cat([audio[:, j * step:], audio.new_zeros(audio.shape[0], j * step)], dim=1)
+            part, at = _native_frames(shifted, model)
+            parts.append(part)
+            stamps.append(at + j * step * 1000.0 / model.sample_rate)
+        frames = torch.stack(parts, dim=2).flatten(1, 2)  # [n_sounds, T * K, D]: frame k of pass j at k * K + j
+        times = torch.stack(stamps, dim=1).flatten()
+    return frames, times[None].expand(frames.shape[0], -1).contiguous()
+
+
+def _native_frames(audio: torch.Tensor, model: HearFusionModel) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's own fused frames [n_sounds, T, D] and their centre times [T] (ms) for one pass."""
     with torch.no_grad():
         out = model.model(**model.features(audio))
     frames = out.last_hidden_state.float()
@@ -163,8 +212,7 @@ def get_timestamp_embeddings(audio: torch.Tensor, model: HearFusionModel) -> tup
     if out.frame_mask is not None:  # the clip's own frames (all sounds share one length: one count)
         count = int(out.frame_mask[0].sum())
         frames = frames[:, :count]
-    times = frame_times_ms(config, count).to(device=frames.device)
-    return frames, times[None].expand(frames.shape[0], -1).contiguous()
+    return frames, frame_times_ms(model.model.config, count).to(device=frames.device)
 
 
 def frame_times_ms(config, num_frames: int) -> torch.Tensor:

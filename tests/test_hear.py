@@ -137,7 +137,8 @@ def test_cnn14_impulse_lands_in_the_frame_stamped_nearest(tmp_path):
     155 ms centre offset would pick frame j + 1)."""
     torch.manual_seed(0)
     config = AudioFusionConfig(backbone="cnn14", backbone_config={"channels": [4, 4, 4, 4, 4, 4]}, fusion_layers=[1])
-    model = hear.HearFusionModel(AudioFusionModel(config).eval(), FusedAudioFeatureExtractor.from_fusion_config(config))
+    model = hear.HearFusionModel(AudioFusionModel(config).eval(), FusedAudioFeatureExtractor.from_fusion_config(config),
+                                 timestamp_hop_ms=None)  # one pass: the native 320 ms frames
     noise = 0.01 * torch.randn(1, 3 * 16000, generator=torch.Generator().manual_seed(1))
     for log_mel_frame in (32 * 1 + 24, 32 * 2 + 8, 32 * 3 + 16):
         click = noise.clone()
@@ -158,7 +159,8 @@ def test_vggish_frames_are_stamped_inside_their_example():
     stamped inside example 1's span [960, 1935) ms, and no others."""
     torch.manual_seed(0)
     config = AudioFusionConfig(backbone="vggish", fusion_layers=[5, 10])
-    model = hear.HearFusionModel(AudioFusionModel(config).eval(), FusedAudioFeatureExtractor.from_fusion_config(config))
+    model = hear.HearFusionModel(AudioFusionModel(config).eval(), FusedAudioFeatureExtractor.from_fusion_config(config),
+                                 timestamp_hop_ms=None)  # one pass: the native 160 ms frames
     audio = 0.1 * torch.randn(1, 3 * 15360 + 240, generator=torch.Generator().manual_seed(2))
     other = audio.clone()
     other[0, 15600:30720] += 0.2 * torch.randn(30720 - 15600, generator=torch.Generator().manual_seed(3))
@@ -169,6 +171,35 @@ def test_vggish_frames_are_stamped_inside_their_example():
     assert bool(((times[0][changed] >= 960) & (times[0][changed] < 1935)).all())
     assert bool(((times[0][~changed] < 960) | (times[0][~changed] >= 1935)).all())
     torch.testing.assert_close(times.diff(dim=1), torch.full((1, 17), 160.0))
+
+
+@pytest.mark.parametrize("backbone, shifts", [("vggish", 4), ("cnn14", 8)])
+def test_coarse_frames_are_interleaved_from_shifted_passes(backbone, shifts):
+    """By default (timestamp_hop_ms=50) VGGish's 160 ms and CNN14's 320 ms frames come from K passes over the
+    clip advanced by j / K of a hop: a regular 40 ms grid whose frame at native time t + j * 40 ms is the
+    model's own frame t of audio[:, j * hop / K:] zero-padded to the clip's length, bit for bit."""
+    torch.manual_seed(0)
+    channels = {"channels": [4, 4, 4, 4, 4, 4]} if backbone == "cnn14" else None
+    config = AudioFusionConfig(backbone=backbone, backbone_config=channels, fusion_layers=[5, 10] if channels is None else [1, 2])
+    fused, fe = AudioFusionModel(config).eval(), FusedAudioFeatureExtractor.from_fusion_config(config)
+    fine, native = hear.HearFusionModel(fused, fe), hear.HearFusionModel(fused, fe, timestamp_hop_ms=None)
+    assert (fine.timestamp_shifts, native.timestamp_shifts) == (shifts, 1)
+    audio = 0.1 * torch.randn(2, 4 * 16000, generator=torch.Generator().manual_seed(4))
+    frames, times = hear.get_timestamp_embeddings(audio, fine)
+    step = fine.frame_hop_samples // shifts
+    assert step * 1000 / 16000 == 40.0 and torch.equal(times[0], times[1])
+    # hearvalidator's rule: regular intervals (float32 ms stamps: within 1e-3 ms)
+    torch.testing.assert_close(times.diff(dim=1), torch.full((2, times.shape[1] - 1), 40.0), rtol=0, atol=1e-3)
+    base, base_times = hear.get_timestamp_embeddings(audio, native)
+    assert frames.shape[1] == shifts * base.shape[1]
+    for j in range(shifts):
+        moved = torch.cat([audio[:, j * step:], torch.zeros(2, j * step)], dim=1)
+        alone, at = hear.get_timestamp_embeddings(moved, native)
+        assert torch.equal(frames[:, j::shifts], alone), j
+        torch.testing.assert_close(times[0, j::shifts], at[0] + j * 40.0, rtol=0, atol=1e-3)
+    assert torch.equal(frames[:, ::shifts], base)
+    with pytest.raises(ValueError, match="timestamp_hop_ms must be a positive number"):
+        hear.HearFusionModel(fused, fe, timestamp_hop_ms=0)
 
 
 @pytest.mark.parametrize("hop", [1600, 1000])  # a whole number of fbank hops (one fbank per clip) or not
