@@ -186,7 +186,8 @@ def load_tasks(names: Sequence[str], dirs: Sequence[str], sampling_rate: int, ro
 
     Under ``accelerate launch`` the main process crops first and the others then read its crop files
     (``Accelerator.main_process_first``): every clip is decoded once, not once per process."""
-    from accelerate import Accelerator
+    import contextlib
+    import os
 
     from .tasks import get_task, load_task
     from .tasks.clips import crop_decode_workers
@@ -196,9 +197,15 @@ def load_tasks(names: Sequence[str], dirs: Sequence[str], sampling_rate: int, ro
     outside = {"allow_outside_root": True} if allow_outside else {}
     crops = (Path(cache_dir).expanduser() if cache_dir is not None else default_cache_root()) / "clips"
     tasks = {}
-    # Accelerator() (not a bare PartialState(), which ignores ACCELERATE_USE_CPU) sets up the process group
-    # that extraction uses next
-    with Accelerator().main_process_first(), crop_decode_workers(decode_workers):
+    first = contextlib.nullcontext()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # a multi-process launch (torchrun / accelerate launch)
+        from accelerate import Accelerator
+
+        # Accelerator() (not a bare PartialState(), which ignores ACCELERATE_USE_CPU) sets up the process
+        # group that extraction uses next; a single process never builds one here (its own Accelerator(...)
+        # options stay free)
+        first = Accelerator().main_process_first()
+    with first, crop_decode_workers(decode_workers):
         for name in names:
             spec = get_task(name)  # KeyError lists the known names
             tasks[spec.name] = load_task(spec.name, sampling_rate, root=root, crop=True, clip_seconds=clip_seconds,

@@ -123,9 +123,12 @@ def _markers(cache: Path) -> dict[str, dict]:
 
 
 def _stamps(cache: Path) -> dict[str, tuple]:
-    """(mtime_ns, bytes) of every shard file and marker, to prove a resume left them alone."""
-    return {str(p.relative_to(cache)): (p.stat().st_mtime_ns, p.read_bytes())
-            for p in cache.glob("features/*/mp/*/layers-*/shards/shard-*.*") if p.suffix != ".lock"}
+    """(mtime_ns, bytes) of every finished shard's arrow file and marker, to prove a resume left them alone.
+    An arrow file without its marker is unfinished (a process killed between the two writes) and is
+    rightly computed again."""
+    markers = cache.glob("features/*/mp/*/layers-*/shards/shard-*.json")
+    files = [p for marker in markers for p in (marker, marker.with_suffix(".arrow"))]
+    return {str(p.relative_to(cache)): (p.stat().st_mtime_ns, p.read_bytes()) for p in files}
 
 
 ALL_SHARDS = {f"train/shard-{j:05d}" for j in range(6)} | {f"test/shard-{j:05d}" for j in range(3)}

@@ -591,5 +591,10 @@ def test_load_tasks_crops_inside_main_process_first(tmp_path, monkeypatch):
     task = tmp_path / "t"
     task.mkdir()
     (task / "metadata.csv").write_text("file_name,label,split\na.wav,x,train\n")
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun sets it for each process
     tasks = workflow.load_tasks([], [str(task)], 16000, clip_seconds=1.0, cache_dir=tmp_path / "cache")
     assert list(tasks) == ["t"] and events == ["enter", "load", "exit"]
+    events.clear()
+    monkeypatch.delenv("WORLD_SIZE")  # one process: no Accelerator is built
+    workflow.load_tasks([], [str(task)], 16000, clip_seconds=1.0, cache_dir=tmp_path / "cache")
+    assert events == ["load"]
