@@ -23,7 +23,7 @@ from torch import nn
 from transformers import ASTConfig, ASTModel
 from transformers.models.audio_spectrogram_transformer.modeling_audio_spectrogram_transformer import ASTEmbeddings
 
-from .backbone_base import FrontEnd, TappedBackbone
+from .backbone_base import FrontEnd, TappedBackbone, proportional_fusion_layers
 from .frontends import AST_MEAN as AUDIOSET_MEAN
 from .frontends import AST_STD as AUDIOSET_STD
 from .frontends import ast_fbank
@@ -190,9 +190,7 @@ class ASTBackbone(TappedBackbone):
 
     @classmethod
     def default_fusion_layers(cls, backbone_config: dict[str, Any]) -> list[int]:
-        n = int(backbone_config["num_hidden_layers"])
-        middle = max(1, round(5 * n / 12))  # the paper's 5 of 12
-        return [middle, n] if middle != n else [n]
+        return proportional_fusion_layers(int(backbone_config["num_hidden_layers"]))  # the paper's 5 of 12
 
     @staticmethod
     def ast_config(backbone_config: dict[str, Any]) -> ASTConfig:

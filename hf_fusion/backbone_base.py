@@ -83,12 +83,18 @@ def resolve_layers(layers: Any, valid: Sequence[int], fusion: Sequence[int] | No
 BLOCK_ROWS = 32
 
 
-def in_row_blocks(fn: Callable[[torch.Tensor], Any], x: torch.Tensor, rows: int = BLOCK_ROWS) -> list:
-    """``fn`` applied to ``x`` [N, ...] in blocks of ``rows`` rows, the last one zero-padded: [fn(block), ...].
-
-    The caller concatenates the results and drops the padded rows (``N`` of them are real)."""
+def in_row_blocks(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, rows: int = BLOCK_ROWS) -> torch.Tensor:
+    """``fn`` (row-wise: [n, ...] -> [n, ...]) applied to ``x`` [N, ...] in blocks of ``rows`` rows, the last
+    one zero-padded; the N real rows of the results, joined."""
     padded = torch.cat([x, x.new_zeros(((-x.shape[0]) % rows,) + tuple(x.shape[1:]))])
-    return [fn(block) for block in padded.split(rows)]
+    return torch.cat([fn(block) for block in padded.split(rows)])[: x.shape[0]]
+
+
+def proportional_fusion_layers(num_layers: int) -> list[int]:
+    """AST-Fusion#5#12's proportion for an encoder of ``num_layers`` blocks: [round(5 n / 12), n] (one layer
+    when they coincide)."""
+    middle = max(1, round(5 * num_layers / 12))
+    return [middle, num_layers] if middle != num_layers else [num_layers]
 
 
 def layer_numbers(value: Any, what: str = "layers") -> list[int]:
@@ -290,8 +296,10 @@ class TappedBackbone(nn.Module):
 
     @classmethod
     def default_fusion_layers(cls, backbone_config: dict[str, Any]) -> list[int]:
-        """The paper's (or a sensible) middle + late layer choice."""
-        raise NotImplementedError
+        """The paper's (or a sensible) middle + late layer choice; default: the declared :meth:`preset`."""
+        if cls.preset() is None:
+            raise NotImplementedError(f"backbone {cls.name!r} declares no preset layers")
+        return list(cls.preset())
 
     # ---- module behaviour ----
     def __init__(self, backbone_config: dict[str, Any], frontend: dict[str, Any], attn_implementation=None):

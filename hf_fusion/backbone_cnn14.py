@@ -155,10 +155,6 @@ class Cnn14Backbone(TappedBackbone):
         return settings
 
     @classmethod
-    def default_fusion_layers(cls, backbone_config: dict[str, Any]) -> list[int]:
-        return list(cls.paper_layers)
-
-    @classmethod
     def min_input_frames(cls) -> int:
         """Fewest log-mel frames giving one output frame (T_o = floor(T / 32) >= 1)."""
         return FRAMES_PER_OUTPUT

@@ -100,8 +100,7 @@ class CrepeNet(nn.Module):
         activations then do not depend on how many frames share its batch (a vectorised exp also rounds
         the elements of an array's SIMD tail differently)."""
         flat = conv6.transpose(1, 2).reshape(conv6.shape[0], -1)
-        blocks = in_row_blocks(lambda block: torch.sigmoid(self.classifier(block)), flat)
-        return torch.cat(blocks)[: flat.shape[0]]
+        return in_row_blocks(lambda block: torch.sigmoid(self.classifier(block)), flat)
 
     def forward(self, frames: torch.Tensor, last: int = CLASSIFIER_LAYER) -> list[torch.Tensor]:
         """frames [F, 1024] -> outputs of layers 1..last ([F, C, S] for convs, [F, 360] for layer 7)."""
@@ -190,10 +189,6 @@ class CrepeBackbone(TappedBackbone):
     @classmethod
     def default_frontend(cls, backbone_config: dict[str, Any]) -> dict[str, Any]:
         return {"name": cls.frontend_spec.name, "sampling_rate": 16000, "hop_length": 160}
-
-    @classmethod
-    def default_fusion_layers(cls, backbone_config: dict[str, Any]) -> list[int]:
-        return list(cls.preset_layers)
 
     def __init__(self, backbone_config: dict[str, Any], frontend: dict[str, Any], attn_implementation=None):
         super().__init__(backbone_config, frontend)

@@ -36,7 +36,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .backbone_base import FrontEnd, TappedBackbone
+from .backbone_base import FrontEnd, TappedBackbone, proportional_fusion_layers
 from .frontend_hf import hf_feature_extractor, hf_valid_steps, load_wrapped_feature_extractor, pads_to_fixed_length
 from .fusion import align_layer, align_valid, valid_frame_mask
 
@@ -191,9 +191,7 @@ class HFEncoderBackbone(TappedBackbone):
 
     @classmethod
     def default_fusion_layers(cls, backbone_config: dict[str, Any]) -> list[int]:
-        n = num_encoder_layers(wrapped_config(backbone_config))
-        middle = max(1, round(5 * n / 12))  # AST-Fusion#5#12's proportion
-        return [middle, n] if middle != n else [n]
+        return proportional_fusion_layers(num_encoder_layers(wrapped_config(backbone_config)))
 
     def __init__(self, backbone_config: dict[str, Any], frontend: dict[str, Any], attn_implementation=None):
         super().__init__(backbone_config, frontend)

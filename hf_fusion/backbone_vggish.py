@@ -123,10 +123,6 @@ class VGGishBackbone(TappedBackbone):
     def default_frontend(cls, backbone_config: dict[str, Any]) -> dict[str, Any]:
         return {"name": cls.frontend_spec.name, "sampling_rate": 16000}
 
-    @classmethod
-    def default_fusion_layers(cls, backbone_config: dict[str, Any]) -> list[int]:
-        return list(cls.paper_layers)
-
     def __init__(self, backbone_config: dict[str, Any], frontend: dict[str, Any], attn_implementation=None):
         super().__init__(backbone_config, frontend)
         self.features = _make_features()

@@ -307,10 +307,9 @@ def task_fbank_statistics(data, feature_extractor, cache_dir=None) -> tuple[dict
     the key is the fingerprints of the training crops read (their crop files are named by content, file
     and crop settings) and the raw fbank settings, so a second run on the same task reuses them instead
     of computing the fbank of 5000 clips again. Tasks not backed by files are computed every time."""
-    import hashlib
-
     from .ast_protocol import TASK_STATS_MAX_CLIPS, ast_task_normalization
     from .extraction.cache import atomic_write_json, default_cache_root
+    from .extraction.identity import json_digest
     from .tasks.clips import TRAIN_CROPS_SPLIT
     from .tasks.folds import ALL_SPLIT
 
@@ -321,8 +320,7 @@ def task_fbank_statistics(data, feature_extractor, cache_dir=None) -> tuple[dict
                     if k not in ("mean", "std", "normalization", "normalization_clips")}
         key = {"version": TASK_STATS_VERSION, "data": [data[name]._fingerprint for name in names],
                "fbank": settings, "max_clips": TASK_STATS_MAX_CLIPS}
-        digest = hashlib.blake2b(json.dumps(key, sort_keys=True, default=str).encode(), digest_size=16).hexdigest()
-        path = Path(cache_dir or default_cache_root()) / "ast_stats" / f"{digest}.json"
+        path = Path(cache_dir or default_cache_root()) / "ast_stats" / f"{json_digest(key)}.json"
         if path.is_file():
             try:
                 return json.loads(path.read_text(encoding="utf-8"))["stats"], True

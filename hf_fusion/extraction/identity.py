@@ -42,6 +42,11 @@ def _canonical_json(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, default=str, separators=(",", ":")).encode()
 
 
+def json_digest(obj: Any) -> str:
+    """Digest (32 hex characters) of ``obj`` as canonical JSON (sorted keys; non-JSON values as str)."""
+    return _digest(_canonical_json(obj))
+
+
 def weights_fingerprint(model: torch.nn.Module) -> str:
     """Digest of every parameter and buffer (name, dtype, shape, bytes); never runs the model."""
     h = hashlib.blake2b(digest_size=16)

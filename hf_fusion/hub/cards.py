@@ -479,8 +479,7 @@ def build_card_data(
     return ModelCardData(**kwargs)
 
 
-#: the keyword inputs of a fused model's card (render_model_card's, assemble_repo_folder's ``card_options``);
-#: the first four are also results_summary's
+#: the keyword inputs of a fused model's card (render_model_card's, assemble_repo_folder's ``card_options``)
 CARD_OPTIONS = ("results", "layerwise", "selection", "results_model", "source_checkpoint", "license")
 
 

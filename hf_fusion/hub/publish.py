@@ -232,7 +232,8 @@ def assemble_repo_folder(
             (build / "probe.json").write_text(json.dumps(fused.config.probe, indent=1) + "\n", encoding="utf-8")
         else:
             card = render_model_card(fused.config, repo_id, **card_options)
-            summary = results_summary(fused.config, repo_id, *(card_options.get(name) for name in CARD_OPTIONS[:4]))
+            summary = results_summary(fused.config, repo_id, **{name: card_options.get(name) for name in
+                                                                ("results", "layerwise", "selection", "results_model")})
         card.save(build / "README.md")
         (build / "results.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         check_repo_folder(build)
