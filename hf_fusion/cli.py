@@ -559,21 +559,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _launched_processes() -> int:
-    """Processes of the launch this one belongs to (``accelerate launch``/torchrun, mpirun), 1 when alone."""
-    import os
-
-    for name in ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE"):
-        if os.environ.get(name, "").isdigit():
-            return int(os.environ[name])
-    return 1
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)  # --help and argument errors exit here, before any heavy import
-    if args.command != "extract" and _launched_processes() > 1:
+    from hf_fusion.launch import launched_processes
+
+    if args.command != "extract" and launched_processes() > 1:
         print(f"hf-fusion {args.command}: error: only 'hf-fusion extract' runs under a multi-process launch "
-              f"({_launched_processes()} processes: each would train the same probes and write the same files); "
+              f"({launched_processes()} processes: each would train the same probes and write the same files); "
               f"extract there, then run '{args.command}' in one process: it reuses the feature cache", file=sys.stderr)
         return 2
     from hf_fusion.tasks.validate import AudioDecodeError

@@ -112,12 +112,8 @@ class HearFusionModel(nn.Module):
         config = self.model.config
         if self.windowed or config.num_output_frames is not None:
             return None, 1
-        try:
-            centres = config.backbone_class.frame_centres(config.backbone_config, dict(config.frontend), 2)
-        except ValueError:  # no frame geometry: get_timestamp_embeddings explains
-            return None, 1
-        hop = int(round(float(centres[1] - centres[0])))
-        if timestamp_hop_ms is None or hop * 1000.0 / self.sample_rate <= timestamp_hop_ms:
+        hop = config.backbone_class.frame_hop(dict(config.frontend))  # None: no fixed step (hf: 20 ms frames)
+        if hop is None or timestamp_hop_ms is None or hop * 1000.0 / self.sample_rate <= timestamp_hop_ms:
             return hop, 1
         shifts = -(-hop * 1000 // int(timestamp_hop_ms * self.sample_rate))  # ceil(hop_ms / wanted)
         while hop % shifts:  # a whole number of samples per shift: one regular grid

@@ -184,11 +184,11 @@ def load_tasks(names: Sequence[str], dirs: Sequence[str], sampling_rate: int, ro
     ``decode_workers``: processes decoding + resampling for the crops (same crops bit for bit;
     ``hf_fusion.tasks.clips.crop_decode_workers``).
 
-    Under ``accelerate launch`` the main process crops first and the others then read its crop files
+    Under a multi-process launch (:func:`hf_fusion.launch.launched_processes`) the main process crops first and the others then read its crop files
     (``Accelerator.main_process_first``): every clip is decoded once, not once per process."""
     import contextlib
-    import os
 
+    from .launch import launched_processes
     from .tasks import get_task, load_task
     from .tasks.clips import crop_decode_workers
 
@@ -198,7 +198,7 @@ def load_tasks(names: Sequence[str], dirs: Sequence[str], sampling_rate: int, ro
     crops = (Path(cache_dir).expanduser() if cache_dir is not None else default_cache_root()) / "clips"
     tasks = {}
     first = contextlib.nullcontext()
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # a multi-process launch (torchrun / accelerate launch)
+    if launched_processes() > 1:  # a multi-process launch (accelerate launch / torchrun, mpirun)
         from accelerate import Accelerator
 
         # Accelerator() (not a bare PartialState(), which ignores ACCELERATE_USE_CPU) sets up the process

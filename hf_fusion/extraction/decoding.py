@@ -36,6 +36,13 @@ class DecodeFailure(NamedTuple):
     reason: str
 
 
+def check_workers(workers, what: str = "decode_workers") -> int:
+    """A worker count as given, checked: an int >= 0 (a bool or anything else is an error naming ``what``)."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ValueError(f"{what} must be an int >= 0, got {workers!r}")
+    return workers
+
+
 def decode_row(work: Dataset, column: str, decoder: Audio, row: int) -> np.ndarray | DecodeFailure:
     """Row ``row`` of ``work`` (its ``column`` undecoded: {"path", "bytes"}) -> float32 [samples] or a failure."""
     try:
@@ -115,10 +122,8 @@ class ClipFeeder:
     """
 
     def __init__(self, work: Dataset, column: str, sampling_rate: int, workers: int = 0, prefetch: int = 2):
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-            raise ValueError(f"decode_workers must be an int >= 0, got {workers!r}")
         self.jobs = _Jobs(work, column, sampling_rate)
-        self.workers = workers
+        self.workers = check_workers(workers)
         self._sampler = _JobList()
         self._loader = None
         if workers:

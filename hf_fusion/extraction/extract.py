@@ -57,7 +57,7 @@ from .cache import (
 from ..fusion import temporal_pool
 from .windows import can_window, default_context, windowed_embedding
 from .bucketing import bucketed_batches, contiguous_batches
-from .decoding import ClipFeeder, DecodeFailure
+from .decoding import ClipFeeder, DecodeFailure, check_workers
 from .precision import backbone_autocast, resolve_dtype
 from ..tasks.clips import SOURCE_ROW
 from ..tasks.validate import AudioDecodeError, decode_audio, skipped_at_load
@@ -201,7 +201,8 @@ def extract_features(
             (:mod:`.decoding`; 0 = in this process, as before). Same clips bit for bit, same cache.
         bucket_by_length: group an ``Audio`` column's clips of similar length (header durations) into
             batches within each shard (:mod:`.bucketing`): less padding; rows are written back in
-            order, vectors equal the plain run's to float rounding (batch-size level, ~1e-6 relative).
+            order; vectors equal the plain run's bit for bit where extraction is batch-invariant (CREPE,
+            VGGish's conv layers, AST), else to float rounding (batch-size level, ~1e-7 relative).
         dtype: ``"fp32"`` (default), ``"bf16"`` or ``"fp16"``: the backbone under autocast, the front end
             and Eq.3 in float32 (:mod:`.precision`); a low precision is part of the cache key.
     Returns:
@@ -211,8 +212,7 @@ def extract_features(
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     if batch_size < 1 or batches_per_shard < 1:
         raise ValueError(f"batch_size and batches_per_shard must be >= 1, got {batch_size}, {batches_per_shard}")
-    if isinstance(decode_workers, bool) or not isinstance(decode_workers, int) or decode_workers < 0:
-        raise ValueError(f"decode_workers must be an int >= 0, got {decode_workers!r}")
+    check_workers(decode_workers)  # before any work
     resolve_dtype(dtype)  # a clear error for an unknown name, before any work
     load_skipped = skipped_at_load(data)
     if isinstance(data, Dataset):

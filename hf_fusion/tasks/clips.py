@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Callable, Iterable, Literal, Optional, Union
 
@@ -206,10 +206,10 @@ def crop_decode_workers(workers: int):
     """Within the block, cropping decodes + resamples in ``workers`` spawned processes feeding the crop map in
     row order (``hf_fusion.extraction.decoding.ClipFeeder``): the same samples bit for bit, the same crop
     file; used by ``hf-fusion --decode-workers``. Reused crop files start no workers."""
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-        raise ValueError(f"decode workers must be an int >= 0, got {workers!r}")
+    from hf_fusion.extraction.decoding import check_workers  # lazy: extraction imports this module
+
     before = _CROP_WORKERS["workers"]
-    _CROP_WORKERS["workers"] = workers
+    _CROP_WORKERS["workers"] = check_workers(workers, "decode workers")
     try:
         yield
     finally:
@@ -271,7 +271,7 @@ def _map_undecoded(ds: Dataset, fn, audio_column: str, new_features: dict, num_p
                   new_fingerprint=cache_file.stem)
     parallel = num_proc is None and not cache_file.exists() and feat.sampling_rate is not None
     try:
-        with _crop_stream(raw, audio_column, feat.sampling_rate) if parallel else _no_stream():
+        with _crop_stream(raw, audio_column, feat.sampling_rate) if parallel else nullcontext():
             mapped = raw.map(fn, cache_file_name=str(cache_file), load_from_cache_file=True, **kwargs)
     except Exception:
         if not cache_file.exists():
@@ -279,11 +279,6 @@ def _map_undecoded(ds: Dataset, fn, audio_column: str, new_features: dict, num_p
         # an unreadable cache file (cut by a full disk, edited): compute it again
         mapped = raw.map(fn, cache_file_name=str(cache_file), load_from_cache_file=False, **kwargs)
     return mapped.cast_column(audio_column, feat)
-
-
-@contextmanager
-def _no_stream():
-    yield
 
 
 def _drop_bad_rows(mapped: Dataset, on_error: str, where: str) -> tuple[Dataset, list[str]]:
