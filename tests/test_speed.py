@@ -195,3 +195,24 @@ def test_study_estimate_counts_vggish_flops():
     flops, floats, _ = module.clip_flops("vggish", 1.0)
     assert flops == pytest.approx(by_hand, rel=1e-3), (flops, by_hand)
     assert floats == 6 * 4096 + 2 * 4096 + 128  # the 9 tapped layers' dims
+
+
+@pytest.mark.slow
+def test_bench_pipeline_runs_and_reports_every_stage(capsys):
+    """scripts/bench_pipeline.py at a tiny size (a smoke run; its numbers are never asserted): every stage's
+    row, the alternating-round worker ratios, the bound and the bucketing line are printed."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "bench_pipeline.py"
+    spec = importlib.util.spec_from_file_location("bench_pipeline", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(["--clips", "4", "--seconds", "1", "--batch-size", "2", "--workers", "0", "1", "--decode-rounds", "2",
+                 "--repeats", "1", "--backbones", "crepe"])
+    out = capsys.readouterr().out
+    for row in ("| decode+resample | in process |", "| decode+resample | 1 worker(s) |", "| frontend | CREPE",
+                "| backbone | CREPE", "| cache write |", "| pipeline |"):
+        assert row in out, row
+    assert "decode: 1 worker / in process throughput" in out and "per round" in out
+    assert "crepe: " in out and "bounds it at" in out and "length bucketing" in out
