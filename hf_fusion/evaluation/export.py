@@ -30,7 +30,8 @@ def classifier_from_probe(model, result, labels: Sequence[str], *, fold: int | N
             (``pooler_output``, ``config.hidden_size`` dims) being the probed feature set.
         result: a ``ProbeResult`` from ``linear_probe(..., keep_weights=True)``.
         labels: the class names in label-index order (the task's ``ClassLabel`` names).
-        fold / seed: the run (see :meth:`ProbeResult.export_run`; default: the best-validation seed).
+        fold: the held-out fold of the run, for fold tasks (see :meth:`ProbeResult.export_run`).
+        seed: the seed of the run (default: the best-validation seed).
         clip_samples: the task's clip length in samples (the feature extractor's test crop); None = none.
         feature_set: the name the probe was reported under (default: the model's fusion name).
     Returns:

@@ -455,7 +455,7 @@ class ProbeResult:
     accuracy / std: test accuracy mean and population std (ddof=0) over seeds at the chosen lr
         (fold tasks: each seed's accuracy is first averaged over folds).
     lr: the chosen learning rate (best mean validation accuracy over seeds and folds).
-    valid_accuracy / test_accuracy: [len(lrs)][len(seeds)] grids (fold-averaged); the test grid is
+    valid_accuracy / test_accuracy: ``[len(lrs)][len(seeds)]`` grids (fold-averaged); the test grid is
         for transparency only, it never influences the choice.
     per_seed: test accuracy per seed at the chosen lr.
     per_fold: {fold id: [test accuracy per seed]} at the chosen lr (fold tasks only).

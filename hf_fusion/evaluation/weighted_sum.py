@@ -38,8 +38,8 @@ class WeightedSumOutput(TrainOutput):
 class WeightedSumResult(ProbeResult):
     """:class:`.probe.ProbeResult` of the weighted layer sum (``dim`` = the per-layer width D).
 
-    layers: the summed layers, in order; layer_weights: [L] softmax weights at the chosen lr, mean over
-    seeds (and folds; sums to 1); layer_weights_per_seed: [S][L] (fold-averaged).
+    layers: the summed layers, in order; layer_weights: ``[L]`` softmax weights at the chosen lr, mean over
+    seeds (and folds; sums to 1); layer_weights_per_seed: ``[S][L]`` (fold-averaged).
     """
 
     layers: list = field(default_factory=list)

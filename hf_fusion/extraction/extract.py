@@ -192,8 +192,8 @@ def extract_features(
             loader skipped, ``hf_fusion.tasks.validate.skipped_at_load(data)``).
         accelerator: an ``accelerate.Accelerator`` (default: a new one; it picks the device and,
             under ``accelerate launch``, the process's share of the shards).
-        long_clip_seconds / window_seconds: a clip longer than ``long_clip_seconds`` (None: never) runs
-            alone in windows of ``window_seconds`` with exact context (:mod:`.windows`; CREPE, VGGish,
+        long_clip_seconds: a clip longer than this (None: never) runs alone in windows (below).
+        window_seconds: the window of a long clip, run with exact context (:mod:`.windows`; CREPE, VGGish,
             CNN14 with per-frame Eq.1), so peak memory follows the window, not the clip (a 1-hour file
             needs the memory of a minute); the vector equals the whole-clip one to ~1e-6 relative.
         model_name: what the progress bars call the model (default: its backbone, e.g. ``crepe-tiny``).

@@ -166,7 +166,8 @@ def load_task_dir(
         root: folder the ``file_name`` paths are relative to (default: ``task_dir``).
         metadata: explicit CSV path (default ``task_dir/metadata.csv``).
         test_fold: for fold data, return train/valid/test with this fold held out.
-        valid_fraction, seed: validation carving for fold data (see ``fold_splits``).
+        valid_fraction: the validation share carved from fold data (see ``fold_splits``).
+        seed: the seed of that carving.
         check_files: raise FileNotFoundError naming missing audio files (default True).
         allow_outside_root: accept ``file_name`` paths that resolve outside ``root`` (``..``, absolute
             paths, symlinks); refused by default so a metadata file cannot open arbitrary files.
