@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install hf-fusion on a fresh Debian/Ubuntu machine. Usage: bash scripts/setup.sh [--dev]
-#   --dev  also installs pytest and the test-only reference packages (parity tests).
+#   --dev  also installs pytest, the test-only reference packages (parity tests) and the docs build
+#          (mkdocs, mkdocs-material, mkdocstrings: the `docs` extra).
 # torch/torchcodec are pinned to the CPU builds this project is tested with; set HF_FUSION_TORCH to
 # e.g. "torch==2.9.1 torchcodec==0.9.1" for a CUDA machine (pyproject only declares ranges).
 set -euo pipefail
@@ -20,7 +21,7 @@ pip() { python -m pip --disable-pip-version-check -q "$@"; }
 # conflict instead.
 pip install --no-warn-conflicts ${HF_FUSION_TORCH:-torch==2.13.0 torchcodec==0.13.0}
 if [ "$dev" = 1 ]; then
-  pip install --no-warn-conflicts -e ".[dev]"
+  pip install --no-warn-conflicts -e ".[dev,docs]"
 else
   pip install --no-warn-conflicts -e .
 fi

@@ -1,4 +1,4 @@
-"""The README's "Command line" walkthrough runs as written (issue 14 part 5).
+"""The README's "Command line walkthrough" runs as written.
 
 The test reads the bash code blocks of that README section and runs them with bash, unchanged, in a fresh
 working folder after a demo. The demo is the documented `hf-fusion demo` made smaller with its own
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SMALL_DEMO = ["--n-per-class", "5", "--lrs", "1e-3", "1e-2", "--seeds", "0", "--max-epochs", "40", "--patience", "10"]
 
 
-def readme_section_blocks(title: str = "### Command line") -> list[str]:
+def readme_section_blocks(title: str = "## Command line walkthrough") -> list[str]:
     """The ```bash blocks of one README section (up to the next heading of the same or a higher level)."""
     text = (ROOT / "README.md").read_text()
     level = title.split()[0]
@@ -52,7 +52,7 @@ def walkthrough(tmp_path_factory):
     features = cache / "features"
     before = {p: p.stat().st_mtime_ns for p in features.rglob("*.arrow")}
     blocks = readme_section_blocks()
-    assert blocks, "the README's Command line section has no bash block"
+    assert blocks, "the README's Command line walkthrough section has no bash block"
     runs = [_run(block, work, env) for block in blocks]
     for block, run in zip(blocks, runs):
         assert run.returncode == 0, f"README block failed:\n{block}\n--- stderr:\n{run.stderr[-3000:]}"
