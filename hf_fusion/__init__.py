@@ -1,14 +1,10 @@
 """hf-fusion: fused multilayer audio representations (Niizumi et al., 2022) for Hugging Face.
 
 ``import hf_fusion`` registers the config, model, audio classifier, feature extractor and the
-``feature-extraction`` pipeline with transformers (AutoConfig / AutoModel / AutoModelForAudioClassification /
-AutoFeatureExtractor / ``pipeline``), and marks them for remote code on ``save_pretrained``.
-
-The package itself is light: ``import hf_fusion`` (and ``hf_fusion.cli``, whose ``--help`` must be fast)
-imports neither torch nor transformers. The public names below load on first use, and the registration
-runs as soon as transformers is imported (before ``import hf_fusion`` if it already was, else right after
-transformers' own import, or after the hf_fusion module whose import pulled transformers in). A broken
-torchaudio is hidden just before transformers is imported, as before.
+``feature-extraction`` pipeline with transformers (AutoConfig / AutoModel /
+AutoModelForAudioClassification / AutoFeatureExtractor / ``pipeline``) and marks them for remote code
+on ``save_pretrained``. It imports neither torch nor transformers: the public names load on first
+use, and the registration runs as soon as transformers is imported (see docs/design.md).
 """
 
 from __future__ import annotations

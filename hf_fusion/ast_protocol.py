@@ -1,14 +1,9 @@
-"""The authors' AST protocol (docs/reference.md, "The authors' protocol") on a fused AST model: per-task input length and
-per-task fbank normalisation.
+"""The authors' AST protocol on a fused AST model: per-task input length and fbank normalisation.
 
-- :func:`ast_frames_for_seconds`: the fbank frame count of a task's clip length (EVAR's ``input_tdim``).
-- :func:`resize_ast`: re-target a fused AST model (and its extractor) to N frames; the positional
-  embeddings are re-adapted from the checkpoint's grid (:mod:`hf_fusion.backbone_ast`).
-- :func:`ast_task_normalization`: mean/std of the raw fbank over up to 5000 training clips, computed
-  with EVAR's running statistic; :func:`set_ast_normalization` puts them (or AudioSet's) into the model's
-  front end, so ``(x - mean) / (2 * std)`` uses them and the saved extractor records them.
-- :func:`set_layer_norm_eps`: timm's LayerNorm eps 1e-6 (the original model) on a transformers copy (1e-12).
-- :func:`prepare_ast_for_task`: all of it in one call.
+:func:`ast_frames_for_seconds` (fbank frames of a clip length), :func:`resize_ast` (re-target a model
+and its extractor to N frames), :func:`ast_task_normalization` + :func:`set_ast_normalization` (task
+or AudioSet statistics), :func:`set_layer_norm_eps` (timm's 1e-6) and :func:`prepare_ast_for_task`
+(all of it in one call). Protocol: docs/backbones.md, "The AST protocol"; docs/reference.md.
 """
 
 from __future__ import annotations

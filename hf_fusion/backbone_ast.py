@@ -1,16 +1,10 @@
 """AST backbone through transformers' ``ASTModel(output_hidden_states=True)``, at any input length.
 
-Paper token rule (docs/reference.md, "Eq.1-3 per backbone"): layer l's feature is the model's final LayerNorm applied to
-``hidden_states[l]`` (block l's output; ``hidden_states[0]`` is the embeddings), then the mean of the
-[CLS] (token 0) and distillation (token 1) vectors: [B, hidden_size], no time axis.
-
-Input length (the authors' protocol, docs/reference.md): ``backbone_config["max_length"]`` is the
-number N of fbank frames the model takes; ``backbone_config["pretrained_max_length"]`` (default: N) is
-the length the checkpoint's positional embeddings were trained for (1024 for AudioSet AST). The weights
-always keep that pretrained grid (frequency patches x time patches, frequency-major as the patch conv
-flattens [B, D, f, t]); every forward adapts its time axis to N as YuanGongND/ast does: fewer time
-patches -> the middle columns, more -> bilinear interpolation (frequency axis and the two token
-embeddings untouched). So one saved model can be re-used for any N without touching its weights.
+Layer l (1..N) is the final LayerNorm applied to ``hidden_states[l]``, then the mean of the [CLS] and
+distillation tokens: ``[B, hidden_size]``, no time axis. ``backbone_config["max_length"]`` is the
+number of fbank frames the model takes; the weights keep the checkpoint's positional grid
+(``pretrained_max_length``) and every forward adapts it to ``max_length`` as YuanGongND/ast does
+(details: docs/design.md; docs/reference.md, "The authors' protocol").
 """
 
 from __future__ import annotations

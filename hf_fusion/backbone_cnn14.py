@@ -1,15 +1,10 @@
 """PANNs CNN14 backbone (Kong et al. 2020), tapped at the outputs of its 6 conv blocks.
 
-Reproduces ``panns_inference.models.Cnn14.forward`` in eval mode up to ``conv_block6`` (module names
-equal PANNs', so its state dict loads unchanged): ``bn0`` normalises each mel bin of the log-mel input
-[B, 1, T, M]; block k = 2 x (conv3x3 - BN - ReLU) then avg-pool 2x2 (blocks 1-5) or 1x1 (block 6);
-dropout is the identity in eval. The AudioSet head (``fc1``, ``fc_audioset``) is not kept.
-
-Block k's output (the tap, caught by a forward hook) is [B, C_k, T_k, F_k] with T_k = floor(T / 2^min(k, 5))
-and F_k = floor(M / 2^min(k, 5)); for a 10 s clip at 32 kHz (T = 1001): (64, 500, 32) (128, 250, 16)
-(256, 125, 8) (512, 62, 4) (1024, 31, 2) (2048, 31, 2). Eq.1: T_o = floor(T / 32); block k is max-pooled
-along time with kernel 16, 8, 4, 2, 1, 1 (its first T_o * kernel frames), so the frames of all blocks line
-up (frame j covers input frames 32j .. 32j + 31). Dims with 64 mel bins: blocks 1-5 2048, block 6 4096.
+Same module names as ``panns_inference.models.Cnn14`` (its state dict loads unchanged), evaluated up to
+``conv_block6``; the AudioSet head is not kept. Input: log-mel ``[B, 1, T, M]``. Block k's tap is
+``[B, C_k, T_k, F_k]``; Eq.1 uses ``T_o = floor(T / 32)`` with the fixed time kernels 16, 8, 4, 2, 1, 1,
+so the frames of all blocks line up. Dims with 64 mel bins: blocks 1-5 2048, block 6 4096
+(shapes per block: docs/backbones.md, "CNN14").
 """
 
 from __future__ import annotations

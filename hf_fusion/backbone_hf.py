@@ -1,29 +1,10 @@
 """Any transformers audio encoder with ``output_hidden_states`` (Wav2Vec2, HuBERT, WavLM, Whisper's encoder, ...).
 
-backbone_config = {"model_config": the wrapped model's ``config.to_dict()`` (with ``model_type``),
-"feature_extractor": its feature extractor's ``to_dict()``}. Encoder-decoder models (Whisper) keep
-their encoder only.
-
-Taps: layers 1..N = ``hidden_states[1..N]`` (transformer block outputs; ``hidden_states[0]``, the
-embeddings / feature projection, is not a tap, as for AST). A layer's [B, T, D] sequence is
-[B, D, T] with time last; Eq.1 max-pools it to T_o frames (default: the last layer's frame count,
-so nothing is pooled for these models, whose layers all share one frame rate).
-AST through this path treats its patch tokens as the time axis; use ``backbone="ast"`` for the paper's rule.
-
-Clips of different lengths (``attention_mask`` from the feature extractor: valid samples [B, N], or
-valid mel frames [B, T] for Whisper). Every clip's valid output frames must equal its frames alone;
-``mask_strategy`` picks how, per model:
-- ``"fixed"``: the extractor pads every clip to one fixed chunk (Whisper, 30 s): the input, hence every
-  output frame, is already the clip's own; only Eq.3 is restricted to the frames of the clip's audio.
-- ``"attention_mask"``: wav2vec2 / HuBERT / WavLM with a LayerNorm conv front end
-  (``feat_extract_norm="layer"``, e.g. wav2vec2-large-lv60, hubert-large, wavlm-large): the conv front
-  end has no padding and normalises each frame alone, and the encoder zeroes padded frames before its
-  positional conv and masks them in attention, so one padded batch + ``attention_mask`` is exact.
-- ``"groups"``: everything else, notably GroupNorm conv front ends (``feat_extract_norm="group"``:
-  wav2vec2-base, hubert-base, wavlm-base(-plus)), whose first GroupNorm normalises each channel over
-  ALL time steps, padding included, so no mask can make it exact. Clips are run in groups of equal
-  valid length, each cut to that length (no padding at all), and the outputs re-padded with zeros.
-Valid output frames: the encoder's ``_get_feat_extract_output_lengths`` of the valid input steps.
+``backbone_config = {"model_config": config.to_dict(), "feature_extractor": fe.to_dict()}``; an
+encoder-decoder keeps its encoder. Layers 1..N = ``hidden_states[1..N]`` (the embeddings are not a
+tap), each ``[B, D, T]`` with time last. ``mask_strategy`` (``"fixed"``, ``"attention_mask"`` or
+``"groups"``) keeps padding out of every clip's valid frames, so a clip's output equals its output
+alone; which models get which strategy and why: docs/backbones.md, "Masks", and docs/design.md.
 """
 
 from __future__ import annotations

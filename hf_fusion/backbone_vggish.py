@@ -1,15 +1,10 @@
 """VGGish backbone (torchvggish's VGG without the PCA post-processing), tapped by forward hooks.
 
-Public layer numbers are the paper's Table I (1-based), mapped onto two ``nn.Sequential``s whose
-names and indices equal torchvggish's, so its state dict loads unchanged:
-
-  ``features[i]`` is layer ``i + 1`` (1..16: conv/ReLU/max-pool), ``embeddings[j]`` is layer ``17 + j``
-  (17..22: FC 4096, ReLU, FC 4096, ReLU, FC 128, ReLU).
-
-Tappable layers are the ReLU outputs 2, 5, 8, 10, 13, 15 (conv maps [N, C, T, F]) and 18, 20, 22 (FC).
-Input: log-mel examples [B, n_examples, 96, 64] (0.96 s each). Every example runs through the net on
-its own; Eq.1 pools each example's conv map to T_o = 6 frames (96 / 16, the time length after layer 16)
-and repeats FC outputs 6 times; the examples' frames are concatenated along time -> [B, D_l, 6 * n].
+Layer numbers are the paper's Table I (1-based): ``features[i]`` is layer ``i + 1`` (1..16) and
+``embeddings[j]`` layer ``17 + j`` (17..22), with torchvggish's module names, so its state dict loads
+unchanged. Tappable: the ReLU outputs 2, 5, 8, 10, 13, 15 (conv) and 18, 20, 22 (FC). Input: log-mel
+examples ``[B, n_examples, 96, 64]`` (0.96 s each); each example runs alone, Eq.1 gives 6 frames per
+example, and the examples' frames are concatenated: ``[B, D_l, 6 * n_examples]``.
 """
 
 from __future__ import annotations

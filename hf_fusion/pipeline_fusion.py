@@ -1,18 +1,11 @@
 """``feature-extraction`` pipeline of fused audio models: clip(s) -> the fused embedding (and frames on request).
 
-Remote code: copied into every saved fused model (``config.custom_pipelines`` names it), so
-
-    pipeline("feature-extraction", model="org/ast-fusion-5-12", trust_remote_code=True)
-
-works without hf_fusion installed. With ``import hf_fusion`` the same class is also registered as the task
-``fused-audio-feature-extraction`` (no ``trust_remote_code`` needed). Imports no hf_fusion module.
-
-Inputs: one clip (1-D float array / tensor / list at the feature extractor's rate, or a ``datasets`` audio
-dict ``{"array", "sampling_rate"}``) or a list of clips of any lengths. A list runs in padded batches of
-``batch_size`` clips (default 8) with the feature extractor's ``attention_mask``, so each clip gets the
-embedding it gets alone. Output per clip: ``{"pooler_output": [D]}``, plus ``"last_hidden_state":
-[T_o, D]`` (the clip's own valid fused frames) with ``return_frames=True``; torch tensors, or numpy with
-``return_tensors="np"``. One clip -> one dict, a list -> a list of dicts.
+Remote code, copied into every saved model (``config.custom_pipelines``), so
+``pipeline("feature-extraction", model=repo, trust_remote_code=True)`` works without hf_fusion; with
+``import hf_fusion`` it is also the task ``fused-audio-feature-extraction``. Input: one clip (1-D
+array, tensor, list, or a ``datasets`` audio dict) or a list of clips of any lengths (padded batches
+with ``attention_mask``). Output per clip: ``{"pooler_output": [D]}``, plus ``"last_hidden_state":
+[T_o, D]`` with ``return_frames=True``; one clip -> one dict, a list -> a list of dicts.
 """
 
 from __future__ import annotations

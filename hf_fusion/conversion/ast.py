@@ -1,20 +1,10 @@
 """AST checkpoints -> ``AudioFusionModel(backbone="ast")``, for any input length.
 
-Two layouts:
-
-- transformers (``ASTModel`` / ``ASTForAudioClassification``, Hub id or folder), e.g.
-  ``MIT/ast-finetuned-audioset-10-10-0.4593``: loaded by transformers; its ``preprocessor_config.json``
-  gives the front end.
-- the original YuanGongND/ast ``.pth`` (e.g. ``audioset_10_10_0.4593.pth``): a timm DeiT state dict,
-  saved through ``DataParallel`` (``module.`` prefix, optional). Keys, handled explicitly:
-  ``v.cls_token``, ``v.dist_token``, ``v.pos_embed`` [1, 2 + 12 * 101, D], ``v.patch_embed.proj.*``,
-  ``v.blocks.N.{norm1, attn.qkv, attn.proj, norm2, mlp.fc1, mlp.fc2}.*`` (qkv rows = query, key,
-  value), ``v.norm.*``; the classification heads ``v.head.*``, ``v.head_dist.*``, ``mlp_head.*`` are
-  ignored (:data:`TIMM_HEAD_PREFIXES`). Any other key, a missing one or a wrong shape is an error
-  naming them. LayerNorm eps is timm's 1e-6.
-
-``max_length=N`` builds the model for N fbank frames; the positional embeddings stay the checkpoint's
-grid and are adapted to N by AST's rule at every forward (:mod:`hf_fusion.backbone_ast`).
+Takes a transformers checkpoint (``ASTModel`` / ``ASTForAudioClassification``, Hub id or folder, e.g.
+``MIT/ast-finetuned-audioset-10-10-0.4593``) or the original YuanGongND/ast ``.pth`` (timm layout,
+converted key by key; the heads in :data:`TIMM_HEAD_PREFIXES` are ignored, any other unknown, missing or
+mis-shaped key is an error naming it). ``max_length=N`` builds the model for N fbank frames. Key
+mapping: docs/design.md.
 """
 
 from __future__ import annotations

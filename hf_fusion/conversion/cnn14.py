@@ -1,16 +1,9 @@
 """PANNs CNN14 checkpoint (``Cnn14_16k_mAP=0.438.pth`` / ``Cnn14_mAP=0.431.pth``) -> ``AudioFusionModel``.
 
-The file is a dict with the state dict under ``'model'``. Its keys are handled explicitly:
-
-- ``bn0.*``, ``conv_block1..6.*``: loaded 1:1 into :class:`Cnn14Backbone` (same names).
-- ``spectrogram_extractor.stft.conv_real.weight`` / ``conv_imag.weight`` and ``logmel_extractor.melW``:
-  the front end's STFT and Slaney mel weights. Not loaded (our front end computes them) but CHECKED:
-  the STFT size must equal ``window_size`` and ``melW`` must equal our mel matrix for the chosen
-  settings, which tells the 16 kHz checkpoint from the 32 kHz one.
-- ``fc1.*``, ``fc_audioset.*``: the AudioSet classification head, not tapped: ignored (:data:`HEAD_KEYS`).
-
-Any other key, or a missing one, is an error naming the keys. Other top-level entries of the file
-(training metadata) are not used.
+The file holds the state dict under ``'model'``. ``bn0`` and ``conv_block1..6`` load 1:1; the STFT and
+mel weights are checked against the front end's settings (which tells a 16 kHz checkpoint from a 32 kHz
+one); the AudioSet head (:data:`HEAD_KEYS`) is ignored. Any other or missing key is an error naming the
+keys (details: docs/design.md).
 """
 
 from __future__ import annotations

@@ -1,18 +1,10 @@
 """Linear evaluation (the paper's / EVAR protocol) with the whole lr-grid x seeds trained at once.
 
-Protocol: standardise features with training statistics; one Linear layer; Adam; minibatches of at
-most 200; up to 200 epochs; early stopping on validation accuracy (patience 20) restoring the best
-weights; the learning rate is searched on validation over a log grid in [1e-5, 1e-2] and the chosen
-lr is the one with the best mean validation accuracy over seeds (and folds); test accuracy is then
-reported as mean and std over seeds (3 by default).
-
-Two trainers implement the same computation:
-- `train_batched`: G = len(lrs) x len(seeds) linear models as one stacked weight tensor
-  [S, L, C, D] (each member's W^T), one bmm per minibatch, closed-form softmax cross-entropy gradients, an elementwise
-  Adam with a per-member learning rate (:class:`BatchedAdam`), per-member early stopping with best-weight
-  snapshots (:class:`EarlyStopping`); both also serve the weighted layer sum (``weighted_sum.py``).
-  Members with the same seed share the initial weights and the minibatch order; seeds differ.
-- `train_sequential`: the plain reference, one `nn.Linear` + `torch.optim.Adam` per (lr, seed).
+Protocol: docs/evaluation.md, "Linear probe". Two trainers implement the same computation:
+:func:`train_batched` (every (lr, seed) member in one stacked weight tensor, with :class:`BatchedAdam`
+and :class:`EarlyStopping`, also used by the weighted layer sum) and :func:`train_sequential` (the
+plain reference, one ``nn.Linear`` + ``torch.optim.Adam`` per member). :func:`linear_probe` runs the
+protocol and returns a :class:`ProbeResult` (design: docs/design.md).
 """
 
 from __future__ import annotations

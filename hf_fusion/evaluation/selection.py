@@ -1,35 +1,11 @@
 """Automatic choice of the middle (M) and late (L) layers to fuse, from a layer-wise study.
 
-The paper's rule: L = the layer with the best average accuracy over the "late" task group
-(ESC-50, US8K, GTZAN: tasks close to the AudioSet pre-training), M = the layer with the best
-average over the "middle" group (all other tasks).
-
-Groups come from, in order of precedence:
-1. "user": `late_tasks` given explicitly (`middle_tasks` defaults to every other task);
-2. "paper": every task is one of the paper's nine and at least one late and one middle task are
-   present: late = esc50, us8k, gtzan; middle = the rest;
-3. "derived": otherwise, from the study itself. Each task's best layer is located by its position
-   p_t in the ordered list of studied layers (ties -> the shallower layer). With lo = min p_t and
-   hi = max p_t, a task is "late" when its best layer lies in the deeper half of that span,
-   p_t > (lo + hi) / 2, and "middle" otherwise. This is a threshold at the centre of the range of
-   best layers, so it needs no task names and separates "peaks deep" from "peaks early" tasks; when
-   every task peaks at the same layer no split exists and both groups are all tasks ("derived-single").
-
-Baseline rows of a study (the learned weighted layer sum, ``"wsum"``) are not layers and are ignored.
-
-Ties in the averages go to the shallower layer. If the best middle-group layer equals L, M becomes
-the best middle-group layer among the other layers (the second best), and `m_equals_l` records it.
-
-Which accuracy is read: ``select_on="valid"`` (default) reads each probe's validation accuracy at its
-chosen learning rate, so the test sets never influence the layers; ``"test"`` reproduces the paper's
-practice (the layer-wise test accuracies of its Figs. 2-4) and is recorded as such.
-
-When L is not deeper than M the middle/late premise does not hold for these tasks; the choice says
-so (``late_not_deeper``, ``warning``) and the fused layers are always named in depth order
-(``fusion_layers``: ``crepe-fusion-1-7``, never ``crepe-fusion-7-1``).
-
-``refine_with_pairs`` (the ``--rule pairs`` option) probes the best few (M, L) candidates as fused
-features and keeps the pair with the best mean accuracy over all tasks (on the same ``select_on``).
+The paper's rule: L = the best average over the "late" tasks, M = the best average over the "middle"
+tasks; ties go to the shallower layer, and M = L is resolved with the middle group's second best.
+Groups are given (``late_tasks``), the paper's (its nine tasks) or derived from the study.
+``select_on="valid"`` (default) reads validation accuracies, ``"test"`` the paper's practice.
+:func:`refine_with_pairs` (``--rule pairs``) probes the best few (M, L) pairs as fused features.
+The full rule, with the derived groups: docs/concepts.md and docs/design.md.
 """
 
 from __future__ import annotations

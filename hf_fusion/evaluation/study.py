@@ -1,15 +1,10 @@
 """Layer-wise study: linear-probe every layer on every task; tidy table, CSV/JSON and a heatmap.
 
-Input: {task: {layer: TaskFeatures}}, layers in the package's public 1-based numbering (ints) or
-any labels (e.g. "fusion-10-15"). Output rows: layer, task, fold, accuracy (test, fraction in [0, 1]),
-valid_accuracy (validation at the chosen lr, what the layer choice reads by default), std, lr.
-Fold tasks get one row per held-out fold (``fold`` = its number) after their averaged row
-(``fold`` = "mean"); split tasks have ``fold`` = "".
-
-``weighted_sum=True`` adds a baseline row per task with layer ``"wsum"``: the learned weighted sum
-of all the task's layers (:mod:`.weighted_sum`; equal widths only), sorted after the layers. Its
-learned layer weights are in ``LayerwiseStudy.layer_weights`` and layerwise.json; the layer choice
-never reads baseline rows (:data:`BASELINE_LAYERS`).
+Input: ``{task: {layer: TaskFeatures}}`` with 1-based layer numbers (or any labels). Rows: layer, task,
+fold, accuracy (test, a fraction in [0, 1]), valid_accuracy (at the chosen lr), std, lr; fold tasks get
+their ``fold = "mean"`` row, then one row per held-out fold. ``weighted_sum=True`` adds a ``"wsum"``
+baseline row per task (:mod:`.weighted_sum`), which the layer choice never reads
+(:data:`BASELINE_LAYERS`). File formats: docs/evaluation.md, "Layer-wise study".
 """
 
 from __future__ import annotations

@@ -1,14 +1,9 @@
 """Learned weighted layer sum: the baseline of transformers' ``use_weighted_layer_sum`` and s3prl's Featurizer.
 
-Model per member: ``logits = (sum_l softmax(a)_l * x_l) @ W + b`` with the per-layer Eq.3 vectors
-x_l [D] of L layers of equal width D (each standardised per dimension with training statistics),
-L layer logits ``a`` (initialised to 0: equal weights) and one Linear layer W [D, C], b [C] (the linear
-probe's initialisation), trained jointly.
-
-Protocol: exactly the linear probe's (:func:`.probe.run_protocol`): the same lr grid, seeds,
-minibatch order, Adam (:class:`.probe.BatchedAdam`, one lr for a, W and b), early stopping on
-validation accuracy with best weights restored (:class:`.probe.EarlyStopping`), lr chosen on mean
-validation accuracy, test accuracy averaged over seeds. With one layer it is the linear probe.
+Model: ``logits = (sum_l softmax(a)_l * x_l) @ W + b`` over the standardised Eq.3 vectors ``x_l [D]`` of
+L layers of equal width, with L logits ``a`` (initialised to 0) and one linear layer, trained jointly
+under exactly the linear probe's protocol (:func:`.probe.run_protocol`). With one layer it is the
+linear probe. See docs/evaluation.md, "Baseline row".
 """
 
 from __future__ import annotations

@@ -1,24 +1,11 @@
 """On-disk per-layer feature cache: layout, atomic writes and the read side (``FeatureCache``).
 
-Layout under the cache root (``$HF_FUSION_CACHE`` or ``~/.cache/hf_fusion``)::
-
-    <root>/features/<model_key>/model.json                      config + weights digest + front end
-    <root>/features/<model_key>/<task>/<split>-<data_key>/layers-<l1>-<l2>-.../
-        plan.json                 rows per shard (fixed at the first run, reused on resume)
-        shards/shard-00000.arrow  datasets map output: row, label, [fold], layer_<l> (float32 [D_l])
-        shards/shard-00000.json   written after its arrow file is in place = "shard complete"
-                                  (rows, skipped files, blake2b + bytes of the arrow file: integrity.py)
-        meta.json                 written last = "split complete" (rows, skipped files, dims, labels)
-        .lock, shards/*.lock      advisory locks of concurrent runs; shards/.work-<host>-<pid>/ temporaries
-    <root>/clips/crop-<key>.arrow    the tasks' crops (``hf_fusion.tasks.clips``)
-    <root>/ast_stats/<key>.json      AST task statistics (``hf_fusion.workflow.task_fbank_statistics``)
-
-``model_key`` digests the model config, every weight and the front-end settings (and the masking
-version for backbones with a time axis, and a compute dtype other than fp32; never ``batch_size``, decode
-workers or length bucketing, which no vector depends on beyond rounding); ``data_key`` the
-split's files/bytes, labels, folds and any pre-cropped clip column (so the clip length is in it).
-Every file is written to a temporary name in the same folder and moved into place with
-``os.replace``: a killed run leaves complete shards and ignorable temporaries, never a half file.
+Under the cache root (``$HF_FUSION_CACHE`` or ``~/.cache/hf_fusion``):
+``features/<model_key>/<task>/<split>-<data_key>/layers-.../`` holds ``plan.json``, the arrow shards
+with their JSON markers, and ``meta.json`` (written last); ``clips/`` holds the tasks' crops and
+``ast_stats/`` AST task statistics. Every file is written under a temporary name and moved into place
+with ``os.replace``, so a killed run never leaves a half file. The full layout and what each key
+digests: docs/design.md.
 """
 
 from __future__ import annotations

@@ -1,16 +1,10 @@
 """Decode + resample audio in worker processes, delivered in order (``extract_features(decode_workers=N)``).
 
-A :class:`ClipFeeder` serves one split: given batches of row numbers it yields, batch by batch and in
-the order asked, each row's mono float32 clip at the front end's rate (or a :class:`DecodeFailure`
-naming the file). ``workers=0`` decodes in the calling process (the plain run); ``workers=N`` runs a
-``torch.utils.data.DataLoader`` with N persistent worker processes that read their rows from the split
-themselves and decode them with the very function the plain run uses
-(:func:`hf_fusion.tasks.validate.decode_audio`), so every clip has the same samples bit for bit and
-a cache built with workers equals the one-process cache.
-
-Workers are started with ``spawn`` (a fresh interpreter: no fork after torch's thread pools exist,
-the hang in docs/reference.md, "Traps") and use one torch thread each. A script that calls
-``extract_features(decode_workers=N)`` therefore needs the usual ``if __name__ == "__main__":`` guard.
+A :class:`ClipFeeder` serves one split: given batches of row numbers it yields, in the order asked,
+each row's mono float32 clip at the front end's rate, or a :class:`DecodeFailure` naming the file.
+``workers=0`` decodes in the calling process; ``workers=N`` uses N persistent ``spawn`` workers with
+one torch thread each and the same decoding function, so the cache is the same bit for bit. A script
+calling it needs the ``if __name__ == "__main__":`` guard (docs/extraction.md).
 """
 
 from __future__ import annotations

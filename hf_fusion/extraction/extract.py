@@ -1,29 +1,11 @@
 """All-layer feature extraction with ``datasets.map(batched=True)`` into the resumable cache.
 
-One forward pass per batch (``model.tap(x, layers, attention_mask=...)``) yields every requested layer;
-each layer is pooled on its own (Eq.1 inside the backbone, Eq.3 over the clip's valid frames,
-``model.frame_mask``) and stored as a column. Clips of different lengths in one batch: the feature
-extractor's ``attention_mask`` goes to the model, so a clip's cached vector is the one it gets alone,
-whatever ``batch_size`` (which is therefore not part of the cache key).
-
-Resume: a split is cut into shards of ``batch_size * batches_per_shard`` rows; each shard is one
-``Dataset.map`` call writing its own arrow file (datasets writes a temporary file in this process's
-work folder and moves it into place only when the map finished), then a JSON marker. A restarted run
-skips shards with a marker. Two extractions of one cache at once (two shells) share the work: each
-shard is computed under a file lock, and only temporaries of dead processes are removed (``locks.py``).
-Memory: clips are decoded batch by batch inside the map function and the outputs are flushed to
-disk every batch, so memory does not grow with the number of clips.
-
-Several processes (``accelerate launch``) share the shards round-robin by ``process_index`` (each
-marker records the ``process_index`` / ``num_processes`` that computed it); the main process writes
-``meta.json`` after ``wait_for_everyone()``. A process that dies loses only its unfinished shard; the
-others stop with a clear error (``locks.barrier``) and a re-run with any number of processes resumes.
-
-Speed options (issue 12; defaults = the plain path above): ``decode_workers`` decodes an ``Audio``
-column in worker processes feeding the same batches in order (:mod:`.decoding`); ``bucket_by_length``
-computes a shard in length-sorted batches first and writes its rows in order (:mod:`.bucketing`);
-``dtype`` runs the backbone under autocast (:mod:`.precision`). All three enter :class:`SplitJob`
-through ``prepare_shard`` and ``compute``.
+One forward pass per batch yields every requested layer, pooled on its own (Eq.1, then Eq.3 over each
+clip's valid frames) and stored as a column; a clip's vector does not depend on ``batch_size``. Work is
+written in shards with markers, so a restarted run resumes; concurrent runs share shards under file
+locks (:mod:`.locks`), and the processes of an ``accelerate launch`` share them round-robin. Speed
+options: ``decode_workers`` (:mod:`.decoding`), ``bucket_by_length`` (:mod:`.bucketing`), ``dtype``
+(:mod:`.precision`). Behaviour in full: docs/extraction.md and docs/design.md.
 """
 
 from __future__ import annotations

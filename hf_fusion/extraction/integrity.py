@@ -1,18 +1,9 @@
 """Cache shard integrity: a checksum per shard, verified before its vectors are trusted.
 
-Each shard's JSON marker records ``blake2b`` (16-byte BLAKE2b of the arrow file, hex) and ``bytes``
-(its size) when the shard is written. Verification (:func:`shard_problem`):
-
-* at read time (``SplitCache.read`` / ``read_column``): a missing, truncated (size differs) or changed
-  (checksum differs) shard raises :class:`CacheIntegrityError` naming the file and saying to re-run
-  extraction; never a silent wrong vector;
-* at ``extract_features`` time, when a cached split is reused: bad shards lose their marker and the
-  split its ``meta.json``, and only those shards are computed again.
-
-Speed: a file is hashed at most once per process while it stays unchanged (memo keyed by inode, size
-and modification time), so repeated ``load`` calls of a layer-wise study read at full speed; the size
-check runs every time. A marker without a checksum (a cache written before checksums existed) counts
-as unverifiable: extraction rebuilds that shard once.
+Each shard's marker records ``blake2b`` (16-byte BLAKE2b of the arrow file, hex) and ``bytes``.
+:func:`shard_problem` verifies a shard: reads raise :class:`CacheIntegrityError` for a missing,
+truncated or changed shard, naming it; ``extract_features`` rebuilds only the bad shards of a reused
+split. A file is hashed at most once per process while unchanged (details: docs/design.md).
 """
 
 from __future__ import annotations

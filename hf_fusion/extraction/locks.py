@@ -1,28 +1,10 @@
-"""Several processes on one feature cache: advisory locks and per-process temporaries.
+"""Several processes on one feature cache: advisory locks, per-process temporaries, barriers.
 
-Two ``extract_features`` calls on the same cache (two shells, two jobs on a shared disk) must not
-destroy each other's work. The rules:
-
-* every temporary a process writes lives under its own work folder ``shards/.work-<host>-<pid>/``
-  (datasets' ``tmp*`` map output and the finished arrow file before it is moved into place), and our
-  JSON temporaries are named ``.<name>.tmp-<pid>-<random>``;
-* clean-up removes only temporaries whose owner is gone: same host and the pid no longer runs, or
-  (other hosts) older than :data:`STALE_SECONDS`; a ``tmp*`` file directly under ``shards/`` is never
-  written by this version and is removed as a killed older run's leftover;
-* each shard is computed under an exclusive ``fcntl.flock`` on ``shards/<shard>.lock``: a second
-  process skips shards that are locked, computes the others, then waits for the locked ones and
-  re-checks their markers (computing a shard itself only when its owner died without finishing);
-* the plan (rows per shard) is fixed under a lock on the split folder, so two first runs agree.
-
-A SIGKILLed process releases its locks (the kernel closes its files), so resume works as before.
-Without ``fcntl`` (Windows) locks are no-ops: concurrent runs are then not protected.
-
-Processes of one ``accelerate launch`` also meet at barriers (:func:`barrier`). When one of them dies,
-the launcher (torchrun, behind ``accelerate launch --multi_gpu``) stops the others, and a gloo barrier
-fails at once ("connection closed by peer"): :func:`barrier` turns that into a RuntimeError saying
-the finished shards are kept. No short timeout is set: a barrier legitimately waits for the slowest
-process's last shard; a live but stuck peer is bounded by the process group's timeout (torch's default,
-or ``InitProcessGroupKwargs(timeout=...)`` on the ``Accelerator`` you pass).
+Each shard is computed under an exclusive ``fcntl.flock``; every temporary lives in the writing
+process's own work folder, and clean-up removes only temporaries of processes that are gone
+(:data:`STALE_SECONDS` for other hosts). :func:`barrier` turns a dead peer of an ``accelerate launch``
+into a RuntimeError saying the finished shards are kept. Without ``fcntl`` (Windows) locks are no-ops.
+The rules in full: docs/design.md.
 """
 
 from __future__ import annotations

@@ -1,19 +1,10 @@
 """Long clips in windows: Eq.3 of every tapped layer with a peak memory bounded by the window, not the clip.
 
-The waveform [N] (samples) is cut into abutting windows of ``window`` samples; each window, with
-``context`` extra samples on either side where the clip has them, goes through the front end and the
-backbone (``model.tap``); the Eq.1 frames [D_l, T_w] that belong to the window proper (the context's
-frames are dropped) are accumulated as a running sum, count and max per dimension, so Eq.3's
-``mean`` = sum / count and ``max`` = max of the windows' maxes over exactly the frames that are kept.
-
-Equality with the unwindowed vector (measured by ``scripts/bench_memory.py`` and ``tests/test_windows.py``):
-the combination itself is exact; what can differ is each frame, when the backbone's receptive field
-crosses a window edge and the context is shorter than it. Frames are assigned to windows by their
-position: frame t of a window whose input starts at sample s0 is kept when its centre
-``s0 + t * hop`` lies in ``[start, start + window)``; ``hop`` is the backbone's output frame step in
-samples (``frame_hop``). With a forced ``config.num_output_frames`` Eq.1 pools over the whole input, which
-windows cannot reproduce: ``windowed_embedding`` refuses such models. AST has a fixed input length and is
-not windowed.
+The waveform ``[N]`` is cut into abutting windows of ``window`` samples, each run with ``context``
+samples on either side; the Eq.1 frames whose centre lies in the window proper feed a running sum,
+count and max, so Eq.3 combines exactly. Frames equal the whole clip's when the context covers the
+backbone's receptive field. Models with a forced ``num_output_frames`` are refused; AST is not
+windowed. Which context each backbone needs: docs/extraction.md, "Long clips"; docs/design.md.
 """
 
 from __future__ import annotations

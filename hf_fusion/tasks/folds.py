@@ -1,20 +1,10 @@
 """Cross-validation folds and stratified validation carving (EVAR protocol).
 
-With fold tasks the held-out fold is the test set and a stratified ``valid_fraction`` (10%) of the
-remaining examples becomes the validation set:
-
-* the total validation size is ``round(valid_fraction * n_rest)``, shared among classes by largest
-  remainder of ``valid_fraction * n_class``;
-* every class with >= 2 remaining examples gets at least 1 validation example and keeps at least
-  1 training example (so the validation set can be a little larger than 10% with many small
-  classes); a class with a single remaining example stays in train;
-* which examples go to validation is drawn with ``numpy.random.default_rng(seed)``; the same seed
-  gives the same split. Example order inside each split follows the original dataset order.
-
-:func:`fold_split_indices` is the one implementation of this carving: the task loaders
-(``load_task(..., test_fold=k)``) and the linear probe on cached fold features
-(``hf_fusion.evaluation.fold_problems``) both call it, so a fold gets the same validation set on
-every code path.
+The held-out fold is the test set; a stratified ``valid_fraction`` (10 %) of the remaining examples,
+drawn with ``numpy.random.default_rng(seed)``, is the validation set. :func:`fold_split_indices` is
+the one implementation of the carving: the task loaders and the probe on cached fold features both
+call it, so a fold gets the same validation set on every path. The sizing rule per class:
+docs/tasks.md, "Folds".
 """
 
 from __future__ import annotations

@@ -1,25 +1,12 @@
 """Load a classification task as a ``datasets.DatasetDict`` from one of three sources.
 
-Every loader returns splits with an ``audio`` column (``Audio(sampling_rate=sr)``; ``sr=None``
-keeps each file's native rate) and a ``label`` column (``ClassLabel``):
-
-* "split" data: ``DatasetDict(train, valid, test)``;
-* "fold" data: ``DatasetDict(all)`` with an int ``fold`` column, or train/valid/test directly when
-  ``test_fold`` is given (see :func:`hf_fusion.tasks.folds.fold_splits`).
-
-Sources:
-
-(a) EVAR-style folder (:func:`load_task_dir`): ``metadata.csv`` with ``file_name,label,split``
-    (split in train/valid/test) or ``file_name,label,fold`` (integer folds); ``file_name`` is
-    relative to the folder (or to ``root``). Other columns are kept as strings.
-(b) ``audiofolder`` folders (:func:`load_audiofolder_task`): labels from sub-folder names or a
-    metadata file; split sub-folders (train/validation/test) or a ``split``/``fold`` column.
-(c) A Hub dataset id or a local ``save_to_disk`` folder with a column mapping
-    (:func:`load_hub_task`).
-
-Label names: an existing ``ClassLabel`` keeps its names; other labels become strings, sorted
-(numerically when every label is an integer) so ids are deterministic.
-Stereo and multi-channel audio is averaged to mono when decoded (``ex["audio"]["array"]``).
+Sources: an EVAR-style folder (:func:`load_task_dir`, a ``metadata.csv`` with
+``file_name,label,split`` or ``file_name,label,fold``), ``audiofolder`` folders
+(:func:`load_audiofolder_task`), or a Hub dataset id / ``save_to_disk`` folder with a column mapping
+(:func:`load_hub_task`). Every split has an ``audio`` column (``Audio(sampling_rate=sr)``, mono) and a
+``label`` column (``ClassLabel``, names sorted, numerically when all are integers). Split data gives
+``train/valid/test``; fold data gives ``all`` with a ``fold`` column, or train/valid/test with
+``test_fold``. Formats: docs/tasks.md.
 """
 
 from __future__ import annotations

@@ -1,29 +1,11 @@
 """Offline synthetic task suite: small, deterministic audio classification tasks built with numpy.
 
-Four tasks, 16 kHz mono, 1.0 s clips, train/valid/test = 60/20/20 % of every class:
-
-* ``synth_pitch`` (12 classes): pitch class (C, C#, ..., B) of harmonic tones in two octaves
-  (MIDI 48-71), +-30 cent detune, random harmonic count/slope/odd-only spectra, envelopes,
-  vibrato and loudness. The class is the chroma, not the timbre: a pitch-sensitive (middle)
-  representation should win.
-* ``synth_timbre`` (8 classes): instrument-like timbres (sine, square, saw, pluck, bowed, bell,
-  nasal/formant, brass) at random pitches in the same MIDI range; each class has jittered
-  harmonic envelopes and attack/decay shapes.
-* ``synth_events`` (8 classes): white/pink/brown/blue noise (spectral exponent jittered by +-0.3),
-  click trains, band-noise bursts, up and down chirps; every clip passes a random spectral tilt
-  ("channel") and random gain, so a raw spectrum alone is not enough for the noise colours.
-* ``synth_rhythm`` (6 classes): amplitude-modulation / pulse rates 2, 3, 4, 6, 8, 12 Hz (+-4 %)
-  with sinusoidal or gated modulation on random carriers (noise bands, tones, white noise).
-
-Every clip also gets a random level (-32..-14 dB RMS) and a noise floor at 20-40 dB SNR.
-Clip ``i`` of class ``c`` of a task is drawn from ``numpy.random.default_rng([seed, task, c, i])``,
-so the same seed gives identical audio bytes and a larger ``n_per_class`` only adds clips.
-
-On disk each task is an EVAR folder: ``<out_dir>/<task>/metadata.csv`` (file_name,label,split),
-``audio/<label>/<label>_<i>.wav`` (PCM 16-bit) and ``task.json`` (build parameters, written last).
-Folders are built in a temporary sibling folder and renamed into place, so an interrupted build
-never leaves a folder that looks complete; a folder whose ``task.json`` or files do not match is
-rebuilt.
+Four tasks, 16 kHz mono, 1.0 s clips, train/valid/test = 60/20/20 % of every class: ``synth_pitch``
+(12 pitch classes), ``synth_timbre`` (8 timbres), ``synth_events`` (8 noise and event types) and
+``synth_rhythm`` (6 modulation rates). Clip ``i`` of class ``c`` comes from
+``numpy.random.default_rng([seed, task, c, i])``, so one seed gives identical audio bytes. Each task
+is an EVAR folder (``metadata.csv``, ``audio/``, ``task.json`` written last), built in a temporary
+folder and renamed into place. What each task contains: docs/design.md.
 """
 
 from __future__ import annotations
