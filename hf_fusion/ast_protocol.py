@@ -46,7 +46,7 @@ def _check_ast(model) -> None:
 def resize_ast(model, max_length: int):
     """Make a fused AST model take ``max_length`` fbank frames (in place) -> (model, matching extractor).
 
-    Equivalent to ``AudioFusionModel.from_pretrained(path, max_length=max_length)`` for a loaded model.
+    The same as ``AudioFusionModel.from_pretrained(path, max_length=max_length)`` for a loaded model.
     The extractor keeps the model's normalisation settings.
     """
     _check_ast(model)

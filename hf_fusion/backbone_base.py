@@ -78,8 +78,8 @@ def resolve_layers(layers: Any, valid: Sequence[int], fusion: Sequence[int] | No
 #: rows per call where a backbone runs a layer over a variable number of rows (frames): a GEMM's rounding
 #: depends on its row count (BLAS picks kernels and thread splits by shape; one row takes a GEMV path), so
 #: :func:`in_row_blocks` keeps one shape and a row's output independent of its batch partners. Worth it for
-#: small weights only: each block re-reads the weight (VGGish's 200 MB FC weight ran 4.5x slower in
-#: blocks of 8 rows than as one GEMM over 256 rows, so VGGish's FC layers 17-22 stay batch-shaped)
+#: small weights only: each block re-reads the weight, so VGGish's large FC layers 17-22 stay batch-shaped
+#: (the measurement: docs/performance.md, "Tuning constants in the code")
 BLOCK_ROWS = 32
 
 

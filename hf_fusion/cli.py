@@ -333,7 +333,7 @@ def cmd_leaderboard(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    """The README's main job: layer-wise study of real CREPE on the synthetic suite, choice, fused evaluation."""
+    """The demo (docs/demo.md): layer-wise study of real CREPE on the synthetic suite, choice, fused evaluation."""
     from hf_fusion import workflow
     from hf_fusion.tasks import build_synthetic_suite
 

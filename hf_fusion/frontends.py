@@ -54,8 +54,7 @@ PANNS_PRESETS = {
 }
 _PANNS_AMIN = 1e-10
 # Work is tiled so that the FFT input buffer of one block is about this size on CPU (cache-sized,
-# reused across blocks; 2-4 MB measured best for VGGish and AST on 2 cores) and at most 2**18
-# frames on GPUs.
+# reused across blocks; chosen by measurement, docs/performance.md) and at most 2**18 frames on GPUs.
 _CPU_BLOCK_BYTES = 4 * 2**20
 _GPU_BLOCK_FRAMES = 2**18
 
@@ -159,7 +158,7 @@ class _MelGroups(NamedTuple):
 
 
 #: Mel columns per group of the CPU projection: 16 float32 columns is one AVX-512 register row,
-#: where MKL's small-matrix kernels are fastest (8 or 24 columns measured 2-3x slower per flop).
+#: where MKL's small-matrix kernels are fastest (chosen by measurement, docs/performance.md).
 _MEL_GROUP_COLUMNS = 16
 
 

@@ -6,9 +6,9 @@ Model of the run (the CLI's path: ``hf-fusion layerwise`` per backbone, then ``e
   decode   every task's files are decoded + resampled to 16 kHz once (the crop cache is shared by the
            three backbones: same rate, same clip length), on ``--cores`` processes (``--decode-workers``),
            at ``--decode-rate`` audio seconds per second per core (``--measure``: timed here on 44.1 kHz
-           stereo FLAC; the default is this machine's measurement, see the README);
+           stereo FLAC; the default is a measured rate, see docs/performance.md);
   frontend per backbone, every clip's front end on the accelerator at ``--frontend-rate`` audio s/s
-           (an assumption: not measured on a GPU here);
+           (an assumption, not a measurement);
   backbone per backbone, every clip's forward: FLOPs counted with ``torch.utils.flop_counter`` on the
            meta device (full-size configs; AST sized to each task's clip length, as the authors) divided
            by ``--tflops`` (sustained, not peak);
@@ -47,8 +47,8 @@ TASKS = {
     "surge": (183000, 4.0, 88, 1),
 }
 BACKBONES = ("vggish", "cnn14", "ast")
-#: audio seconds decoded + resampled per second by one core: 44.1 kHz stereo FLAC -> 16 kHz mono, measured
-#: in process on this machine (2 shared cores; scripts/bench_pipeline.py, 5 s clips at 12-13 ms each)
+#: audio seconds decoded + resampled per second by one core: 44.1 kHz stereo FLAC -> 16 kHz mono, in process
+#: (where it was measured: docs/performance.md, "Tuning constants in the code")
 DEFAULT_DECODE_RATE = 400.0
 
 

@@ -1,6 +1,6 @@
 """Reproduce the paper's Table III: three fused models (paper layers) x nine tasks, fusion vs last layer.
 
-Needs the nine tasks as EVAR folders (``ROOT/<task>/metadata.csv``, see the README's "Task sources") and
+Needs the nine tasks as EVAR folders (``ROOT/<task>/metadata.csv``, see docs/tasks.md) and
 the three original checkpoints. Everything is checked first; the script stops with one list of what is
 missing before any model runs. Features are cached (``--cache-dir``), so an interrupted run resumes.
 

@@ -1,4 +1,4 @@
-"""A clip's embedding is the same alone, in any batch, at any batch_size (issue 9, "masks everywhere").
+"""A clip's embedding is the same alone, in any batch, at any batch_size (masks, every backbone).
 
 For every backbone (tiny random configs; CREPE with its real tiny weights) eight clips of mixed lengths
 (and, for five of them, with a forced T_o) are embedded one by one (the reference), then in shuffled batches of 1, 3 and 8, through both paths:

@@ -1,4 +1,4 @@
-"""A trained linear probe becomes a Hub audio classifier (issue 14): export, pipeline, evaluator, push.
+"""A trained linear probe becomes a Hub audio classifier: export, pipeline, evaluator, push.
 
 The end-to-end tests run ``hf-fusion evaluate --save-classifier`` with the real CREPE-tiny weights on a small
 synthetic task whose 1.0 s clips are cut to a 0.8 s clip length, so the classifier's feature extractor must

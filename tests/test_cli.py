@@ -1,4 +1,4 @@
-"""The hf-fusion CLI on small synthetic tasks with the real CREPE-tiny weights (public contract of issue 4)."""
+"""The hf-fusion CLI on small synthetic tasks with the real CREPE-tiny weights (the documented contract, docs/cli.md)."""
 
 import csv
 import json

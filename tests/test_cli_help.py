@@ -1,6 +1,6 @@
 """`hf-fusion --help` is fast: building the parser and every --help import neither torch nor transformers
 (nor datasets), and every option of every subcommand has a help text. No timing assertion here: the
-wall times are in scripts/bench_cli_help.py and the README's Benchmarks."""
+wall times are in scripts/bench_cli_help.py and docs/performance.md."""
 
 import json
 import os

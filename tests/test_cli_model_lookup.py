@@ -1,4 +1,4 @@
-"""A --model that is neither a folder nor a backbone: one Hub request, one line (issue 14 part 5)."""
+"""A --model that is neither a folder nor a backbone: one Hub request, one line."""
 
 import pytest
 

@@ -230,7 +230,7 @@ def test_ast_preset_dry_run_folder(ast_dry_run):
     assert len(publish.upload_plan(out)) == len(names)
 
 
-@pytest.mark.slow  # two model loads in a fresh interpreter: ~6 s idle, 15 s on a loaded 2-core box
+@pytest.mark.slow  # two model loads in a fresh interpreter
 def test_ast_preset_loads_offline_by_repo_id_and_matches_the_original_checkpoint(tmp_path, ast_checkpoint, ast_dry_run):
     out, _, _ = ast_dry_run
     clips = make_clips((0.6, 0.6))

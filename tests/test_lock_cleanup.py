@@ -1,4 +1,4 @@
-"""Lock files are removed after use without ever letting two holders in (issue 14: no empty
+"""Lock files are removed after use without ever letting two holders in (no empty
 leaderboard.jsonl.lock left behind)."""
 
 import multiprocessing as mp

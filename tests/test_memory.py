@@ -1,5 +1,5 @@
 """Memory of the CLI path (``workflow.load_tasks`` + ``workflow.extract_tasks``) does not grow with the number
-of clips: the cropped clips are memory-mapped arrow files, never held in memory (issue 10)."""
+of clips: the cropped clips are memory-mapped arrow files, never held in memory."""
 
 import csv
 import gc

@@ -1,4 +1,4 @@
-"""`push` refuses a repo name that contradicts the model (issue 14 part 5), unless --force-name."""
+"""`push` refuses a repo name that contradicts the model, unless --force-name."""
 
 import json
 

@@ -1,4 +1,4 @@
-"""Speed options of extract_features (issue 12): decode workers, length bucketing, mixed precision.
+"""Speed options of extract_features: decode workers, length bucketing, mixed precision.
 
 - decode workers give the same cache bit for bit (variable lengths, 44.1 kHz FLAC resampled, an unreadable file);
 - workers + bucketing on clips of one length give the plain batches, so the same cache bit for bit; on
