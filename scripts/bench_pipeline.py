@@ -102,7 +102,7 @@ def time_decode(work, workers: list[int], batch_size: int, repeats: int) -> tupl
 
     Every feeder is started and warmed first; the timed passes then alternate between worker counts,
     round after round, so that each count sees the same background load (a shared machine's load moves
-    within seconds; timing the counts one after another made their ratio swing by 1.4x-2.2x between runs).
+    within seconds, so timing the counts one after another makes their ratio swing between runs).
     Returns ({workers: best seconds}, [{workers: seconds} per round])."""
     from contextlib import ExitStack
 
