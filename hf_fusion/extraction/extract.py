@@ -180,7 +180,7 @@ def extract_features(
             needs the memory of a minute); the vector equals the whole-clip one to ~1e-6 relative.
         model_name: what the progress bars call the model (default: its backbone, e.g. ``crepe-tiny``).
         decode_workers: processes decoding + resampling an ``Audio`` column ahead of the model, in order
-            (:mod:`.decoding`; 0 = in this process, as before). Same clips bit for bit, same cache.
+            (:mod:`.decoding`; 0 = in the calling process). Same clips bit for bit, same cache.
         bucket_by_length: group an ``Audio`` column's clips of similar length (header durations) into
             batches within each shard (:mod:`.bucketing`): less padding; rows are written back in
             order; vectors equal the plain run's bit for bit where extraction is batch-invariant (CREPE,
