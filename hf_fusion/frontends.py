@@ -274,9 +274,8 @@ def _mel_spectrum(x: torch.Tensor, fill, n_frames: int, frame: int, hop: int, n_
     2e-7 to the log of any band; the FFT itself runs in ``stft_dtype``.
 
     The work is tiled over (clips, frames) blocks whose buffers are reused; on CPU a block's FFT
-    buffer is ``_CPU_BLOCK_BYTES`` so every temporary stays cache-sized (several times faster than
-    whole-batch temporaries on 2 cores), and the projection runs per group of mel columns over the
-    bins they read (:func:`_mel_groups`).  Only the bins some filter reads are squared.
+    buffer is ``_CPU_BLOCK_BYTES`` so every temporary stays cache-sized (docs/performance.md), and the
+    projection runs per group of mel columns over the bins they read (:func:`_mel_groups`).  Only the bins some filter reads are squared.
     """
     dense, bands = mel
     batch = x.shape[0]
@@ -348,7 +347,7 @@ def ast_fbank(waveforms: torch.Tensor, sampling_rate: int = 16000, num_mel_bins:
     Args:
         waveforms: ``[B, N]`` float waveforms at 16 kHz, samples in [-1, 1].
         lengths: optional ``[B]`` real sample counts of a zero-padded batch.
-        stft_dtype: precision of framing + FFT (float64 default; see the module notes).
+        stft_dtype: precision of framing + FFT (float64 default; docs/design.md explains why).
     Returns:
         ``[B, max_length, num_mel_bins]`` float32 on the input's device.
     """
@@ -408,8 +407,8 @@ def vggish_log_mel_examples(waveforms: torch.Tensor, lengths: torch.Tensor | Seq
     512-point magnitude spectrum, 64 HTK mel bands 125-7500 Hz (DC row zeroed), ``log(mel + 0.01)``,
     consecutive non-overlapping 96-frame examples, partial tail dropped.  With the default float64
     FFT the result is within 5e-7 of torchvggish (which computes in float64) on tones, chirps and
-    noise; ``stft_dtype=torch.float32`` is faster (1.4-2x on CPU) but off by up to ~1e-3 in bands far
-    below a pure tone (see the module notes).
+    noise; ``stft_dtype=torch.float32`` is faster but off by up to ~1e-3 in bands far
+    below a pure tone (docs/design.md).
 
     Short clips: where torchvggish would return no example (fewer than 15600 samples), the
     *waveform* is zero-padded to 15600 samples so that the clip gives exactly one example.
@@ -421,7 +420,7 @@ def vggish_log_mel_examples(waveforms: torch.Tensor, lengths: torch.Tensor | Seq
         waveforms: ``[B, N]`` float waveforms at 16 kHz.
         lengths: optional ``[B]`` real sample counts of a zero-padded batch.
         sampling_rate: must be 16000 (no resampling here).
-        stft_dtype: precision of framing + FFT (float64 default; see the module notes).
+        stft_dtype: precision of framing + FFT (float64 default; docs/design.md explains why).
     Returns:
         ``[B, n_examples, 96, 64]`` float32 on the input's device, ``n_examples`` the most any clip has.
     """
@@ -486,7 +485,7 @@ def panns_log_mel(waveforms: torch.Tensor, sampling_rate: int = 32000, window_si
     Args:
         waveforms: ``[B, N]`` float waveforms at ``sampling_rate`` Hz, ``N > window_size // 2``.
         lengths: optional ``[B]`` real sample counts of a zero-padded batch.
-        stft_dtype: precision of framing + FFT (float64 default; see the module notes).
+        stft_dtype: precision of framing + FFT (float64 default; docs/design.md explains why).
     Returns:
         ``[B, 1, T, mel_bins]`` float32 on the input's device.
     """
