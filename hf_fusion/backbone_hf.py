@@ -72,7 +72,7 @@ def build_encoder(config) -> nn.Module:
 
 
 def mask_strategy(config, feature_extractor: dict[str, Any] | None) -> str:
-    """How clips of different lengths are run: "fixed", "attention_mask" or "groups" (module docstring)."""
+    """How clips of different lengths are run: "fixed", "attention_mask" or "groups" (docs/design.md)."""
     if feature_extractor is not None and pads_to_fixed_length(load_wrapped_feature_extractor(feature_extractor)):
         return "fixed"
     if config.model_type in MASK_EXACT_MODEL_TYPES and getattr(config, "feat_extract_norm", None) == "layer":
@@ -195,7 +195,7 @@ class HFEncoderBackbone(TappedBackbone):
         """input_values: the wrapped extractor's input ([B, N] samples or [B, mels, frames]) -> {layer: [B, D, T_o]}.
 
         ``attention_mask``: the feature extractor's valid steps along the last axis of ``input_values``;
-        handled by ``self.mask_strategy`` (module docstring). Padded output frames are zeros (groups)
+        handled by ``self.mask_strategy`` (docs/design.md). Padded output frames are zeros (groups)
         or whatever the encoder gives there (masked out of Eq.3 by ``frame_mask``); with a forced
         ``num_frames`` each clip is max-pooled over its own valid frames.
         """

@@ -175,7 +175,7 @@ def _native_frames(audio: torch.Tensor, model: HearFusionModel) -> tuple[torch.T
 
 def frame_times_ms(config, num_frames: int) -> torch.Tensor:
     """Centre time (ms) of Eq.1 output frames 0..num_frames-1 of a fused model's config (the backbone's
-    ``frame_centres``; table in the module doc)."""
+    ``frame_centres``; table in docs/hear.md)."""
     samples = config.backbone_class.frame_centres(config.backbone_config, dict(config.frontend), num_frames)
     return (samples * 1000.0 / float(config.sampling_rate)).float()
 

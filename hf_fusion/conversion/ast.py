@@ -100,7 +100,7 @@ def convert_original_ast_checkpoint(
     num_attention_heads: int | None = None,
     trust_pickle: bool = False,
 ) -> tuple[AudioFusionModel, FusedAudioFeatureExtractor]:
-    """YuanGongND/ast ``.pth`` (timm DeiT layout, see the module docstring) -> fused model + extractor.
+    """YuanGongND/ast ``.pth`` (timm DeiT layout; key mapping in docs/design.md) -> fused model + extractor.
 
     The weights do not record the input geometry: ``pretrained_max_length`` / ``num_mel_bins`` / strides
     are the ones the checkpoint was trained with (AudioSet AST: 1024 frames, 128 bins, stride 10: a

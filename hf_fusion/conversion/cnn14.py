@@ -55,7 +55,7 @@ def convert_cnn14_checkpoint(
 
     ``sample_rate`` (16000 or 32000) picks the front-end preset; ``None`` infers it from the checkpoint's
     own STFT/mel weights. A preset that does not match those weights is an error. Strict key handling:
-    see the module docstring. With ``output_dir`` the model and feature extractor are saved there.
+    see docs/design.md. With ``output_dir`` the model and feature extractor are saved there.
     """
     state = state_dict_of(load_checkpoint(checkpoint, trust_pickle=trust_pickle), checkpoint)
     frontend_keys = (*STFT_KEYS, MEL_KEY)

@@ -133,7 +133,7 @@ def _argmax_first(values: Sequence[float]) -> int:
 
 
 def derive_groups(matrix: Mapping[str, Mapping], layers: Sequence) -> tuple[dict, dict, str]:
-    """Derived rule (see module docstring): returns (groups, best_layer_per_task, source)."""
+    """Derived rule (docs/design.md, selection.py): returns (groups, best_layer_per_task, source)."""
     pos, best = {}, {}
     for task, per in matrix.items():
         i = _argmax_first([per.get(l, np.nan) for l in layers])

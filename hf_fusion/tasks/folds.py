@@ -18,7 +18,7 @@ ALL_SPLIT = "all"
 
 
 def stratified_valid_indices(labels, valid_fraction: float = 0.1, seed: int = 0) -> np.ndarray:
-    """Positions (sorted, into ``labels``) chosen for validation; see the module docstring.
+    """Positions (sorted, into ``labels``) chosen for validation; the rule is in docs/tasks.md, "Folds".
 
     Args:
         labels: 1-D sequence of class ids (any hashable, sortable values), length N.
