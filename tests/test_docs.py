@@ -200,3 +200,11 @@ def test_module_docstrings_are_short():
 
 def test_readme_is_short():
     assert len((ROOT / "README.md").read_text().splitlines()) <= 200
+
+
+def test_readme_links_point_to_files_of_the_repo():
+    """mkdocs checks the links of docs/; the README is not part of the site, so its relative links are checked here."""
+    text = (ROOT / "README.md").read_text()
+    targets = {m.split("#", 1)[0] for m in re.findall(r"\]\(([^)\s]+)\)", text) if not re.match(r"[a-z]+:", m)}
+    missing = sorted(t for t in targets if t and not (ROOT / t).exists())
+    assert not missing, f"README links to missing files: {missing}"
