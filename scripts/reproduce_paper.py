@@ -16,8 +16,8 @@ import json
 import sys
 from pathlib import Path
 
-from hf_fusion import workflow
-from hf_fusion.cli import parse_ast_frames, parse_folds
+from hf_fusion.app import workflow
+from hf_fusion.app.cli import parse_ast_frames, parse_folds
 from hf_fusion.evaluation import ProbeConfig, choose_layers, write_study
 from hf_fusion.hub.presets import PRESETS, convert_checkpoint
 from hf_fusion.tasks import PAPER_TASKS

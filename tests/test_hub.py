@@ -22,7 +22,7 @@ from transformers import (
 )
 
 import hf_fusion
-import hf_fusion.backbones
+import hf_fusion.models.backbones
 import hf_fusion.conversion
 from hf_fusion import AudioFusionModel, FusedAudioFeatureExtractor, fusion_model_name
 from hf_fusion.hub import PRESETS, PublishError, install_in_hf_cache
@@ -430,7 +430,7 @@ def test_every_family_template_renders(tmp_path, backbone):
     paper_layers, other_layers, dims, frontend, marker, backbone_config = FAMILY_CASES[backbone]
     for layers in filter(None, (paper_layers, other_layers)):
         config = _ConfigDouble(backbone, layers, dims, frontend, backbone_config)
-        if backbone in hf_fusion.backbones.BACKBONES:  # the real config where the backbone is available
+        if backbone in hf_fusion.models.backbones.BACKBONES:  # the real config where the backbone is available
             config = hf_fusion.AudioFusionConfig(
                 backbone=backbone, fusion_layers=layers, frontend=frontend, backbone_config=backbone_config
             )

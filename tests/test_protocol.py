@@ -12,7 +12,7 @@ import soundfile as sf
 import torch
 
 import hf_fusion
-from hf_fusion.cli import main
+from hf_fusion.app.cli import main
 from hf_fusion.evaluation import LayerwiseStudy, TaskFeatures, choose_layers, fold_problems, refine_with_pairs
 from hf_fusion.extraction import extract_features
 from hf_fusion.tasks import load_task_dir
@@ -274,7 +274,7 @@ def test_task_statistics_are_kept_per_crops_and_fbank(tmp_path, monkeypatch):
     from datasets import Dataset, DatasetDict, load_from_disk
 
     from hf_fusion import FusedAudioFeatureExtractor, ast_protocol
-    from hf_fusion.workflow import task_fbank_statistics
+    from hf_fusion.app.workflow import task_fbank_statistics
 
     rng = np.random.default_rng(0)
     clips = {"input_values": [rng.standard_normal(16000).astype(np.float32) for _ in range(4)], "label": [0, 1, 0, 1]}

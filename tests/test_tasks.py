@@ -575,7 +575,7 @@ def test_load_tasks_crops_inside_main_process_first(tmp_path, monkeypatch):
     import accelerate
 
     import hf_fusion.tasks
-    from hf_fusion import workflow
+    from hf_fusion.app import workflow
 
     events = []
 

@@ -12,7 +12,7 @@ from transformers import AutoFeatureExtractor, AutoModel
 
 from hf_fusion import AudioFusionConfig, AudioFusionModel, FusedAudioFeatureExtractor
 from hf_fusion.conversion import convert_vggish_checkpoint
-from hf_fusion.fusion import align_layer, temporal_pool
+from hf_fusion.models.fusion import align_layer, temporal_pool
 
 from .conftest import make_clips
 from .reference_models import Hooks, save_state, torchvggish_vgg

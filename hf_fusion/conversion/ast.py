@@ -14,7 +14,7 @@ Two layouts:
   naming them. LayerNorm eps is timm's 1e-6.
 
 ``max_length=N`` builds the model for N fbank frames; the positional embeddings stay the checkpoint's
-grid and are adapted to N by AST's rule at every forward (:mod:`hf_fusion.backbone_ast`).
+grid and are adapted to N by AST's rule at every forward (:mod:`hf_fusion.models.backbone_ast`).
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from pathlib import Path
 import torch
 from transformers import ASTModel, FeatureExtractionMixin
 
-from ..backbone_ast import (AUDIOSET_MEAN, AUDIOSET_STD, PAPER_CHECKPOINT, PRETRAINED_LENGTH_KEY,  # noqa: F401
+from ..models.backbone_ast import (AUDIOSET_MEAN, AUDIOSET_STD, PAPER_CHECKPOINT, PRETRAINED_LENGTH_KEY,  # noqa: F401
                              TIMM_LAYER_NORM_EPS, patch_grid)
-from ..configuration_fusion import AudioFusionConfig
-from ..feature_extraction_fusion import FusedAudioFeatureExtractor
-from ..modeling_fusion import AudioFusionModel
+from ..models.configuration_fusion import AudioFusionConfig
+from ..models.feature_extraction_fusion import FusedAudioFeatureExtractor
+from ..models.modeling_fusion import AudioFusionModel
 from ._checkpoint import check_keys, finish_conversion, load_checkpoint, state_dict_of
 
 ORIGINAL_CHECKPOINT_NAME = "audioset_10_10_0.4593.pth"
@@ -116,7 +116,7 @@ def convert_original_ast_checkpoint(
     are the ones the checkpoint was trained with (AudioSet AST: 1024 frames, 128 bins, stride 10: a
     12 x 101 patch grid, checked against ``pos_embed``); ``num_attention_heads`` defaults to
     hidden / 64 (DeiT: 3, 6, 12 heads). The front end is AudioSet's normalisation
-    (``hf_fusion.ast_protocol.set_ast_normalization`` switches to task statistics).
+    (``hf_fusion.app.task_model.set_ast_normalization`` switches to task statistics).
     """
     state = state_dict_of(load_checkpoint(checkpoint, trust_pickle=trust_pickle), checkpoint)
     state = _strip_prefix(state, "module.")

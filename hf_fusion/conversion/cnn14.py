@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backbone_cnn14 import PANNS_PRESETS
-from ..configuration_fusion import AudioFusionConfig
-from ..feature_extraction_fusion import FusedAudioFeatureExtractor
-from ..frontends import slaney_mel_matrix
-from ..modeling_fusion import AudioFusionModel
+from ..models.backbone_cnn14 import PANNS_PRESETS
+from ..models.configuration_fusion import AudioFusionConfig
+from ..models.feature_extraction_fusion import FusedAudioFeatureExtractor
+from ..models.frontends import slaney_mel_matrix
+from ..models.modeling_fusion import AudioFusionModel
 from ._checkpoint import check_keys, finish_conversion, load_checkpoint, state_dict_of
 
 #: the AudioSet head of PANNs' Cnn14, deliberately not converted

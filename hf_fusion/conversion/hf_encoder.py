@@ -8,9 +8,9 @@ from pathlib import Path
 import torch
 from transformers import AutoFeatureExtractor, AutoModel
 
-from ..configuration_fusion import AudioFusionConfig
-from ..feature_extraction_fusion import FusedAudioFeatureExtractor
-from ..modeling_fusion import AudioFusionModel
+from ..models.configuration_fusion import AudioFusionConfig
+from ..models.feature_extraction_fusion import FusedAudioFeatureExtractor
+from ..models.modeling_fusion import AudioFusionModel
 from ._checkpoint import finish_conversion
 
 HF_PREFIX = "hf:"

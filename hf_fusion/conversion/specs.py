@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..backbones import BACKBONES, get_backbone_class
+from ..models.backbones import BACKBONES, get_backbone_class
 
 
 @dataclass(frozen=True)

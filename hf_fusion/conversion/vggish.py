@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..configuration_fusion import AudioFusionConfig
-from ..feature_extraction_fusion import FusedAudioFeatureExtractor
-from ..modeling_fusion import AudioFusionModel
+from ..models.configuration_fusion import AudioFusionConfig
+from ..models.feature_extraction_fusion import FusedAudioFeatureExtractor
+from ..models.modeling_fusion import AudioFusionModel
 from ._checkpoint import check_keys, finish_conversion, load_checkpoint, state_dict_of
 
 CHECKPOINT_NAME = "vggish-10086976.pth"

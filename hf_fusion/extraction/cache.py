@@ -11,7 +11,7 @@ Layout under the cache root (``$HF_FUSION_CACHE`` or ``~/.cache/hf_fusion``)::
         meta.json                 written last = "split complete" (rows, skipped files, dims, labels)
         .lock, shards/*.lock      advisory locks of concurrent runs; shards/.work-<host>-<pid>/ temporaries
     <root>/clips/crop-<key>.arrow    the tasks' crops (``hf_fusion.tasks.clips``)
-    <root>/ast_stats/<key>.json      AST task statistics (``hf_fusion.workflow.task_fbank_statistics``)
+    <root>/ast_stats/<key>.json      AST task statistics (``hf_fusion.app.workflow.task_fbank_statistics``)
 
 ``model_key`` digests the model config, every weight and the front-end settings (and the masking
 version for backbones with a time axis, and a compute dtype other than fp32; never ``batch_size``, decode

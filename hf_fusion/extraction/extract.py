@@ -54,7 +54,7 @@ from .cache import (
     layer_column,
     read_json,
 )
-from ..fusion import temporal_pool
+from ..models.fusion import temporal_pool
 from .windows import can_window, default_context, windowed_embedding
 from .bucketing import bucketed_batches, contiguous_batches
 from .decoding import ClipFeeder, DecodeFailure, check_workers

@@ -55,7 +55,7 @@ def templates_dir() -> Path:
 
 
 def _backbone_class(backbone: str):
-    from ..backbones import BACKBONES
+    from ..models.backbones import BACKBONES
 
     return BACKBONES.get(backbone)
 
@@ -81,7 +81,7 @@ def paper_layers(backbone: str) -> list[int] | None:
 def __getattr__(name: str):
     """``TEMPLATE_FOR_BACKBONE`` (backbone -> template), computed from the registry on access."""
     if name == "TEMPLATE_FOR_BACKBONE":
-        from ..backbones import BACKBONES
+        from ..models.backbones import BACKBONES
 
         return {backbone: cls.card_template for backbone, cls in BACKBONES.items()}
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,9 +1,9 @@
 """The published fused models as presets: backbone + layers + how to convert the original checkpoint.
 
 Built from the backbone classes' own facts (``preset()`` layers, ``default_checkpoint``,
-``checkpoint_help``, ``converter``), read from ``hf_fusion.backbones.BACKBONES`` on every access, so a
+``checkpoint_help``, ``converter``), read from ``hf_fusion.models.backbones.BACKBONES`` on every access, so a
 backbone registered later has its preset too. Repo names come from ONE rule,
-:func:`hf_fusion.naming.fusion_model_name` (``ast`` + [5, 12] -> ``ast-fusion-5-12``).
+:func:`hf_fusion.models.naming.fusion_model_name` (``ast`` + [5, 12] -> ``ast-fusion-5-12``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..naming import fusion_model_name
+from ..models.naming import fusion_model_name
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class FusionPreset:
 
 
 def _backbones():
-    from ..backbones import BACKBONES  # imports torch: only when presets are used, never by the CLI parser
+    from ..models.backbones import BACKBONES  # imports torch: only when presets are used, never by the CLI parser
 
     return BACKBONES
 

@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import hf_fusion  # noqa: F401  (registers the Auto classes and the remote-code auto_map)
-from hf_fusion.configuration_fusion import fusion_model_name
-from hf_fusion.feature_extraction_fusion import FusedAudioFeatureExtractor
-from hf_fusion.modeling_classification import AudioFusionForAudioClassification
-from hf_fusion.modeling_fusion import AudioFusionModel
-from hf_fusion.naming import repo_name_conflicts
+from hf_fusion.models.configuration_fusion import fusion_model_name
+from hf_fusion.models.feature_extraction_fusion import FusedAudioFeatureExtractor
+from hf_fusion.models.modeling_classification import AudioFusionForAudioClassification
+from hf_fusion.models.modeling_fusion import AudioFusionModel
+from hf_fusion.models.naming import repo_name_conflicts
 
 from .cards import CARD_OPTIONS, render_model_card, results_summary
 from . import presets
@@ -62,7 +62,7 @@ def backbone_aliases(config) -> tuple[str, ...]:
 
 def check_repo_name(repo_id: str, backbone: str, layers, aliases: tuple[str, ...] = (), force: bool = False) -> None:
     """Refuse a repo name that contradicts the model (another backbone, other layer numbers; see
-    :func:`hf_fusion.naming.repo_name_conflicts`) unless ``force`` (``--force-name``)."""
+    :func:`hf_fusion.models.naming.repo_name_conflicts`) unless ``force`` (``--force-name``)."""
     org, name = repo_id.split("/")
     problems = repo_name_conflicts(name, backbone, list(layers), aliases)
     if problems and not force:
@@ -387,9 +387,9 @@ def publish_model(
 
 
 # ---------------------------------------------------------------- command line
-# The push options live in hf_fusion.cli (import-free, so `hf-fusion push --help` is fast); re-exported here.
+# The push options live in hf_fusion.app.cli (import-free, so `hf-fusion push --help` is fast); re-exported here.
 
-from hf_fusion.cli import _option, add_push_arguments, build_push_parser  # noqa: E402,F401
+from hf_fusion.app.cli import _option, add_push_arguments, build_push_parser  # noqa: E402,F401
 
 
 def run_push(args: argparse.Namespace) -> int:
@@ -437,7 +437,7 @@ def _run_push(args: argparse.Namespace) -> int:
         raise PublishError("give --repo-id org/name (or --org ORG to use the fused model's name)")
     validate_hub_repo_id(repo_id)
     early_layers = layers or getattr(preset_for_backbone.get(backbone), "fusion_layers", None)
-    from hf_fusion.backbones import get_backbone_class
+    from hf_fusion.models.backbones import get_backbone_class
 
     knowable = backbone is not None and get_backbone_class(backbone).repo_aliases(None) is not None
     if not args.model and knowable and early_layers:  # before converting (a folder, or hf: once loaded)

@@ -185,7 +185,7 @@ class ASTBackbone(TappedBackbone):
                 raise ValueError(
                     f"ast: front-end {key}={frontend[key]} differs from the model's {key}={backbone_config[key]}; "
                     "the feature extractor must produce the model's input length (resize both with "
-                    "hf_fusion.ast_protocol.resize_ast or AudioFusionModel.from_pretrained(path, max_length=N))"
+                    "hf_fusion.app.task_model.resize_ast or AudioFusionModel.from_pretrained(path, max_length=N))"
                 )
 
     @classmethod

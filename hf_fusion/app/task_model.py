@@ -3,7 +3,7 @@ per-task fbank normalisation.
 
 - :func:`ast_frames_for_seconds`: the fbank frame count of a task's clip length (EVAR's ``input_tdim``).
 - :func:`resize_ast`: re-target a fused AST model (and its extractor) to N frames; the positional
-  embeddings are re-adapted from the checkpoint's grid (:mod:`hf_fusion.backbone_ast`).
+  embeddings are re-adapted from the checkpoint's grid (:mod:`hf_fusion.models.backbone_ast`).
 - :func:`ast_task_normalization`: mean/std of the raw fbank over up to 5000 training clips, computed
   with EVAR's running statistic; :func:`set_ast_normalization` puts them (or AudioSet's) into the model's
   front end, so ``(x - mean) / (2 * std)`` uses them and the saved extractor records them.
@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .backbone_ast import AUDIOSET_MEAN, AUDIOSET_STD, TIMM_LAYER_NORM_EPS, ASTBackbone
-from .feature_extraction_fusion import FusedAudioFeatureExtractor
-from .frontends import ast_num_frames
+from ..models.backbone_ast import AUDIOSET_MEAN, AUDIOSET_STD, TIMM_LAYER_NORM_EPS, ASTBackbone
+from ..models.feature_extraction_fusion import FusedAudioFeatureExtractor
+from ..models.frontends import ast_num_frames
 
 NORMALIZATIONS = ("task", "audioset")
 #: EVAR: ``calculate_norm_stats(..., max_smaples=5000)`` on the training loader, batch size 128

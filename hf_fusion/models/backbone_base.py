@@ -201,7 +201,7 @@ class TappedBackbone(nn.Module):
     @classmethod
     def frame_centres(cls, backbone_config: dict[str, Any], frontend: dict[str, Any], num_frames: int) -> torch.Tensor:
         """Centre (in input samples, float64 [num_frames]) of the input each Eq.1 output frame reads, for
-        timestamps (``hf_fusion.hear``); an error for backbones without per-frame outputs."""
+        timestamps (``hf_fusion.app.hear``); an error for backbones without per-frame outputs."""
         raise ValueError(f"backbone {cls.name!r} declares no frame geometry (no per-frame time axis); timestamps "
                          "cannot be placed")
 

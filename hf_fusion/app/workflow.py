@@ -14,7 +14,7 @@ from pathlib import Path
 
 import soundfile as sf
 
-from .configuration_fusion import fusion_model_name
+from ..models.configuration_fusion import fusion_model_name
 
 
 @dataclass
@@ -62,7 +62,7 @@ def load_model(spec: str, fusion_layers: Sequence[int] | None = None) -> LoadedM
     import hf_fusion  # noqa: F401  (Auto registration)
     from transformers import AutoFeatureExtractor, AutoModel
 
-    from .conversion import build_from_spec, resolve_backbone_spec
+    from ..conversion import build_from_spec, resolve_backbone_spec
 
     path = Path(spec).expanduser()
     from_backbone = False
@@ -154,7 +154,7 @@ def task_clip_seconds(task_dir: Path) -> float:
         value = json.loads(info.read_text()).get("clip_seconds")
         if value:
             return float(value)
-    from .tasks import read_metadata
+    from ..tasks import read_metadata
 
     rows, _ = read_metadata(task_dir / "metadata.csv")
     durations = []
@@ -184,15 +184,15 @@ def load_tasks(names: Sequence[str], dirs: Sequence[str], sampling_rate: int, ro
     ``decode_workers``: processes decoding + resampling for the crops (same crops bit for bit;
     ``hf_fusion.tasks.clips.crop_decode_workers``).
 
-    Under a multi-process launch (:func:`hf_fusion.launch.launched_processes`) the main process crops first and the others then read its crop files
+    Under a multi-process launch (:func:`hf_fusion.app.launch.launched_processes`) the main process crops first and the others then read its crop files
     (``Accelerator.main_process_first``): every clip is decoded once, not once per process."""
     import contextlib
 
     from .launch import launched_processes
-    from .tasks import get_task, load_task
-    from .tasks.clips import crop_decode_workers
+    from ..tasks import get_task, load_task
+    from ..tasks.clips import crop_decode_workers
 
-    from .extraction.cache import default_cache_root
+    from ..extraction.cache import default_cache_root
 
     outside = {"allow_outside_root": True} if allow_outside else {}
     crops = (Path(cache_dir).expanduser() if cache_dir is not None else default_cache_root()) / "clips"
@@ -238,7 +238,7 @@ def extract_tasks(loaded: LoadedModel, tasks: dict, layers="all", cache_dir=None
     ``task_models``: a dict filled with {task: the LoadedModel its features came from}.
     ``decode_workers`` / ``bucket_by_length`` / ``dtype``: :func:`extract_features`'s speed options
     (they act on tasks with an Audio column; cropped tasks were decoded by :func:`load_tasks`)."""
-    from .extraction import extract_features
+    from ..extraction import extract_features
 
     caches = {}
     for name, data in tasks.items():
@@ -276,8 +276,8 @@ def train_clips(data, limit: int | None = None):
     split, or for fold data the training rows of the first fold (their training crops), as EVAR does."""
     import numpy as np
 
-    from .tasks.clips import SOURCE_ROW, TRAIN_CROPS_SPLIT
-    from .tasks.folds import ALL_SPLIT, fold_split_indices
+    from ..tasks.clips import SOURCE_ROW, TRAIN_CROPS_SPLIT
+    from ..tasks.folds import ALL_SPLIT, fold_split_indices
 
     crops, extra = {}, None  # fold data: row in "all" -> row of its training crop in all_train_crops
     if "train" in data:
@@ -302,16 +302,16 @@ TASK_STATS_VERSION = 1
 
 
 def task_fbank_statistics(data, feature_extractor, cache_dir=None) -> tuple[dict, bool]:
-    """AST's task statistics (:func:`hf_fusion.ast_protocol.ast_task_normalization` over up to 5000
+    """AST's task statistics (:func:`hf_fusion.app.task_model.ast_task_normalization` over up to 5000
     training clips of a cropped task) -> (stats, reused). Kept in ``<cache root>/ast_stats/<key>.json``:
     the key is the fingerprints of the training crops read (their crop files are named by content, file
     and crop settings) and the raw fbank settings, so a second run on the same task reuses them instead
     of computing the fbank of 5000 clips again. Tasks not backed by files are computed every time."""
-    from .ast_protocol import TASK_STATS_MAX_CLIPS, ast_task_normalization
-    from .extraction.cache import atomic_write_json, default_cache_root
-    from .extraction.identity import json_digest
-    from .tasks.clips import TRAIN_CROPS_SPLIT
-    from .tasks.folds import ALL_SPLIT
+    from .task_model import TASK_STATS_MAX_CLIPS, ast_task_normalization
+    from ..extraction.cache import atomic_write_json, default_cache_root
+    from ..extraction.identity import json_digest
+    from ..tasks.clips import TRAIN_CROPS_SPLIT
+    from ..tasks.folds import ALL_SPLIT
 
     names = ["train"] if "train" in data else [ALL_SPLIT] + ([TRAIN_CROPS_SPLIT] if TRAIN_CROPS_SPLIT in data else [])
     path = None
@@ -345,7 +345,7 @@ def task_model(loaded: LoadedModel, data, input_frames: str | int = "task", norm
 
     if not hasattr(loaded.model.backbone, "set_input_length"):
         return loaded
-    from .ast_protocol import ast_frames_for_seconds, resize_ast, set_ast_normalization, set_layer_norm_eps
+    from .task_model import ast_frames_for_seconds, resize_ast, set_ast_normalization, set_layer_norm_eps
 
     if normalization not in ("task", "audioset", "model"):
         raise ValueError(f"normalization must be 'task', 'audioset' or 'model', got {normalization!r}")
@@ -370,7 +370,7 @@ def task_features(cache, layers, folds: Sequence[int] | None = None):
     """TaskFeatures of one layer (int) or a fusion (list of layers) from a FeatureCache.
 
     ``folds``: for fold tasks, the folds held out in turn (default every fold); split tasks ignore it."""
-    from .evaluation import TaskFeatures
+    from ..evaluation import TaskFeatures
 
     kwargs = cache.task_features(layers)
     if folds is not None and "folds" in kwargs:
@@ -383,7 +383,7 @@ def layerwise_study(caches: dict, layers: Sequence[int], probe_config=None, prog
     """Probe every layer on every task -> LayerwiseStudy (fold tasks: every fold, or ``folds``).
 
     ``weighted_sum``: add the learned weighted layer sum row ("wsum"; layers of equal width only)."""
-    from .evaluation import run_layerwise_study
+    from ..evaluation import run_layerwise_study
 
     features = {task: {layer: task_features(cache, layer, folds) for layer in layers} for task, cache in caches.items()}
     return run_layerwise_study(features, probe_config, progress=progress, weighted_sum=weighted_sum)
@@ -399,7 +399,7 @@ def check_weighted_sum(loaded: LoadedModel) -> None:
 
 def probe_layers(caches: dict, layers: Sequence[int], probe_config=None, folds: Sequence[int] | None = None) -> dict:
     """{task: ProbeResult} of one feature set (a layer list is concatenated) on every task, from the cache."""
-    from .evaluation import linear_probe
+    from ..evaluation import linear_probe
 
     layers = list(layers)
     return {task: linear_probe(task_features(cache, layers if len(layers) > 1 else layers[0], folds), probe_config)
@@ -418,7 +418,7 @@ def evaluate_fusion(loaded: LoadedModel, caches: dict, probe_config=None, single
     """
     from tqdm.auto import tqdm
 
-    from .evaluation import linear_probe
+    from ..evaluation import linear_probe
 
     fusion = list(loaded.config.fusion_layers)
     sets = {loaded.name: fusion, loaded.layer_name(loaded.last_layer): [loaded.last_layer]}
@@ -438,7 +438,7 @@ def evaluate_fusion(loaded: LoadedModel, caches: dict, probe_config=None, single
 def save_task_classifier(task_loaded: LoadedModel, data, result, folder: Path, fold: int | None = None) -> Path:
     """Save the audio classifier of one task's fusion probe (``result``, kept weights) to ``folder``: the task's
     model (``task_models`` of :func:`extract_tasks`), the task's class names and clip length (the test crop)."""
-    from .evaluation import classifier_from_probe, save_classifier
+    from ..evaluation import classifier_from_probe, save_classifier
 
     split = next(iter(data))
     labels = getattr(data[split].features["label"], "names", None)
@@ -466,7 +466,7 @@ def write_results(loaded: LoadedModel, results: dict, out: Path, leaderboard: Pa
 
     import numpy as np
 
-    from .evaluation import LeaderboardEntry, append_entries, fused_table
+    from ..evaluation import LeaderboardEntry, append_entries, fused_table
 
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "results.csv", "w", newline="") as f:

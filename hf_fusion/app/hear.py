@@ -1,6 +1,6 @@
 """The HEAR 2021 common API for fused models: ``load_model``, ``get_scene_embeddings``, ``get_timestamp_embeddings``.
 
-Validate with the official checker: ``hear-validator hf_fusion.hear --model <saved folder or repo id>``.
+Validate with the official checker: ``hear-validator hf_fusion.app.hear --model <saved folder or repo id>``.
 
 - ``load_model(path)``: a saved fused-model folder (``save_pretrained`` / ``hf-fusion select``), a Hub
   repo id of one (the HF cache first), or a backbone name as the CLI takes it (``crepe-tiny``). ``""``:
@@ -98,7 +98,7 @@ class HearFusionModel(nn.Module):
             raise ValueError(f"ast_hop_seconds={ast_hop_seconds} is shorter than one sample at {self.sample_rate} Hz")
         self.window_batch_size = window_batch_size
         if self.windowed:
-            from .ast_protocol import ast_frames_for_seconds
+            from .task_model import ast_frames_for_seconds
 
             self.window_frames = ast_frames_for_seconds(self.window_samples / self.sample_rate, self.sample_rate)
         self.frame_hop_samples, self.timestamp_shifts = self._timestamp_grid(timestamp_hop_ms)
@@ -153,7 +153,7 @@ def load_model(model_file_path: str = "", **options: Any) -> HearFusionModel:
 
 def _check(audio, model) -> torch.Tensor:
     if not isinstance(model, HearFusionModel):
-        raise TypeError(f"model must come from hf_fusion.hear.load_model, got {type(model).__name__}")
+        raise TypeError(f"model must come from hf_fusion.app.hear.load_model, got {type(model).__name__}")
     if not isinstance(audio, torch.Tensor):
         raise TypeError(f"audio must be a torch.Tensor [n_sounds, n_samples], got {type(audio).__name__}")
     if audio.dim() != 2:
@@ -227,9 +227,9 @@ def _windowed_timestamp_embeddings(audio: torch.Tensor, model: HearFusionModel):
     count = 1 + n // model.hop_samples
     windows = padded.unfold(1, model.window_samples, model.hop_samples)[:, :count]  # a view [n_sounds, count, W]
     saved = int(fused.config.backbone_config["max_length"])
-    from .feature_extraction_fusion import FusedAudioFeatureExtractor
+    from ..models.feature_extraction_fusion import FusedAudioFeatureExtractor
 
-    from .frontends import _AST_HOP, ast_num_frames
+    from ..models.frontends import _AST_HOP, ast_num_frames
 
     chunks, total = [], n_sounds * count
     try:

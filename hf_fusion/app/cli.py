@@ -106,7 +106,7 @@ def _probe_config(args):
 
 
 def _load(args):
-    from hf_fusion import workflow
+    from hf_fusion.app import workflow
 
     loaded = workflow.load_model(args.model, args.layers)
     tasks = workflow.load_tasks(args.task, args.task_dir, loaded.feature_extractor.sampling_rate,
@@ -118,7 +118,7 @@ def _load(args):
 
 
 def _extract(args, loaded, tasks, layers="all", task_models=None):
-    from hf_fusion import workflow
+    from hf_fusion.app import workflow
 
     print(f"extracting {'every tappable layer' if layers == 'all' else f'layers {layers}'} of {loaded.label} "
           f"on {len(tasks)} task(s), one forward pass per batch (cached)")
@@ -179,7 +179,7 @@ def cmd_extract(args) -> int:
 
 
 def _run_layerwise(args):
-    from hf_fusion import workflow
+    from hf_fusion.app import workflow
 
     loaded, tasks = _load(args)
     if getattr(args, "weighted_sum", False):
@@ -213,7 +213,7 @@ def cmd_layerwise(args) -> int:
 
 
 def _choose(study, args, caches=None):
-    from hf_fusion import workflow
+    from hf_fusion.app import workflow
     from hf_fusion.evaluation import choose_layers, refine_with_pairs
 
     late = args.late_task or None
@@ -244,7 +244,7 @@ def _choose(study, args, caches=None):
 
 
 def cmd_select(args) -> int:
-    from hf_fusion import workflow
+    from hf_fusion.app import workflow
     from hf_fusion.evaluation import LayerwiseStudy
 
     if args.save_model and not args.model:
@@ -293,7 +293,7 @@ def _classifier_fold(args, tasks) -> int | None:
 
 
 def cmd_evaluate(args) -> int:
-    from hf_fusion import workflow
+    from hf_fusion.app import workflow
 
     loaded, tasks = _load(args)
     fold = _classifier_fold(args, tasks) if args.save_classifier else None
@@ -334,7 +334,7 @@ def cmd_leaderboard(args) -> int:
 
 def cmd_demo(args) -> int:
     """The README's main job: layer-wise study of real CREPE on the synthetic suite, choice, fused evaluation."""
-    from hf_fusion import workflow
+    from hf_fusion.app import workflow
     from hf_fusion.tasks import build_synthetic_suite
 
     start = time.perf_counter()
@@ -561,7 +561,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)  # --help and argument errors exit here, before any heavy import
-    from hf_fusion.launch import launched_processes
+    from hf_fusion.app.launch import launched_processes
 
     if args.command != "extract" and launched_processes() > 1:
         print(f"hf-fusion {args.command}: error: only 'hf-fusion extract' runs under a multi-process launch "
