@@ -17,17 +17,17 @@ __version__ = "0.1.0"
 
 #: public name -> submodule that defines it (loaded on first access)
 _EXPORTS = {
-    "AudioFusionConfig": "configuration_fusion",
-    "AudioFusionModel": "modeling_fusion",
-    "AudioFusionOutput": "modeling_fusion",
-    "AudioFusionForAudioClassification": "modeling_classification",
-    "FusedAudioFeatureExtractor": "feature_extraction_fusion",
-    "FusedAudioFeaturePipeline": "pipeline_fusion",
-    "align_layer": "fusion",
-    "concat_layers": "fusion",
-    "fuse": "fusion",
-    "temporal_pool": "fusion",
-    "fusion_model_name": "naming",
+    "AudioFusionConfig": "models.configuration_fusion",
+    "AudioFusionModel": "models.modeling_fusion",
+    "AudioFusionOutput": "models.modeling_fusion",
+    "AudioFusionForAudioClassification": "models.modeling_classification",
+    "FusedAudioFeatureExtractor": "models.feature_extraction_fusion",
+    "FusedAudioFeaturePipeline": "models.pipeline_fusion",
+    "align_layer": "models.fusion",
+    "concat_layers": "models.fusion",
+    "fuse": "models.fusion",
+    "temporal_pool": "models.fusion",
+    "fusion_model_name": "models.naming",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -46,11 +46,11 @@ def register_auto_classes() -> None:
         hide_broken_torchaudio()  # a no-op once transformers has looked (the hook ran it before that)
         from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForAudioClassification
 
-        from .configuration_fusion import AudioFusionConfig
-        from .feature_extraction_fusion import FusedAudioFeatureExtractor
-        from .modeling_classification import AudioFusionForAudioClassification
-        from .modeling_fusion import AudioFusionModel
-        from .pipeline_fusion import register_pipeline
+        from .models.configuration_fusion import AudioFusionConfig
+        from .models.feature_extraction_fusion import FusedAudioFeatureExtractor
+        from .models.modeling_classification import AudioFusionForAudioClassification
+        from .models.modeling_fusion import AudioFusionModel
+        from .models.pipeline_fusion import register_pipeline
 
         AutoConfig.register(AudioFusionConfig.model_type, AudioFusionConfig, exist_ok=True)
         AutoModel.register(AudioFusionConfig, AudioFusionModel, exist_ok=True)

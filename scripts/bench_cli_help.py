@@ -20,9 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = {
     "python -c pass": [sys.executable, "-c", "pass"],
     "python -c 'import hf_fusion'": [sys.executable, "-c", "import hf_fusion"],
-    "hf-fusion --help": [sys.executable, "-m", "hf_fusion.cli", "--help"],
-    "hf-fusion push --help": [sys.executable, "-m", "hf_fusion.cli", "push", "--help"],
-    "hf-fusion extract (arg error)": [sys.executable, "-m", "hf_fusion.cli", "extract"],
+    "hf-fusion --help": [sys.executable, "-m", "hf_fusion.app.cli", "--help"],
+    "hf-fusion push --help": [sys.executable, "-m", "hf_fusion.app.cli", "push", "--help"],
+    "hf-fusion extract (arg error)": [sys.executable, "-m", "hf_fusion.app.cli", "extract"],
     "import hf_fusion + transformers (registration)": [sys.executable, "-c", "import hf_fusion, transformers"],
     "import hf_fusion.hub.publish (the old parser's cost)": [sys.executable, "-c", "import hf_fusion.hub.publish"],
 }

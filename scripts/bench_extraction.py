@@ -39,7 +39,7 @@ def load_data(task: str, clips: int, work: Path):
     from datasets import Audio, ClassLabel, Dataset, DatasetDict, Features
 
     try:
-        from hf_fusion.tasks.synthetic import load_synthetic_task
+        from hf_fusion.tasks import load_synthetic_task
 
         data = load_synthetic_task(task, out_dir=work / "synthetic", n_per_class=max(5, -(-clips // 6)))
         split = data["train"]

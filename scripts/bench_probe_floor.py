@@ -22,6 +22,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from bench_probe import synthetic_task  # noqa: E402
 from hf_fusion.evaluation import lr_grid, standardise, train_batched, train_sequential  # noqa: E402
+from hf_fusion.protocol import SPLITS  # noqa: E402
 
 
 def main(argv=None):
@@ -38,7 +39,7 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     task = synthetic_task(args.n, args.dim, args.classes, 8.0)
-    (Xtr, ytr), (Xva, yva), (Xte, yte) = (task.splits[k] for k in ("train", "valid", "test"))
+    (Xtr, ytr), (Xva, yva), (Xte, yte) = (task.splits[k] for k in SPLITS)
     Xtr, Xva, Xte = standardise(Xtr, Xva, Xte)
     C, lrs, seeds, B = args.classes, lr_grid(per_decade=args.per_decade), tuple(range(args.seeds)), args.batch_size
     (n, D), S = Xtr.shape, len(seeds)

@@ -57,9 +57,9 @@ def model_for(backbone: str, seconds: float):
     import torch
 
     import hf_fusion
-    from hf_fusion.ast_protocol import ast_frames_for_seconds
+    from hf_fusion.models.backbone_ast import ASTBackbone
 
-    extra = {"max_length": ast_frames_for_seconds(seconds)} if backbone == "ast" else None
+    extra = {"max_length": ASTBackbone.input_frames_for_seconds(seconds)} if backbone == "ast" else None
     cfg = hf_fusion.AudioFusionConfig(backbone=backbone, backbone_config=extra)
     fe = hf_fusion.FusedAudioFeatureExtractor.from_fusion_config(cfg)
     shape = tuple(fe([torch.zeros(int(seconds * 16000))], sampling_rate=16000, return_tensors="pt")["input_values"].shape)

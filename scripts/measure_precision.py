@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hf_fusion.protocol import PAPER_SEEDS
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
@@ -30,7 +32,7 @@ def per_clip_rel(low: np.ndarray, ref: np.ndarray) -> np.ndarray:
 
 
 def main(argv=None) -> None:
-    from hf_fusion import workflow
+    from hf_fusion.app import workflow
     from hf_fusion.evaluation import ProbeConfig
     from hf_fusion.tasks import build_synthetic_suite
 
@@ -39,7 +41,7 @@ def main(argv=None) -> None:
     p.add_argument("--n-per-class", type=int, help="clips per class (default: the suite's, as the demo)")
     p.add_argument("--out", default="hf_fusion_out/precision", help="data + caches")
     p.add_argument("--backbones", nargs="*", default=[], help="also: embedding difference of random full-size ones")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--seeds", type=int, nargs="+", default=list(PAPER_SEEDS))
     args = p.parse_args(argv)
     out = Path(args.out)
     print(f"torch threads {torch.get_num_threads()}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

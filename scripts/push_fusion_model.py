@@ -5,7 +5,7 @@
     python scripts/push_fusion_model.py --preset vggish-fusion-10-15 --checkpoint vggish-10086976.pth --org my-org
 """
 
-from hf_fusion.hub.publish import main
+from hf_fusion.app.push import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -16,19 +16,13 @@ import json
 import sys
 from pathlib import Path
 
-from hf_fusion import workflow
-from hf_fusion.cli import parse_ast_frames, parse_folds
+from hf_fusion.app import workflow
+from hf_fusion.app.cli import parse_ast_frames, parse_folds
 from hf_fusion.evaluation import ProbeConfig, choose_layers, write_study
-from hf_fusion.hub.presets import PRESETS, convert_checkpoint
-from hf_fusion.tasks import PAPER_TASKS
-
-#: Paper Table III (accuracy %), fusion rows; order ESC-50 US8K SPCV2 VC1 VF CRM-D GTZAN NSynth Surge.
-PAPER_TABLE_III = {
-    "vggish-fusion-10-15": [86.5, 80.9, 91.4, 54.5, 91.6, 59.3, 70.8, 73.6, 33.3],
-    "cnn14-fusion-3-6": [93.0, 85.8, 91.3, 50.6, 90.5, 59.0, 77.4, 73.8, 32.4],
-    "ast-fusion-5-12": [94.2, 85.5, 80.4, 24.9, 87.6, 60.7, 82.9, 77.6, 34.6],
-}
-TASK_ORDER = ["esc50", "us8k", "spcv2", "vc1", "voxforge", "cremad", "gtzan", "nsynth", "surge"]
+from hf_fusion.hub.presets import convert_checkpoint, get_preset
+from hf_fusion import protocol
+from hf_fusion.models.backbone_ast import TIMM_LAYER_NORM_EPS
+from hf_fusion.protocol import PAPER_TABLE_III, PAPER_TASKS
 
 
 def preflight(args) -> list[str]:
@@ -37,7 +31,7 @@ def preflight(args) -> list[str]:
     root = Path(args.data_root) if args.data_root else None
     for task in args.tasks:
         if task not in PAPER_TASKS:
-            missing.append(f"task {task!r}: not one of the paper's tasks {TASK_ORDER}")
+            missing.append(f"task {task!r}: not one of the paper's tasks {list(PAPER_TASKS)}")
         elif root is None or not (root / task / "metadata.csv").is_file():
             where = root / task / "metadata.csv" if root else "--data-root/<task>/metadata.csv"
             missing.append(f"task {task}: no EVAR folder ({where} not found)")
@@ -54,36 +48,37 @@ def preflight(args) -> list[str]:
                 missing.append(f"AST checkpoint {checkpoint}: not a local folder and the Hub cannot serve it ({type(err).__name__})")
         elif not checkpoint or not Path(checkpoint).is_file():
             missing.append(f"{backbone} checkpoint: give --{backbone}-checkpoint PATH "
-                           f"({PRESETS[_preset(backbone)].checkpoint_help})")
+                           f"({get_preset(_preset(backbone)).checkpoint_help})")
     return missing
 
 
 def _preset(backbone: str) -> str:
-    return next(name for name, p in PRESETS.items() if p.backbone == backbone and name in PAPER_TABLE_III)
+    return next(name for name in PAPER_TABLE_III if get_preset(name).backbone == backbone)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", help="folder with one EVAR task folder per task")
-    parser.add_argument("--tasks", nargs="+", default=TASK_ORDER)
+    parser.add_argument("--tasks", nargs="+", default=list(PAPER_TASKS))
     parser.add_argument("--backbones", nargs="+", default=["vggish", "cnn14", "ast"], choices=["vggish", "cnn14", "ast"])
     parser.add_argument("--vggish-checkpoint")
     parser.add_argument("--cnn14-checkpoint")
-    parser.add_argument("--ast-checkpoint", default=PRESETS["ast-fusion-5-12"].default_checkpoint)
+    parser.add_argument("--ast-checkpoint", default=get_preset(_preset("ast")).default_checkpoint)
     parser.add_argument("--out", default="paper_out")
     parser.add_argument("--cache-dir")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--layerwise", action="store_true", help="also run the layer-wise study and the layer choice")
-    parser.add_argument("--select-on", choices=("valid", "test"), default="valid",
+    parser.add_argument("--select-on", choices=protocol.SELECT_ON, default=protocol.SELECT_ON[0],
                         help="--layerwise: the layer choice reads validation (default) or test accuracy (the paper's practice)")
     parser.add_argument("--folds", type=parse_folds, metavar="1,3",
                         help="fold tasks (esc50, us8k): the folds held out in turn (default: all, as the paper)")
     parser.add_argument("--ast-frames", type=parse_ast_frames, default="task", help="AST input: 'task' = each task's clip length "
                         "(the authors' protocol, default) or a frame count such as 1024")
-    parser.add_argument("--ast-normalization", choices=("task", "audioset"), default="task",
-                        help="AST fbank statistics: the task's (the authors', default) or AudioSet's")
-    parser.add_argument("--max-epochs", type=int, default=200, help="probe epochs (paper: 200)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="probe seeds (paper: 3 runs)")
+    parser.add_argument("--ast-normalization", choices=protocol.INPUT_NORMALIZATIONS,
+                        default=protocol.INPUT_NORMALIZATIONS[0],
+                        help="AST fbank statistics: the task's (the authors', default), AudioSet's, or the model's saved ones")
+    parser.add_argument("--max-epochs", type=int, default=protocol.PROBE_MAX_EPOCHS, help="probe epochs (the paper's 200)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(protocol.PAPER_SEEDS), help="probe seeds (paper: 3 runs)")
     args = parser.parse_args(argv)
 
     missing = preflight(args)
@@ -99,10 +94,10 @@ def main(argv=None) -> int:
     if "ast" in args.backbones:
         frames = "each task's clip length" if args.ast_frames == "task" else f"{args.ast_frames} frames"
         print(f"protocol (AST): input {frames}, fbank normalised with the {args.ast_normalization} statistics, "
-              "LayerNorm eps 1e-6 (timm's, the original model)")
+              f"LayerNorm eps {TIMM_LAYER_NORM_EPS:g} (timm's, the original model)")
     summary = {}
     for backbone in args.backbones:
-        preset = PRESETS[_preset(backbone)]
+        preset = get_preset(_preset(backbone))
         folder = out / preset.name
         if not (folder / "config.json").is_file():
             convert_checkpoint(backbone, getattr(args, f"{backbone}_checkpoint"), list(preset.fusion_layers), folder)
@@ -110,7 +105,7 @@ def main(argv=None) -> int:
         tasks = workflow.load_tasks(args.tasks, [], loaded.feature_extractor.sampling_rate, root=args.data_root)
         caches = workflow.extract_tasks(loaded, tasks, "all", cache_dir=args.cache_dir, batch_size=args.batch_size,
                                         input_frames=args.ast_frames,
-                                        normalization=args.ast_normalization, layer_norm_eps=1e-6)
+                                        normalization=args.ast_normalization, layer_norm_eps=TIMM_LAYER_NORM_EPS)
         if args.layerwise:
             study = workflow.layerwise_study(caches, loaded.tappable_layers, config, folds=args.folds)
             choice = choose_layers(study, select_on=args.select_on)
@@ -121,7 +116,7 @@ def main(argv=None) -> int:
         results = workflow.evaluate_fusion(loaded, caches, config, folds=args.folds)
         workflow.write_results(loaded, results, out / preset.name / "evaluation", out / "leaderboard.jsonl")
         ours = {task: 100 * res.accuracy for task, res in results[loaded.name][1].items()}
-        paper = dict(zip(TASK_ORDER, PAPER_TABLE_III[preset.name]))
+        paper = dict(zip(PAPER_TASKS, PAPER_TABLE_III[preset.name]))
         summary[preset.name] = {t: {"ours": ours[t], "paper": paper[t]} for t in ours}
         print(f"\n{preset.name}: task  ours  paper")
         for task in ours:

@@ -1,10 +1,12 @@
-"""One place per fact: backbones declare themselves, the rest of the package reads the registry.
+"""The package's shape, checked on the parsed source (comments and docstrings do not count).
 
-- No module outside ``backbone_*.py`` / ``backbones.py`` names a backbone in a dict, a comparison or a
-  ``startswith`` test (checked on the parsed source, so comments and docstrings do not count).
-- A toy backbone defined in this file and registered at run time goes through the whole workflow:
-  feature extractor, model save/load, ``extract_features`` (with windows for a long clip), the
-  layer-wise study, the one layer resolver's errors and a dry-run push with its card.
+- Backbones declare themselves: no module outside ``models/backbone_*.py`` / ``models/backbones.py``
+  names a backbone in a dict, a comparison or a ``startswith`` test, or asks a backbone ``hasattr``.
+- Imports run one way: no cycle (imports inside functions count), the remote-code closure
+  ``models/`` imports only itself, the library never imports ``app/``, tasks and extraction never
+  import each other.
+- Every protocol literal (task lists, probe defaults, choice lists) is written once, in ``protocol.py``.
+- The toy backbone (tests/toy_backbone.py), registered at run time, goes through the whole workflow.
 """
 
 from __future__ import annotations
@@ -12,24 +14,22 @@ from __future__ import annotations
 import ast
 import argparse
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 import torch
 from huggingface_hub import ModelCard
-from torch import nn
 
-import hf_fusion.backbones as registry
+import hf_fusion.models.backbones as registry
 from hf_fusion import AudioFusionConfig, AudioFusionModel, FusedAudioFeatureExtractor
-from hf_fusion.backbone_base import FrontEnd, LayerInfo, TappedBackbone, WindowRule
-from hf_fusion.fusion import align_layer
+
+from .toy_backbone import HOP, ToyBackbone
 
 PACKAGE = Path(__file__).resolve().parents[1] / "hf_fusion"
 
 
 def _allowed(path: Path) -> bool:
-    return path.parent == PACKAGE and (path.name.startswith("backbone_") or path.name == "backbones.py")
+    return path.parent == PACKAGE / "models" and (path.name.startswith("backbone_") or path.name == "backbones.py")
 
 
 def _names_in(node: ast.AST, names: set[str]) -> list[str]:
@@ -72,90 +72,18 @@ def test_the_checker_finds_each_kind_of_table():
 
 
 def test_every_backbone_declares_its_facts():
+    from hf_fusion.conversion import CONVERTERS
+
     for name, cls in registry.BACKBONES.items():
         config = cls.normalize_backbone_config(None) if name != "hf" else None
-        if config is None:
-            continue  # the hf backbone needs a wrapped model's config (tests/test_hf_encoder.py)
-        info = cls.layer_info(config)
-        assert list(info) == list(cls.tappable_layers(config))
-        assert all(isinstance(i, LayerInfo) and i.dim == cls.layer_dims(config, cls.default_frontend(config))[n]
-                   for n, i in info.items())
-        assert cls.frontend_spec.name == cls.default_frontend(config)["name"] and callable(cls.frontend_spec.function)
-        assert (cls.card_template, cls.converter) != ("", None)
-    assert registry.BACKBONES["ast"].layer_info(registry.BACKBONES["ast"].normalize_backbone_config(None))[5].hop is None
+        if config is not None:  # the hf backbone needs a wrapped model's config (tests/test_backbone_contract.py)
+            assert set(cls.layer_dims(config, cls.default_frontend(config))) == set(cls.tappable_layers(config))
+            assert cls.frontend_spec.name == cls.default_frontend(config)["name"]
+        assert callable(cls.frontend_spec.function) and cls.card_template.endswith(".md")
+        assert cls in CONVERTERS, f"backbone {name!r} has no registered converter"
     assert registry.BACKBONES["vggish"].paper_layers == (10, 15)
     assert registry.BACKBONES["cnn14"].frame_hop({"hop_size": 160, "sampling_rate": 16000}) == 5120
-
-
-# ---------------------------------------------------------------- a toy backbone from this file
-
-HOP = 160
-
-
-def toy_frames(waveforms: torch.Tensor, lengths: torch.Tensor | None = None, sampling_rate: int = 16000):
-    """[B, N] -> [B, T, HOP] non-overlapping frames (T = N // HOP, at least one)."""
-    t = max(1, waveforms.shape[-1] // HOP)
-    padded = torch.nn.functional.pad(waveforms, (0, max(0, t * HOP - waveforms.shape[-1])))
-    return padded[:, : t * HOP].reshape(waveforms.shape[0], t, HOP)
-
-
-def toy_valid_frames(lengths: torch.Tensor, **settings) -> torch.Tensor:
-    return (lengths // HOP).clamp_min(1)
-
-
-class ToyBackbone(TappedBackbone):
-    """Three per-frame linear layers (8, 8, 4 dims) over 10 ms frames."""
-
-    name = "toy"
-    supports_attention_mask = True
-    frontend_spec = FrontEnd("toy_frames", toy_frames, (toy_valid_frames, 1))
-    preset_layers = (1, 3)
-    license = "mit"
-
-    @classmethod
-    def default_backbone_config(cls) -> dict[str, Any]:
-        return {"width": 8}
-
-    @classmethod
-    def tappable_layers(cls, backbone_config):
-        return (1, 2, 3)
-
-    @classmethod
-    def layer_dims(cls, backbone_config, frontend):
-        return {1: backbone_config["width"], 2: backbone_config["width"], 3: 4}
-
-    @classmethod
-    def default_frontend(cls, backbone_config):
-        return {"name": cls.frontend_spec.name, "sampling_rate": 16000}
-
-    @classmethod
-    def default_fusion_layers(cls, backbone_config):
-        return list(cls.preset_layers)
-
-    @classmethod
-    def window_rule(cls, frontend):
-        return WindowRule(hop=HOP, grid=HOP, context=0)
-
-    def __init__(self, backbone_config, frontend, attn_implementation=None):
-        super().__init__(backbone_config, frontend)
-        width = backbone_config["width"]
-        self.layers = nn.ModuleList([nn.Linear(HOP, width), nn.Linear(width, width), nn.Linear(width, 4)])
-
-    def forward(self, input_values, layers, num_frames=None, attention_mask=None):
-        layers = self.check_layers(layers)
-        x, out = input_values, {}
-        for k, layer in enumerate(self.layers, start=1):
-            x = torch.tanh(layer(x))
-            if k in layers:
-                out[k] = align_layer(x.transpose(1, 2), num_frames or x.shape[1], name=f"toy layer {k}")
-        return out
-
-    def frame_mask(self, attention_mask, num_frames=None):
-        return attention_mask.to(torch.bool)
-
-    def init_weights(self, module):
-        if isinstance(module, nn.Linear):
-            module.reset_parameters()
+    assert [c.name for c in registry.BACKBONES.values() if c.resizable_input] == ["ast"]
 
 
 @pytest.fixture
@@ -198,15 +126,15 @@ def test_toy_backbone_model_extractor_and_layer_resolver(toy, tmp_path):
             AudioFusionConfig(backbone="toy", fusion_layers=bad)
     with pytest.raises(ValueError, match=r"tappable layers are \[1, 2, 3\]"):
         model.tap(batch["input_values"], [4])
-    assert model.config.backbone_class.layer_info(model.config.backbone_config)[3] == LayerInfo(3, 4, HOP, "layer 3")
+    assert model.config.backbone_class.layer_dims(model.config.backbone_config, model.config.frontend)[3] == 4
 
 
 def test_toy_backbone_extraction_study_and_dry_run_push(toy, tmp_path, capsys):
-    from datasets import Audio, ClassLabel, Dataset, DatasetDict, Features, Value
+    from datasets import Audio, ClassLabel, Dataset, DatasetDict, Features
 
     from hf_fusion.extraction import extract_features
-    from hf_fusion.hub import publish
-    from hf_fusion.workflow import layerwise_study
+    from hf_fusion.app import push
+    from hf_fusion.app.workflow import layerwise_study
 
     model, fe = toy
     rng = np.random.default_rng(0)
@@ -238,10 +166,180 @@ def test_toy_backbone_extraction_study_and_dry_run_push(toy, tmp_path, capsys):
 
     model.save_pretrained(tmp_path / "saved")
     parser = argparse.ArgumentParser(prog="hf-fusion")
-    publish.build_push_parser(parser.add_subparsers(dest="command", required=True))
+    push.build_push_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["push", "--model", str(tmp_path / "saved"), "--repo-id", "org/toy-fusion-1-3",
                               "--dry-run", "--out", str(tmp_path / "repo")])
     assert args.func(args) == 0, capsys.readouterr().err
     card = ModelCard.load(tmp_path / "repo" / "README.md")
     assert card.data.license == "mit" and "toy-fusion-1-3" in card.text
     assert (tmp_path / "repo" / "backbone_base.py").is_file()
+
+
+# ---------------------------------------------------------------- imports run one way
+
+ROOT = PACKAGE.parent
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """{module: hf_fusion modules it imports}, every import statement counted (inside functions too)."""
+    modules = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+        edges = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = []
+            if isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join(package[:len(package) - node.level + 1] + ([base] if base else []))
+                targets = [base] + [f"{base}.{alias.name}" for alias in node.names]
+            elif isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            edges |= {t for t in targets if t in modules and t != name}
+        graph[name] = edges
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state, stack = {}, []
+
+    def visit(node):
+        state[node] = "open"
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "open":
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        state[node] = "done"
+        stack.pop()
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_import_cycle_in_the_package():
+    graph = import_graph()
+    assert len(graph) > 50
+    assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
+
+
+def test_imports_follow_the_layers():
+    graph = import_graph()
+    closure = {m for m in graph if m.startswith("hf_fusion.models.")}
+    outside = {m: sorted(t for t in graph[m] if not t.startswith("hf_fusion.models")) for m in closure}
+    assert {m: t for m, t in outside.items() if t} == {}, "the remote-code closure must import only itself"
+    library = {m for m in graph if not m.startswith("hf_fusion.app") and m != "hf_fusion"}
+    assert {m: sorted(graph[m]) for m in library if any(t.startswith("hf_fusion.app") for t in graph[m])} == {}
+    for a, b in (("tasks", "extraction"), ("extraction", "tasks")):
+        crossing = {m: sorted(t for t in graph[m] if t.startswith(f"hf_fusion.{b}"))
+                    for m in graph if m.startswith(f"hf_fusion.{a}")}
+        assert {m: t for m, t in crossing.items() if t} == {}, f"{a} imports {b}"
+
+
+def test_the_closure_is_the_models_folder_only():
+    """Every module the model classes import (directly or not) is in ``models/``, and ``models/`` holds
+    nothing the closure does not reach (what ``save_pretrained`` copies is the folder)."""
+    graph = import_graph()
+    roots = ["hf_fusion.models.modeling_fusion", "hf_fusion.models.modeling_classification",
+             "hf_fusion.models.feature_extraction_fusion", "hf_fusion.models.configuration_fusion"]
+    reached, todo = set(), list(roots)
+    while todo:
+        module = todo.pop()
+        if module not in reached:
+            reached.add(module)
+            todo += graph[module]
+    assert reached == {m for m in graph if m.startswith("hf_fusion.models.")}
+
+
+def test_no_hasattr_on_a_backbone_outside_the_backbone_modules():
+    found = []
+    for path in PACKAGE.rglob("*.py"):
+        if _allowed(path) or path.name == "backbone_base.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "hasattr" and node.args:
+                if "backbone" in ast.unparse(node.args[0]):
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node)}")
+    assert found == [], "declare a backbone capability instead:\n" + "\n".join(found)
+
+
+def test_no_module_getattr_shims():
+    lazy_packages = {PACKAGE / "__init__.py", PACKAGE / "hub" / "__init__.py"}
+    found = [str(p.relative_to(ROOT)) for p in PACKAGE.rglob("*.py") if p not in lazy_packages
+             and any(isinstance(n, ast.FunctionDef) and n.name == "__getattr__" for n in ast.parse(p.read_text()).body)]
+    assert found == []
+
+
+# ---------------------------------------------------------------- each protocol literal once
+
+from hf_fusion import protocol  # noqa: E402
+
+#: protocol lists found wherever they are written; the seeds (0, 1, 2) are too plain a list for that and are
+#: looked for where seeds are given (a ``seeds`` default or keyword, ``--seeds``'s default)
+LITERAL_LISTS = {name: value for name, value in vars(protocol).items()
+                 if name.isupper() and isinstance(value, tuple) and len(value) > 1 and name != "PAPER_SEEDS"
+                 and all(isinstance(v, (str, int, float)) for v in value)}
+LITERAL_NUMBERS = {"max_epochs": protocol.PROBE_MAX_EPOCHS, "patience": protocol.PROBE_PATIENCE,
+                   "valid_fraction": protocol.VALID_FRACTION, "fraction": protocol.VALID_FRACTION}
+
+
+def protocol_literals(source: str) -> list[tuple[int, str]]:
+    """(line, what) of every tuple/list/set literal equal to a protocol list, and of every default or keyword
+    value that writes a probe default as a number (``max_epochs=200``, ``patience: int = 20``, ...)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)) and node.elts and all(
+                isinstance(e, ast.Constant) for e in node.elts):
+            values = tuple(e.value for e in node.elts)
+            found += [(node.lineno, name) for name, listed in LITERAL_LISTS.items()
+                      if values == listed or (isinstance(node, ast.Set) and set(values) == set(listed))]
+        pairs = []
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            args = node.args.args + node.args.kwonlyargs
+            defaults = [None] * (len(node.args.args) - len(node.args.defaults)) + node.args.defaults + node.args.kw_defaults
+            pairs = [(a.arg, d) for a, d in zip(args, defaults) if d is not None]
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+            pairs = [(node.target.id, node.value)]
+        elif isinstance(node, ast.Call):
+            pairs = [(k.arg, k.value) for k in node.keywords if k.arg]
+        found += [(value.lineno, f"{name}={value.value}") for name, value in pairs
+                  if name in LITERAL_NUMBERS and isinstance(value, ast.Constant) and value.value == LITERAL_NUMBERS[name]]
+        if any(name == "batch_size" and isinstance(v, ast.Constant) and v.value == protocol.PROBE_BATCH_SIZE
+               for name, v in pairs):
+            found.append((node.lineno, f"batch_size={protocol.PROBE_BATCH_SIZE}"))
+        seeds = isinstance(node, ast.Call) and any(isinstance(a, ast.Constant) and a.value == "--seeds" for a in node.args)
+        pairs += [("seeds", v) for name, v in pairs if seeds and name == "default"]
+        found += [(v.lineno, "PAPER_SEEDS") for name, v in pairs if name == "seeds" and isinstance(v, (ast.Tuple, ast.List))
+                  and all(isinstance(e, ast.Constant) for e in v.elts)
+                  and tuple(e.value for e in v.elts) == protocol.PAPER_SEEDS]
+    return sorted(set(found))
+
+
+def test_the_literal_checker_finds_each_kind():
+    source = ('a = ("valid", "test")\nb = [1e-5, 1e-4, 1e-3, 1e-2]\ndef f(max_epochs=200, patience: int = 20): pass\n'
+              'g(batch_size=200)\nc = ("esc50", "us8k", "gtzan")\np.add_argument("--seeds", default=[0, 1, 2])\n'
+              'def h(seeds=(0, 1, 2)): pass\n')
+    assert [line for line, _ in protocol_literals(source)] == [1, 2, 3, 3, 4, 5, 6, 7]
+    assert protocol_literals('x = ("valid",)\ny = f(batch_size=16)\nworkers = [0, 1, 2]\n') == []
+
+
+def test_each_protocol_literal_is_written_once():
+    paths = [p for p in PACKAGE.rglob("*.py") if p.name != "protocol.py"] + sorted((ROOT / "scripts").glob("*.py"))
+    found = [f"{path.relative_to(ROOT)}:{line}: {what}" for path in paths
+             for line, what in protocol_literals(path.read_text())]
+    assert found == [], "read these from hf_fusion.protocol:\n" + "\n".join(found)

@@ -9,14 +9,13 @@ import torch
 from transformers import ASTConfig, ASTFeatureExtractor, ASTModel, AutoModel
 
 from hf_fusion import AudioFusionModel, FusedAudioFeatureExtractor
-from hf_fusion.ast_protocol import (
-    ast_frames_for_seconds,
-    ast_task_normalization,
-    prepare_ast_for_task,
-    resize_ast,
-    set_ast_normalization,
+from hf_fusion.app.task_model import (
+    input_statistics,
+    prepare_task_model,
+    resize_input,
+    set_input_normalization,
 )
-from hf_fusion.backbone_ast import adapt_position_embeddings
+from hf_fusion.models.backbone_ast import TIMM_LAYER_NORM_EPS, ASTBackbone, adapt_position_embeddings
 from hf_fusion.conversion import convert_ast_checkpoint
 
 from .conftest import make_clips
@@ -69,10 +68,10 @@ def transformers_source(tmp_path_factory):
 
 
 def test_frames_for_seconds():
-    assert [ast_frames_for_seconds(s) for s in LENGTHS_S] == [98, 248, 398, 578, 818, 2998]
-    assert ast_frames_for_seconds(10.24) == 1022
+    assert [ASTBackbone.input_frames_for_seconds(s) for s in LENGTHS_S] == [98, 248, 398, 578, 818, 2998]
+    assert ASTBackbone.input_frames_for_seconds(10.24) == 1022
     with pytest.raises(ValueError, match="AST needs >= 16"):
-        ast_frames_for_seconds(0.1)
+        ASTBackbone.input_frames_for_seconds(0.1)
 
 
 @pytest.mark.parametrize("frames", [98, 248, 398, 578, 818, 1024, 2998])
@@ -97,34 +96,34 @@ def test_fbank_matches_transformers_at_any_length(frames):
 def test_task_normalization_is_evar_statistic():
     """EVAR's RunningStats (incremental updates, batches until >= max clips) == ours; 'pooled' differs."""
     clips = _task_clips(1.0, 7, seed=5)
-    frames = ast_frames_for_seconds(1.0)
+    frames = ASTBackbone.input_frames_for_seconds(1.0)
     fe = FusedAudioFeatureExtractor(backbone="ast", frontend={"max_length": frames})
     # 3 batches (3, 3, 1) would be 7 clips; max 5 stops after the second batch (6 clips)
-    stats = ast_task_normalization(clips, fe, max_clips=5, batch_size=3)
+    stats = input_statistics(clips, fe, max_clips=5, batch_size=3)
     ref_mean, ref_std = evar_norm_stats(clips, frames, batch_size=3, max_samples=5)
     assert stats["num_clips"] == 6
     assert stats["mean"] == pytest.approx(ref_mean, rel=1e-6) and stats["std"] == pytest.approx(ref_std, rel=1e-6)
-    one = ast_task_normalization(clips, fe, batch_size=128)  # one batch: its own mean/std
+    one = input_statistics(clips, fe, batch_size=128)  # one batch: its own mean/std
     assert one["num_clips"] == 7
     assert (one["mean"], one["std"]) == pytest.approx(evar_norm_stats(clips, frames), rel=1e-6)
     raw = reference_fbank(clips[:6], frames).double()
-    pooled = ast_task_normalization(clips, fe, max_clips=5, batch_size=3, statistic="pooled")
+    pooled = input_statistics(clips, fe, max_clips=5, batch_size=3, statistic="pooled")
     assert (pooled["mean"], pooled["std"]) == pytest.approx((float(raw.mean()), float(raw.std(unbiased=False))), rel=1e-6)
-    with pytest.raises(ValueError, match=r"clip 1: 8000 samples, fewer than the 15920.*crop_or_pad"):
-        ast_task_normalization([clips[0], clips[1][:8000]], fe)
+    with pytest.raises(ValueError, match=r"clip 1: 8000 samples give fewer than the model's 98 input frames.*crop_or_pad"):
+        input_statistics([clips[0], clips[1][:8000]], fe)
     with pytest.raises(ValueError, match="statistic must be"):
-        ast_task_normalization(clips, fe, statistic="median")
+        input_statistics(clips, fe, statistic="median")
 
 
 def test_resize_and_normalization_round_trip(timm_pth, tmp_path):
-    """from_pretrained(path, max_length=N) == resize_ast; the extractor follows; task stats are saved."""
+    """from_pretrained(path, max_length=N) == resize_input; the extractor follows; task stats are saved."""
     model, fe = convert_ast_checkpoint(timm_pth, fusion_layers=FUSION, output_dir=tmp_path / "fused")
     assert model.config.backbone_config["max_length"] == 1024 and fe.frontend["max_length"] == 1024
     assert model.config.backbone_config["layer_norm_eps"] == 1e-6
     clips = _task_clips(2.5, 4, seed=8)
     loaded = AudioFusionModel.from_pretrained(tmp_path / "fused", max_length=248).eval()
     auto = AutoModel.from_pretrained(tmp_path / "fused", max_length=248).eval()
-    resized, fe248 = resize_ast(model, 248)
+    resized, fe248 = resize_input(model, 248)
     assert fe248.frontend["max_length"] == 248 and loaded.config.frontend["max_length"] == 248
     x = fe248(clips, sampling_rate=16000, return_tensors="pt")["input_values"]
     assert x.shape == (4, 248, 128)
@@ -135,8 +134,8 @@ def test_resize_and_normalization_round_trip(timm_pth, tmp_path):
     with pytest.raises(ValueError, match=r"input_values must be \[B, 248, 128\].*max_length"):
         resized(FusedAudioFeatureExtractor(backbone="ast")(clips, sampling_rate=16000, return_tensors="pt")["input_values"])
 
-    stats = ast_task_normalization(clips, fe248, batch_size=2)
-    fe_task = set_ast_normalization(resized, "task", stats)
+    stats = input_statistics(clips, fe248, batch_size=2)
+    fe_task = set_input_normalization(resized, "task", stats)
     assert fe_task.frontend["normalization"] == "task" and fe_task.frontend["normalization_clips"] == 4
     resized.save_pretrained(tmp_path / "task")
     fe_task.save_pretrained(tmp_path / "task")
@@ -149,14 +148,14 @@ def test_resize_and_normalization_round_trip(timm_pth, tmp_path):
     torch.testing.assert_close(xt, (raw - stats["mean"]) / (2 * stats["std"]), rtol=1e-4, atol=1e-4)
     back = AudioFusionModel.from_pretrained(tmp_path / "task")
     assert back.config.frontend["mean"] == stats["mean"] and back.config.backbone_config["max_length"] == 248
-    fe_as = set_ast_normalization(back, "audioset")
+    fe_as = set_input_normalization(back, "audioset")
     assert fe_as.frontend["mean"] == -4.2677393 and "normalization_clips" not in fe_as.frontend
     with pytest.raises(ValueError, match="needs stats"):
-        set_ast_normalization(back, "task")
-    with pytest.raises(ValueError, match="normalization must be one of"):
-        set_ast_normalization(back, "imagenet")
+        set_input_normalization(back, "task")
+    with pytest.raises(ValueError, match="normalization must be 'task' or one of"):
+        set_input_normalization(back, "imagenet")
     with pytest.raises(ValueError, match="smaller than one 16x16 patch"):
-        resize_ast(back, 8)
+        resize_input(back, 8)
     from hf_fusion import AudioFusionConfig
 
     with pytest.raises(ValueError, match="front-end max_length=512 differs from the model's max_length=1024"):
@@ -188,13 +187,13 @@ def test_resize_errors(tmp_path):
     from hf_fusion import AudioFusionConfig
 
     vggish = AudioFusionModel(AudioFusionConfig(backbone="vggish"))
-    with pytest.raises(ValueError, match="expected a fused AST model, got backbone 'vggish'"):
-        resize_ast(vggish, 398)
+    with pytest.raises(ValueError, match="backbone 'vggish' has no fixed input length to change"):
+        resize_input(vggish, 398)
     with pytest.raises(ValueError, match="no fixed input length to change"):
         vggish.set_input_length(398)
     small = AudioFusionModel(AudioFusionConfig(backbone="ast", backbone_config=dict(
         hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32), fusion_layers=[1, 2]))
-    with pytest.raises(ValueError, match="max_length must be a positive int"):
+    with pytest.raises(ValueError, match="the input length must be a positive int"):
         small.set_input_length(39.8)
     with pytest.raises(FileNotFoundError, match="nope.pth"):
         convert_ast_checkpoint(tmp_path / "nope.pth")
@@ -210,7 +209,7 @@ def _save(path, state):
 def test_parity_with_authors_pipeline(source, seconds, reference, timm_pth, transformers_source, tmp_path):
     """AST-Fusion (layers 2 + 4 of a 4-block AST) from waveforms, per-task length and task normalisation:
     hf-fusion == the authors' pipeline (reference_ast) to 1e-4 absolute."""
-    frames = ast_frames_for_seconds(seconds)
+    frames = ASTBackbone.input_frames_for_seconds(seconds)
     train = _task_clips(seconds, 5, seed=int(seconds * 10))
     test = _task_clips(seconds, 2, seed=int(seconds * 10) + 1)
     if source == "timm_pth":
@@ -222,18 +221,20 @@ def test_parity_with_authors_pipeline(source, seconds, reference, timm_pth, tran
             model, fe = convert_ast_checkpoint(timm_pth, fusion_layers=FUSION, output_dir=tmp_path / "f",
                                                num_attention_heads=SMALL["heads"])
             model = AudioFusionModel.from_pretrained(tmp_path / "f", max_length=frames).eval()
-        model, fe, stats = prepare_ast_for_task(model, seconds, train_clips=train, max_clips=4)
+        model, fe, stats = prepare_task_model(model, seconds, statistics=lambda fe: input_statistics(train, fe, max_clips=4),
+                                              layer_norm_eps=TIMM_LAYER_NORM_EPS, in_place=True)
     else:
         folder, ref = transformers_source
         if seconds in (1.0, 5.8):  # converted for N frames and eps 1e-6, normalisation set by hand
             model, _ = convert_ast_checkpoint(folder, fusion_layers=FUSION, max_length=frames, layer_norm_eps=1e-6)
             fe_raw = FusedAudioFeatureExtractor.from_fusion_config(model.config)
-            stats = ast_task_normalization(train, fe_raw, max_clips=4)
-            fe = set_ast_normalization(model, "task", stats)
+            stats = input_statistics(train, fe_raw, max_clips=4)
+            fe = set_input_normalization(model, "task", stats)
         else:  # the transformers copy as it is (1024 frames, eps 1e-12), then the protocol in one call
             model, _ = convert_ast_checkpoint(folder, fusion_layers=FUSION)
             assert model.config.backbone_config["layer_norm_eps"] == 1e-12
-            model, fe, stats = prepare_ast_for_task(model, seconds, train_clips=train, max_clips=4)
+            model, fe, stats = prepare_task_model(model, seconds, statistics=lambda fe: input_statistics(train, fe, max_clips=4),
+                                              layer_norm_eps=TIMM_LAYER_NORM_EPS, in_place=True)
     assert model.config.backbone_config["max_length"] == frames == fe.frontend["max_length"]
     assert model.config.backbone_config["layer_norm_eps"] == 1e-6  # timm's, as the original model
     assert model.backbone.ast.layernorm.eps == 1e-6 and model.backbone.ast.layers[0].layernorm_before.eps == 1e-6

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -103,3 +104,43 @@ def test_offline_repo_id_loading_from_hf_cache(tmp_path, tiny_ast_model):
             env["BLOCK_HF_FUSION"] = "1"
         emb, _, clips = _run_loader(tmp_path, "org/ast-fusion-5-12", env)
         np.testing.assert_allclose(emb, _reference(tiny_ast_model, fe, clips), rtol=1e-5, atol=1e-6)
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_repo_saved_by_the_flat_v0_1_layout_loads_unchanged(tmp_path):
+    """A repo folder written before the closure moved to ``hf_fusion/models/`` (kept as a tarball: its remote
+    code is v0.1's) gives its saved vector, with hf_fusion's classes and through its own remote code in an
+    interpreter that cannot import hf_fusion."""
+    import tarfile
+
+    with tarfile.open(FIXTURES / "ast_fusion_saved_v0_1.tar.gz") as archive:
+        archive.extractall(tmp_path / "repo", filter="data")
+    SAVED_V0_1 = tmp_path / "repo" / "ast_fusion_saved_v0_1"
+    expected = np.load(FIXTURES / "ast_fusion_saved_v0_1_expected.npy")
+    model = AutoModel.from_pretrained(SAVED_V0_1).eval()
+    assert type(model) is AudioFusionModel
+    fe = AutoFeatureExtractor.from_pretrained(SAVED_V0_1)
+    np.testing.assert_allclose(_reference(model, fe, make_clips((1.0,))), expected, rtol=1e-6, atol=1e-7)
+    for block in ("", "1"):
+        env = {"HF_HOME": str(tmp_path / f"home{block}"), "HF_HUB_OFFLINE": "1"}
+        if block:
+            env["BLOCK_HF_FUSION"] = "1"
+        emb, stdout, _ = _run_loader(tmp_path, str(SAVED_V0_1), env)
+        assert ("transformers_modules" in stdout.split()[0]) == bool(block)
+        np.testing.assert_allclose(emb[:1], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_saved_repo_holds_exactly_the_models_folder(tmp_path, tiny_ast_model):
+    """The remote code ``save_pretrained`` copies is the whole ``hf_fusion/models/`` folder and nothing else."""
+    import hf_fusion.models
+
+    from hf_fusion import AudioFusionConfig, AudioFusionForAudioClassification
+
+    folder = _save(tmp_path, tiny_ast_model)
+    config = AudioFusionConfig(**{**tiny_ast_model.config.to_dict(), "id2label": {0: "a", 1: "b"}})
+    AudioFusionForAudioClassification(config).save_pretrained(tmp_path / "classifier")
+    copied = {p.name for p in folder.glob("*.py")} | {p.name for p in (tmp_path / "classifier").glob("*.py")}
+    closure = {p.name for p in Path(hf_fusion.models.__file__).parent.glob("*.py")} - {"__init__.py"}
+    assert copied == closure

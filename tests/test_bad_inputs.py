@@ -42,7 +42,7 @@ import soundfile as sf
 import torch
 
 from hf_fusion import AudioFusionConfig, AudioFusionModel
-from hf_fusion.cli import main
+from hf_fusion.app.cli import main
 from hf_fusion.tasks import load_task_dir
 
 from .conftest import TINY_AST
@@ -313,7 +313,7 @@ def test_bad_file_at_load_raises_one_line_naming_it(tmp_path, kind):
 
 
 def test_bad_files_at_load_are_skipped_and_named(tmp_path):
-    from hf_fusion.tasks.validate import skipped_at_load
+    from hf_fusion.tasks import skipped_at_load
 
     folder = _split_task_with_bad_files(tmp_path / "t", BAD_KINDS)
     with pytest.warns(UserWarning, match=r"split 'train': skipped 2 unreadable .*train1\.wav.*train3\.wav"):
@@ -325,7 +325,7 @@ def test_bad_files_at_load_are_skipped_and_named(tmp_path):
 
 
 def test_bad_file_in_fold_data_is_skipped_in_both_crop_splits(tmp_path):
-    from hf_fusion.tasks.validate import skipped_at_load
+    from hf_fusion.tasks import skipped_at_load
 
     folder = tmp_path / "folds"
     folder.mkdir()

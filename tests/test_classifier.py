@@ -40,7 +40,7 @@ PROBE_ARGS = ["--lrs", "1e-3", "1e-2", "--seeds", "0", "1", "2", "--max-epochs",
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory):
     """`hf-fusion evaluate --model crepe-tiny --layers 3 6 --task-dir T --clip-seconds 0.8 --save-classifier DIR`."""
-    from hf_fusion.cli import main
+    from hf_fusion.app.cli import main
 
     root = tmp_path_factory.mktemp("clf")
     (task_dir,) = build_synthetic_suite(root / "data", seed=0, n_per_class=10, tasks=[TASK])
@@ -110,7 +110,7 @@ def test_classifier_from_probe_gives_the_probes_logits(evaluated, test_split, tm
     ((x - mean) / std) @ W + b of the probe on the cached test features, and survive save/load."""
     from transformers import AutoModelForAudioClassification
 
-    from hf_fusion import workflow
+    from hf_fusion.app import workflow
 
     loaded = workflow.load_model("crepe-tiny", [3, 6])
     tasks = workflow.load_tasks([], [str(evaluated["task_dir"])], SR, clip_seconds=CLIP_SECONDS,
@@ -249,7 +249,7 @@ def test_push_dry_run_card_reports_the_probe_run(evaluated, tmp_path, no_hub, ca
 
 @pytest.mark.slow
 def test_save_classifier_needs_one_task_and_one_fold(evaluated, tmp_path, capsys):
-    from hf_fusion.cli import main
+    from hf_fusion.app.cli import main
 
     task_dir = evaluated["task_dir"]
     two = ["evaluate", "--model", "crepe-tiny", "--task-dir", str(task_dir), "--task-dir", str(tmp_path / "other"),
@@ -358,9 +358,9 @@ def test_ast_task_model_classifier_round_trip(tmp_path, tiny_ast_model):
     """An AST task model (resized input, task normalisation in its front end) travels inside the classifier."""
     from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
-    from hf_fusion.ast_protocol import resize_ast
+    from hf_fusion.app.task_model import resize_input
 
-    model, _ = resize_ast(tiny_ast_model, 32)
+    model, _ = resize_input(tiny_ast_model, 32)
     model.config.frontend = {**model.config.frontend, "mean": -3.0, "std": 2.5}
     result = linear_probe(_random_task(model.config.hidden_size), lrs=(1e-3,), seeds=(0, 1), max_epochs=3,
                           keep_weights=True)

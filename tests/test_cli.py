@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from hf_fusion.cli import main
+from hf_fusion.app.cli import main
 from hf_fusion.tasks import build_synthetic_suite
 
 FAST_PROBE = ["--lrs", "1e-3", "1e-2", "--seeds", "0", "--max-epochs", "40", "--patience", "10"]
@@ -78,7 +78,7 @@ def test_layerwise_select_evaluate_leaderboard(tmp_path, task_dirs, cache_dir, c
 def test_evaluate_reuses_the_cache_without_a_model_pass(tmp_path, task_dirs, cache_dir, monkeypatch):
     """After extraction, evaluating another fusion of the same backbone never runs the model."""
     assert main(["extract", "--model", "crepe-tiny", *_task_args(task_dirs), "--cache-dir", cache_dir]) == 0
-    import hf_fusion.modeling_fusion as modeling
+    import hf_fusion.models.modeling_fusion as modeling
 
     def forbidden(*args, **kwargs):
         raise AssertionError("the model ran although every layer is cached")

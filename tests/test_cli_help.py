@@ -13,7 +13,7 @@ HEAVY = ("torch", "transformers", "datasets")
 
 PROBE = r"""
 import argparse, contextlib, io, json, sys
-import hf_fusion.cli as cli
+import hf_fusion.app.cli as cli
 
 parser = cli.build_parser()
 report = {"after_build": [m for m in HEAVY if m in sys.modules], "help": {}, "missing_help": [], "errors": {}}

@@ -2,7 +2,7 @@
 
 import pytest
 
-from hf_fusion.cli import main
+from hf_fusion.app.cli import main
 
 
 class _Response:

@@ -4,7 +4,6 @@ round trip and remote-code loading."""
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -200,46 +199,3 @@ def test_script_save_load_round_trip(ref16, converted16, tmp_path):
         a = loaded(**fe(clips, sampling_rate=16000, return_tensors="pt")).pooler_output
         b = converted16[0](**converted16[1](clips, sampling_rate=16000, return_tensors="pt")).pooler_output
     torch.testing.assert_close(a, b, rtol=0, atol=0)
-
-
-REMOTE_LOADER = textwrap.dedent(
-    """
-    import sys
-    sys.modules["hf_fusion"] = None  # any `import hf_fusion` now raises ImportError
-    import numpy as np, torch
-    from transformers import AutoFeatureExtractor, AutoModel
-    src, clips_file, out = sys.argv[1:4]
-    model = AutoModel.from_pretrained(src, trust_remote_code=True).eval()
-    fe = AutoFeatureExtractor.from_pretrained(src, trust_remote_code=True)
-    data = np.load(clips_file)
-    clips = [data[k] for k in sorted(data.files)]
-    with torch.no_grad():
-        emb = model(**fe(clips, sampling_rate=16000, return_tensors="pt")).pooler_output
-    np.save(out, emb.numpy())
-    print(type(model).__module__)
-    """
-)
-
-
-@pytest.mark.slow
-def test_trust_remote_code_without_hf_fusion(tmp_path):
-    torch.manual_seed(0)
-    config = AudioFusionConfig(backbone="cnn14", backbone_config={"channels": [4, 8, 8, 8, 8, 8]})
-    model = AudioFusionModel(config).eval()
-    folder = tmp_path / "tiny-cnn14-fusion-3-6"
-    model.save_pretrained(folder)
-    fe = FusedAudioFeatureExtractor.from_fusion_config(config)
-    fe.save_pretrained(folder)
-    clips = make_clips((1.0, 0.5, 1.7), seed=10)
-    np.savez(tmp_path / "clips.npz", **{f"c{i}": c for i, c in enumerate(clips)})
-    (tmp_path / "loader.py").write_text(REMOTE_LOADER)
-    env = {**os.environ, "HF_HOME": str(tmp_path / "hf_home"), "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run(
-        [sys.executable, str(tmp_path / "loader.py"), str(folder), str(tmp_path / "clips.npz"),
-         str(tmp_path / "emb.npy")], env=env, cwd=tmp_path, capture_output=True, text=True,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    assert "transformers_modules" in proc.stdout
-    with torch.no_grad():
-        expected = model(**fe(clips, sampling_rate=16000, return_tensors="pt")).pooler_output.numpy()
-    np.testing.assert_allclose(np.load(tmp_path / "emb.npy"), expected, rtol=1e-5, atol=1e-6)

@@ -93,7 +93,7 @@ def test_readme_and_cli_page_show_the_same_walkthrough():
 def doc_env(tmp_path_factory):
     tools = tmp_path_factory.mktemp("bin")
     shim = tools / "hf-fusion"
-    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m hf_fusion.cli "$@"\n')
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m hf_fusion.app.cli "$@"\n')
     shim.chmod(0o755)
     return {**os.environ, "PATH": f"{tools}{os.pathsep}{os.environ['PATH']}",
             "HF_FUSION_CACHE": str(tmp_path_factory.mktemp("cache")), "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1",

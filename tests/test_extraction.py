@@ -201,6 +201,10 @@ def test_fold_column_and_precropped_clips(tmp_path, model_fe):
     assert cache.folder("all").parent.parent.name == "folds"
     with pytest.raises(KeyError, match=r"layer\(s\) \[1\] are not in the feature cache"):
         cache.load(1, "all")
+    with pytest.raises(ValueError, match=r"folds: layers must be a list of layer numbers .*got '36'"):
+        cache.load("36", "all")  # never layers [3, 6]
+    with pytest.raises(ValueError, match=r"6.5 in \[3, 6.5\] is not a whole layer number"):
+        cache.load([3, 6.5], "all")
 
 
 def test_processes_share_shards(tmp_path, model_fe, data):

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from hf_fusion import frontends as fe
+from hf_fusion.models import frontends as fe
 
 log = logging.getLogger(__name__)
 TOL = 1e-4

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hf_fusion.fusion import align_layer, concat_layers, fuse, temporal_pool
+from hf_fusion.models.fusion import align_layer, concat_layers, fuse, temporal_pool
 
 
 def reference_eq1(z, t_o):

@@ -1,4 +1,4 @@
-"""HEAR 2021 API (hf_fusion.hear): the official validator passes; embeddings are the model's; timestamps follow
+"""HEAR 2021 API (hf_fusion.app.hear): the official validator passes; embeddings are the model's; timestamps follow
 the frames' real geometry (impulses land in the frames stamped at them); AST windows; bad input errors."""
 
 import copy
@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from hf_fusion import AudioFusionConfig, AudioFusionModel, FusedAudioFeatureExtractor
-from hf_fusion import hear
-from hf_fusion.ast_protocol import resize_ast
+from hf_fusion.app import hear
+from hf_fusion.app.task_model import resize_input
 from hf_fusion.hub import install_in_hf_cache
 
 from .conftest import make_clips
@@ -40,7 +40,7 @@ def _run_validator(tmp_path, model_arg: str, extra_env=None):
     (stub / "__init__.py").write_text('class Module:\n    """stand-in: hearvalidator checks isinstance(model, tf.Module)"""\n')
     env = {**os.environ, **(extra_env or {}),
            "PYTHONPATH": os.pathsep.join([str(stub.parent), str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, "-m", "hearvalidator.validate", "hf_fusion.hear", "--model", model_arg,
+    return subprocess.run([sys.executable, "-m", "hearvalidator.validate", "hf_fusion.app.hear", "--model", model_arg,
                            "--device", "cpu"], capture_output=True, text=True, env=env, timeout=300)
 
 
@@ -207,14 +207,14 @@ def test_ast_timestamp_windows(tiny_ast_model, hop):
     """AST: window k is the clip zero-padded by half a window, samples [k * hop, k * hop + window), run
     through the model sized for the window; stamped k * hop ms. The saved model is left as it was."""
     model = hear.HearFusionModel(tiny_ast_model, FusedAudioFeatureExtractor.from_fusion_config(tiny_ast_model.config),
-                                 ast_window_seconds=0.5, ast_hop_seconds=hop / 16000, window_batch_size=3)
+                                 window_seconds=0.5, window_hop_seconds=hop / 16000, window_batch_size=3)
     audio = torch.from_numpy(np.stack([c[:9600] for c in make_clips((0.6, 0.6))]))
     scene_before = hear.get_scene_embeddings(audio, model)
     frames, times = hear.get_timestamp_embeddings(audio, model)
     count = 1 + 9600 // hop
     assert frames.shape == (2, count, 32) and times.shape == (2, count)
     torch.testing.assert_close(times, (torch.arange(count) * hop / 16.0).expand(2, -1))
-    reference, fe = resize_ast(copy.deepcopy(tiny_ast_model), 48)  # 0.5 s -> 48 fbank frames
+    reference, fe = resize_input(copy.deepcopy(tiny_ast_model), 48)  # 0.5 s -> 48 fbank frames
     padded = torch.nn.functional.pad(audio, (4000, 4000))
     for k in range(count):
         window = padded[:, k * hop : k * hop + 8000]

@@ -22,10 +22,11 @@ from transformers import (
 )
 
 import hf_fusion
-import hf_fusion.backbones
+import hf_fusion.models.backbones
 import hf_fusion.conversion
 from hf_fusion import AudioFusionModel, FusedAudioFeatureExtractor, fusion_model_name
-from hf_fusion.hub import PRESETS, PublishError, install_in_hf_cache
+from hf_fusion.hub import PublishError, install_in_hf_cache
+from hf_fusion.app import push
 from hf_fusion.hub import cards, presets, publish
 
 from .conftest import TINY_AST, make_clips
@@ -43,7 +44,7 @@ HUB_IDS = {"esc50": "ashraq/esc50", "us8k": "danavery/urbansound8K", "spcv2": "g
 def _cli(argv):
     """Run `hf-fusion push ...` through build_push_parser, as the CLI wires it."""
     parser = argparse.ArgumentParser(prog="hf-fusion")
-    publish.build_push_parser(parser.add_subparsers(dest="command", required=True))
+    push.build_push_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["push", *map(str, argv)])
     return args.func(args)
 
@@ -159,10 +160,11 @@ def _embed(model, clips, sr):
 
 
 def test_preset_names_come_from_the_one_naming_rule():
-    assert sorted(PRESETS) == sorted(["ast-fusion-5-12", "vggish-fusion-10-15", "cnn14-fusion-3-6", "crepe-fusion-3-6"])
-    for name, preset in PRESETS.items():
+    known = presets.presets()
+    assert sorted(known) == sorted(["ast-fusion-5-12", "vggish-fusion-10-15", "cnn14-fusion-3-6", "crepe-fusion-3-6"])
+    for name, preset in known.items():
         assert name == fusion_model_name(preset.backbone, preset.fusion_layers) == preset.name
-        assert preset.backbone in presets.CONVERTERS
+        assert preset.backbone in presets.converters()
     assert presets.preset_model_name("crepe-fusion-3-6", [2, 6]) == "crepe-fusion-2-6"
     with pytest.raises(ValueError, match=r"unknown preset 'ast-fusion-1-2'.*known presets: \['ast-fusion-5-12'"):
         presets.get_preset("ast-fusion-1-2")
@@ -385,7 +387,9 @@ def test_templates_one_per_family_sharing_one_base():
     folder = cards.templates_dir()
     assert folder == Path(__file__).resolve().parents[1] / "hub_cards"
     base = (folder / "base.md").read_text()
-    families = {*cards.TEMPLATE_FOR_BACKBONE.values(), cards.GENERIC_TEMPLATE}
+    from hf_fusion.models.backbones import BACKBONES
+
+    families = {*(cls.card_template for cls in BACKBONES.values()), cards.GENERIC_TEMPLATE}
     assert families == {"ast.md", "vggish.md", "cnn14.md", "crepe.md", "hf_encoder.md"}
     for name in families:
         text = (folder / name).read_text()
@@ -430,7 +434,7 @@ def test_every_family_template_renders(tmp_path, backbone):
     paper_layers, other_layers, dims, frontend, marker, backbone_config = FAMILY_CASES[backbone]
     for layers in filter(None, (paper_layers, other_layers)):
         config = _ConfigDouble(backbone, layers, dims, frontend, backbone_config)
-        if backbone in hf_fusion.backbones.BACKBONES:  # the real config where the backbone is available
+        if backbone in hf_fusion.models.backbones.BACKBONES:  # the real config where the backbone is available
             config = hf_fusion.AudioFusionConfig(
                 backbone=backbone, fusion_layers=layers, frontend=frontend, backbone_config=backbone_config
             )
@@ -521,7 +525,7 @@ OTHER_PRESETS = [
 @pytest.mark.parametrize("preset_name, make_checkpoint", OTHER_PRESETS)
 def test_other_presets_dry_run_and_offline_loading(tmp_path, monkeypatch, no_hub, preset_name, make_checkpoint):
     preset = presets.get_preset(preset_name)
-    assert hasattr(hf_fusion.conversion, presets.CONVERTERS[preset.backbone][0])
+    assert hasattr(hf_fusion.conversion, presets.converters()[preset.backbone])
     checkpoint = make_checkpoint(tmp_path, monkeypatch)
     # the source model, converted in-process through the preset's adapter
     source = presets.build_preset(preset_name, checkpoint, tmp_path / "source")

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 import soundfile as sf
 
-from hf_fusion import workflow
+from hf_fusion.app import workflow
 
 SR = 16000
 SECONDS = 3.0

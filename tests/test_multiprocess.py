@@ -149,7 +149,7 @@ def _resume_and_check(cache, reference, report, cmd, env, finished):
 
 
 def test_cli_extract_under_accelerate_launch_matches_one_process(tmp_path, env):
-    """`accelerate launch -m hf_fusion.cli extract` on 2 CPU processes: both compute shards; the cache is the
+    """`accelerate launch -m hf_fusion.app.cli extract` on 2 CPU processes: both compute shards; the cache is the
     one-process CLI run's, byte for byte (every stored vector, meta.json, plan.json)."""
     task = tmp_path / "task1"
     task.mkdir()
@@ -159,9 +159,9 @@ def test_cli_extract_under_accelerate_launch_matches_one_process(tmp_path, env):
         rows.append(f"c{i:02d}.wav,{'abc'[i % 3]},{'train' if i < 40 else 'valid' if i < 46 else 'test'}")
     (task / "metadata.csv").write_text("\n".join(rows) + "\n")
     cli = ["extract", "--model", "crepe-tiny", "--task-dir", str(task), "--batch-size", "1"]
-    one, _ = _run([sys.executable, "-m", "hf_fusion.cli", *cli, "--cache-dir", str(tmp_path / "one")], env)
+    one, _ = _run([sys.executable, "-m", "hf_fusion.app.cli", *cli, "--cache-dir", str(tmp_path / "one")], env)
     _ok(one)
-    two, _ = _run(_launch(["-m", "hf_fusion.cli", *cli, "--cache-dir", str(tmp_path / "two")], env), env)
+    two, _ = _run(_launch(["-m", "hf_fusion.app.cli", *cli, "--cache-dir", str(tmp_path / "two")], env), env)
     _ok(two)
     assert two.stdout.count("task1            train        40        0") == 1  # the summary once, by rank 0
     got, want = _cache_files(tmp_path / "two" / "features"), _cache_files(tmp_path / "one" / "features")
@@ -242,7 +242,7 @@ def test_dead_rank_without_launcher_agent_gives_a_clear_error_then_two_processes
 def test_cli_refuses_probe_commands_under_a_multi_process_launch(monkeypatch, capsys, tmp_path):
     """Only `extract` shares work across processes; `layerwise` under a 2-process launch would train the
     same probes twice and write the same files: one clear error instead, before any model is loaded."""
-    from hf_fusion.cli import main
+    from hf_fusion.app.cli import main
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("WORLD_SIZE", "2")

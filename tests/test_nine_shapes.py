@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 from transformers import ASTConfig, ASTFeatureExtractor, ASTForAudioClassification
 
-from hf_fusion.cli import main
+from hf_fusion.app.cli import main
 from hf_fusion.tasks import get_task
 
 from .conftest import TINY_AST

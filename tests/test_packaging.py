@@ -24,4 +24,4 @@ def test_wheel_ships_card_templates_metric_and_every_module(tmp_path):
     assert modules - names == set(), "add the missing subpackage to [tool.setuptools] packages in pyproject.toml"
     assert "hf_fusion/evaluation/metrics/accuracy/accuracy.py" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "hf-fusion = hf_fusion.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "hf-fusion = hf_fusion.app.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

@@ -12,7 +12,7 @@ import soundfile as sf
 import torch
 
 import hf_fusion
-from hf_fusion.cli import main
+from hf_fusion.app.cli import main
 from hf_fusion.evaluation import LayerwiseStudy, TaskFeatures, choose_layers, fold_problems, refine_with_pairs
 from hf_fusion.extraction import extract_features
 from hf_fusion.tasks import load_task_dir
@@ -117,7 +117,7 @@ def test_cli_runs_a_fold_task_with_per_fold_rows(fold_task, ast_folder, tmp_path
     printed = capsys.readouterr().out
     assert "foldtask: fold task, folds [1, 2, 3] held out in turn" in printed
     # AST per task (the authors' protocol): sized for the 0.6 s clips, normalised with the task's statistics
-    assert "foldtask: ast input 58 frames (0.6 s clips, the task length), fbank normalisation task" in printed
+    assert "foldtask: ast input 58 frames (0.6 s clips, the task length), input normalisation task" in printed
     rows = _rows(out / "layerwise.csv")
     assert {r["fold"] for r in rows} == {"mean", "1", "2", "3"}
     for layer in range(1, 13):
@@ -134,8 +134,8 @@ def test_cli_runs_a_fold_task_with_per_fold_rows(fold_task, ast_folder, tmp_path
     again = capsys.readouterr().out
     assert "extracting" in again
     # the task statistics of the first run are kept (same crops, same fbank): same numbers, not recomputed
-    first_stats = printed.split("fbank normalisation task (", 1)[1].split(")", 1)[0]
-    assert f"fbank normalisation task ({first_stats}, kept from an earlier run)" in again
+    first_stats = printed.split("input normalisation task (", 1)[1].split(")", 1)[0]
+    assert f"input normalisation task ({first_stats}, kept from an earlier run)" in again
     assert len(list((tmp_path / "cache" / "ast_stats").glob("*.json"))) == 1
     assert {r["fold"] for r in _rows(limited / "layerwise.csv")} == {"mean", "1", "3"}
     assert main(["layerwise", *common, "--folds", "1,9", "--out", str(limited)]) == 2
@@ -273,8 +273,9 @@ def test_task_statistics_are_kept_per_crops_and_fbank(tmp_path, monkeypatch):
     """AST's task statistics are computed once per (training crops, fbank settings) and then read back."""
     from datasets import Dataset, DatasetDict, load_from_disk
 
-    from hf_fusion import FusedAudioFeatureExtractor, ast_protocol
-    from hf_fusion.workflow import task_fbank_statistics
+    from hf_fusion import FusedAudioFeatureExtractor
+    from hf_fusion.app import task_model
+    from hf_fusion.app.workflow import task_input_statistics
 
     rng = np.random.default_rng(0)
     clips = {"input_values": [rng.standard_normal(16000).astype(np.float32) for _ in range(4)], "label": [0, 1, 0, 1]}
@@ -282,15 +283,15 @@ def test_task_statistics_are_kept_per_crops_and_fbank(tmp_path, monkeypatch):
     data = DatasetDict({"train": load_from_disk(str(tmp_path / "train"))})  # file-backed, like the CLI's crops
     fe = FusedAudioFeatureExtractor(backbone="ast", frontend={"num_mel_bins": 32, "max_length": 98})
     calls = []
-    compute = ast_protocol.ast_task_normalization
-    monkeypatch.setattr(ast_protocol, "ast_task_normalization", lambda *a, **k: calls.append(1) or compute(*a, **k))
-    first, reused = task_fbank_statistics(data, fe, tmp_path / "cache")
+    compute = task_model.input_statistics
+    monkeypatch.setattr(task_model, "input_statistics", lambda *a, **k: calls.append(1) or compute(*a, **k))
+    first, reused = task_input_statistics(data, fe, tmp_path / "cache")
     assert not reused and len(calls) == 1 and first == compute(clips["input_values"], fe)
-    again, reused = task_fbank_statistics(data, fe, tmp_path / "cache")
+    again, reused = task_input_statistics(data, fe, tmp_path / "cache")
     assert reused and again == first and len(calls) == 1
     shorter = FusedAudioFeatureExtractor(backbone="ast", frontend={"num_mel_bins": 32, "max_length": 50})
-    assert not task_fbank_statistics(data, shorter, tmp_path / "cache")[1] and len(calls) == 2
+    assert not task_input_statistics(data, shorter, tmp_path / "cache")[1] and len(calls) == 2
     other = DatasetDict({"train": Dataset.from_dict(clips)})  # in memory: no content name, computed every time
-    task_fbank_statistics(other, fe, tmp_path / "cache")
-    task_fbank_statistics(other, fe, tmp_path / "cache")
+    task_input_statistics(other, fe, tmp_path / "cache")
+    task_input_statistics(other, fe, tmp_path / "cache")
     assert len(calls) == 4 and len(list((tmp_path / "cache" / "ast_stats").glob("*.json"))) == 2

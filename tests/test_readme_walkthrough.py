@@ -3,7 +3,7 @@
 The test reads the bash code blocks of that README section and runs them with bash, unchanged, in a fresh
 working folder after a demo. The demo is the documented `hf-fusion demo` made smaller with its own
 documented flags (`--n-per-class`, the probe grid): it writes the same `hf_fusion_out/demo/` layout the
-walkthrough starts from. `hf-fusion` resolves to this checkout's CLI (`python -m hf_fusion.cli`).
+walkthrough starts from. `hf-fusion` resolves to this checkout's CLI (`python -m hf_fusion.app.cli`).
 """
 
 import csv
@@ -42,7 +42,7 @@ def walkthrough(tmp_path_factory):
     tools = tmp_path_factory.mktemp("bin")
     cache = tmp_path_factory.mktemp("cache")
     shim = tools / "hf-fusion"
-    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m hf_fusion.cli "$@"\n')
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m hf_fusion.app.cli "$@"\n')
     shim.chmod(0o755)
     env = {**os.environ, "PATH": f"{tools}{os.pathsep}{os.environ['PATH']}", "HF_FUSION_CACHE": str(cache),
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),

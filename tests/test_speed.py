@@ -15,7 +15,7 @@ import torch
 from datasets import Audio, ClassLabel, Dataset, Features
 
 from hf_fusion.extraction import extract_features, model_key
-from hf_fusion.extraction.bucketing import bucketed_batches, contiguous_batches, padding_stats
+from hf_fusion.data.bucketing import bucketed_batches, contiguous_batches, padding_stats
 from hf_fusion.extraction.precision import backbone_autocast, resolve_dtype
 
 from .conftest import make_clips
@@ -161,21 +161,19 @@ def test_crop_decode_workers_bit_identical(tmp_path, variable):
     """The CLI's path (``--decode-workers``): cropping decodes in workers, same crops and skipped files."""
     from datasets import DatasetDict
 
-    from hf_fusion.tasks.clips import crop_clips, crop_decode_workers
-    from hf_fusion.tasks.validate import skipped_at_load
+    from hf_fusion.tasks.clips import crop_clips
+    from hf_fusion.tasks import skipped_at_load
 
     data = DatasetDict(train=variable[0])
     plain = crop_clips(data, 1.0, seed=1, on_error="skip", cache_dir=tmp_path / "plain")
-    with crop_decode_workers(1):
-        fast = crop_clips(data, 1.0, seed=1, on_error="skip", cache_dir=tmp_path / "fast")
+    fast = crop_clips(data, 1.0, seed=1, on_error="skip", cache_dir=tmp_path / "fast", decode_workers=1)
     assert skipped_at_load(fast) == skipped_at_load(plain) and len(skipped_at_load(plain)["train"]) == 1
     a = np.asarray(plain["train"].with_format("numpy")["input_values"])
     b = np.asarray(fast["train"].with_format("numpy")["input_values"])
     assert a.shape == (len(SECONDS), 16000) and np.abs(a).max() > 0
     np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="decode workers"):
-        with crop_decode_workers(-2):
-            pass
+        crop_clips(data, 1.0, cache_dir=tmp_path / "bad", decode_workers=-2)
 
 
 def test_study_estimate_counts_vggish_flops():

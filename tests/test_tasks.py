@@ -13,8 +13,9 @@ import pytest
 import soundfile as sf
 from datasets import Audio, ClassLabel, Dataset, DatasetDict, Features, Value
 
+from hf_fusion import protocol
 from hf_fusion.tasks import (
-    PAPER_TASKS,
+    PAPER_TASK_SPECS,
     AudioDecodeError,
     audio_array,
     build_synthetic_suite,
@@ -104,7 +105,8 @@ def test_registry_matches_paper_table():
         spec = get_task(name)
         assert (spec.n_classes, spec.clip_seconds, spec.split_kind, spec.n_folds) == (n_classes, clip, kind, n_folds)
         assert spec.group == ("late" if name in ("esc50", "us8k", "gtzan") else "middle")
-    assert get_task("ESC50") is PAPER_TASKS["esc50"]
+    assert tuple(PAPER_TASK_SPECS) == protocol.PAPER_TASKS == tuple(PAPER_TABLE)
+    assert get_task("ESC50") is PAPER_TASK_SPECS["esc50"]
     assert get_task("esc50").folds == [1, 2, 3, 4, 5]
     assert get_task("esc50").hub.dataset_id == "ashraq/esc50"
     assert get_task("spcv2").hub.drop_labels == ("_silence_",)
@@ -575,7 +577,7 @@ def test_load_tasks_crops_inside_main_process_first(tmp_path, monkeypatch):
     import accelerate
 
     import hf_fusion.tasks
-    from hf_fusion import workflow
+    from hf_fusion.app import workflow
 
     events = []
 

@@ -178,7 +178,7 @@ def test_cli_layerwise_weighted_sum_on_a_tiny_ast(tmp_path, tiny_ast_model, caps
     """``hf-fusion layerwise --weighted-sum`` on a saved random tiny AST (12 layers of width 16), then
     ``select --study`` on its CSV; CREPE's layers differ in width and are refused before extraction."""
     from hf_fusion import FusedAudioFeatureExtractor
-    from hf_fusion.cli import main
+    from hf_fusion.app.cli import main
     from hf_fusion.tasks import build_synthetic_suite
 
     folder = tmp_path / "tiny-ast"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from ..feature_extraction_fusion import FusedAudioFeatureExtractor
+from ..models.feature_extraction_fusion import FusedAudioFeatureExtractor
 
 
 def load_checkpoint(path: str | Path, trust_pickle: bool = False):

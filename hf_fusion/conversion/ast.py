@@ -16,11 +16,12 @@ from pathlib import Path
 import torch
 from transformers import ASTModel, FeatureExtractionMixin
 
-from ..backbone_ast import (AUDIOSET_MEAN, AUDIOSET_STD, PAPER_CHECKPOINT, PRETRAINED_LENGTH_KEY,  # noqa: F401
-                             TIMM_LAYER_NORM_EPS, patch_grid)
-from ..configuration_fusion import AudioFusionConfig
-from ..feature_extraction_fusion import FusedAudioFeatureExtractor
-from ..modeling_fusion import AudioFusionModel
+from ..models.backbone_ast import PAPER_CHECKPOINT, ASTBackbone, PRETRAINED_LENGTH_KEY, TIMM_LAYER_NORM_EPS, patch_grid
+from ..models.frontends import AST_MEAN, AST_STD
+from ..models.configuration_fusion import AudioFusionConfig
+from ..models.feature_extraction_fusion import FusedAudioFeatureExtractor
+from ..models.modeling_fusion import AudioFusionModel
+from .registry import register_converter
 from ._checkpoint import check_keys, finish_conversion, load_checkpoint, state_dict_of
 
 ORIGINAL_CHECKPOINT_NAME = "audioset_10_10_0.4593.pth"
@@ -106,7 +107,7 @@ def convert_original_ast_checkpoint(
     are the ones the checkpoint was trained with (AudioSet AST: 1024 frames, 128 bins, stride 10: a
     12 x 101 patch grid, checked against ``pos_embed``); ``num_attention_heads`` defaults to
     hidden / 64 (DeiT: 3, 6, 12 heads). The front end is AudioSet's normalisation
-    (``hf_fusion.ast_protocol.set_ast_normalization`` switches to task statistics).
+    (``hf_fusion.app.task_model.set_input_normalization`` switches to task statistics).
     """
     state = state_dict_of(load_checkpoint(checkpoint, trust_pickle=trust_pickle), checkpoint)
     state = _strip_prefix(state, "module.")
@@ -144,7 +145,7 @@ def convert_original_ast_checkpoint(
             f"with stride ({frequency_stride}, {time_stride}) has a {f} x {t} patch grid -> (1, {2 + f * t}, {hidden}); "
             "pass the checkpoint's pretrained_max_length / num_mel_bins / strides"
         )
-    frontend = {"num_mel_bins": int(num_mel_bins), "mean": AUDIOSET_MEAN, "std": AUDIOSET_STD, "do_normalize": True,
+    frontend = {"num_mel_bins": int(num_mel_bins), "mean": AST_MEAN, "std": AST_STD, "do_normalize": True,
                 "normalization": "audioset"}
     model = _fused_model(backbone_config, fusion_layers, frontend, max_length)
     target = model.backbone.ast.state_dict()
@@ -201,3 +202,7 @@ def _fused_model(backbone_config: dict, fusion_layers, frontend: dict, max_lengt
     config = AudioFusionConfig(backbone="ast", backbone_config=backbone_config, fusion_layers=None if fusion_layers is None else list(fusion_layers),
                                frontend=frontend)
     return AudioFusionModel(config)
+
+
+register_converter(ASTBackbone, convert_ast_checkpoint, default_checkpoint=PAPER_CHECKPOINT,
+                   checkpoint_help=f"a transformers AST checkpoint (Hub id or folder) or timm .pth, e.g. {PAPER_CHECKPOINT}")

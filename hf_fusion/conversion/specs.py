@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..backbones import BACKBONES, get_backbone_class
+from ..models.backbones import BACKBONES
+from .registry import build_fused
 
 
 @dataclass(frozen=True)
@@ -39,4 +40,4 @@ def build_from_spec(spec: str | BackboneSpec, fusion_layers: Sequence[int] | Non
     """Build ``(AudioFusionModel, FusedAudioFeatureExtractor)`` for a CLI backbone name (the backbone's
     converter on its source; None = its default checkpoint, e.g. AST's paper checkpoint, CREPE tiny)."""
     spec = spec if isinstance(spec, BackboneSpec) else resolve_backbone_spec(spec)
-    return get_backbone_class(spec.backbone).build_fused(spec.source, fusion_layers, **{**spec.options, **kwargs})
+    return build_fused(spec.backbone, spec.source, fusion_layers, **{**spec.options, **kwargs})

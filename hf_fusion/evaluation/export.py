@@ -38,7 +38,7 @@ def classifier_from_probe(model, result, labels: Sequence[str], *, fold: int | N
         ``AudioFusionForAudioClassification`` in eval mode; ``config.probe`` describes the run
         (task, lr, seed, fold, its test and validation accuracy, the mean/std over seeds, clip length).
     """
-    from ..modeling_classification import AudioFusionForAudioClassification
+    from ..models.modeling_classification import AudioFusionForAudioClassification
 
     labels = [str(name) for name in labels]
     if len(labels) != result.num_classes:
@@ -88,7 +88,7 @@ def classifier_from_probe(model, result, labels: Sequence[str], *, fold: int | N
 def classifier_feature_extractor(config):
     """The ``FusedAudioFeatureExtractor`` of a classifier config: the fused model's front end plus the
     test crop ``config.probe["clip_samples"]``."""
-    from ..feature_extraction_fusion import FusedAudioFeatureExtractor
+    from ..models.feature_extraction_fusion import FusedAudioFeatureExtractor
 
     fe = FusedAudioFeatureExtractor.from_fusion_config(config)
     fe.clip_samples = (getattr(config, "probe", None) or {}).get("clip_samples")

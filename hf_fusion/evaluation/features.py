@@ -13,7 +13,7 @@ from typing import Mapping
 
 import numpy as np
 
-from ..protocol import SPLITS
+from ..protocol import SPLITS, VALID_FRACTION
 from ..tasks.folds import fold_split_indices, stratified_valid_indices
 
 
@@ -135,7 +135,7 @@ class TaskFeatures:
         return cls(num_classes=num_classes, folds=(X, y, fold), name=name)
 
 
-def stratified_valid_split(y: np.ndarray, fraction: float = 0.1, seed: int = 0) -> np.ndarray:
+def stratified_valid_split(y: np.ndarray, fraction: float = VALID_FRACTION, seed: int = 0) -> np.ndarray:
     """Boolean mask [n] of the stratified validation subset: ``stratified_valid_indices`` as a mask.
 
     Every class with at least 2 samples gets at least one validation sample and keeps at least one
@@ -149,7 +149,7 @@ def stratified_valid_split(y: np.ndarray, fraction: float = 0.1, seed: int = 0) 
     return mask
 
 
-def fold_problems(task: TaskFeatures, valid_fraction: float = 0.1, split_seed: int = 0):
+def fold_problems(task: TaskFeatures, valid_fraction: float = VALID_FRACTION, split_seed: int = 0):
     """Yield (fold_id, train (X, y), valid (X, y), test (X, y)) for each held-out fold, or one split problem.
 
     Split tasks yield a single problem with fold_id None. Fold tasks: ``task.test_folds`` (default all)

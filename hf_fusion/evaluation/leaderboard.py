@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from .selection import PAPER_TASKS, canonical_task
+from ..protocol import PAPER_TASKS
+from .selection import canonical_task
 
 VERSION_PACKAGES = ("hf-fusion", "torch", "transformers", "datasets", "evaluate", "huggingface_hub", "numpy")
 

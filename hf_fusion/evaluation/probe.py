@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..protocol import PAPER_LRS, PAPER_SEEDS
+from ..protocol import PAPER_LRS, PAPER_SEEDS, PROBE_BATCH_SIZE, PROBE_MAX_EPOCHS, PROBE_PATIENCE, VALID_FRACTION
 from .features import TaskFeatures, fold_problems
 
 DEFAULT_LRS = PAPER_LRS
@@ -41,10 +41,10 @@ class ProbeConfig:
 
     lrs: Sequence[float] = DEFAULT_LRS
     seeds: Sequence[int] = DEFAULT_SEEDS
-    batch_size: int = 200
-    max_epochs: int = 200
-    patience: int = 20
-    valid_fraction: float = 0.1
+    batch_size: int = PROBE_BATCH_SIZE
+    max_epochs: int = PROBE_MAX_EPOCHS
+    patience: int = PROBE_PATIENCE
+    valid_fraction: float = VALID_FRACTION
     split_seed: int = 0
     device: str = "cpu"
     dtype: torch.dtype = torch.float32
@@ -280,7 +280,7 @@ def _valid_history(correct: torch.Tensor, n_valid: int) -> np.ndarray:
 
 
 def train_batched(Xtr, ytr, Xva, yva, Xte, yte, num_classes: int, lrs: Sequence[float], seeds: Sequence[int],
-                  batch_size: int = 200, max_epochs: int = 200, patience: int = 20,
+                  batch_size: int = PROBE_BATCH_SIZE, max_epochs: int = PROBE_MAX_EPOCHS, patience: int = PROBE_PATIENCE,
                   device="cpu", dtype=torch.float32, record_history: bool = False) -> TrainOutput:
     """Train len(lrs) x len(seeds) linear classifiers as one tensor program.
 
@@ -348,7 +348,7 @@ def train_batched(Xtr, ytr, Xva, yva, Xte, yte, num_classes: int, lrs: Sequence[
 
 
 def train_sequential(Xtr, ytr, Xva, yva, Xte, yte, num_classes: int, lrs: Sequence[float], seeds: Sequence[int],
-                     batch_size: int = 200, max_epochs: int = 200, patience: int = 20,
+                     batch_size: int = PROBE_BATCH_SIZE, max_epochs: int = PROBE_MAX_EPOCHS, patience: int = PROBE_PATIENCE,
                      device="cpu", dtype=torch.float32, record_history: bool = False) -> TrainOutput:
     """Reference trainer: one `nn.Linear` + `torch.optim.Adam` per (lr, seed), run one after another.
 

@@ -18,11 +18,10 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from ..protocol import PAPER_LATE_TASKS, PAPER_TASKS, SELECT_ON
 from .study import BASELINE_LAYERS
 from .study import layer_sort_key as _layer_key
 
-PAPER_TASKS = ("esc50", "us8k", "spcv2", "vc1", "voxforge", "cremad", "gtzan", "nsynth", "surge")
-PAPER_LATE_TASKS = ("esc50", "us8k", "gtzan")
 _ALIASES = {"vf": "voxforge", "crmd": "cremad", "urbansound8k": "us8k", "speechcommandsv2": "spcv2",
             "voxceleb1": "vc1", "nsynthinstrument": "nsynth"}
 
@@ -93,9 +92,6 @@ class LayerChoice:
 
             Path(path).write_text(text)
         return text
-
-
-SELECT_ON = ("valid", "test")
 
 
 def _as_matrix(table, select_on: str) -> tuple[dict[str, dict], str]:

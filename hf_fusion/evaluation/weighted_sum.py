@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..protocol import PROBE_BATCH_SIZE, PROBE_MAX_EPOCHS, PROBE_PATIENCE
 from .features import SPLITS, TaskFeatures
 from .probe import (BatchedAdam, EarlyStopping, ProbeConfig, ProbeResult, TrainOutput, init_linear,
                     probe_config, run_protocol)
@@ -103,7 +104,7 @@ def _member_logits(X: torch.Tensor, w: torch.Tensor, W: torch.Tensor, b: torch.T
 
 
 def train_weighted_sum(Xtr, ytr, Xva, yva, Xte, yte, num_classes: int, lrs: Sequence[float], seeds: Sequence[int],
-                       batch_size: int = 200, max_epochs: int = 200, patience: int = 20, device="cpu",
+                       batch_size: int = PROBE_BATCH_SIZE, max_epochs: int = PROBE_MAX_EPOCHS, patience: int = PROBE_PATIENCE, device="cpu",
                        dtype=torch.float32, record_history: bool = False, num_layers: int = 1) -> WeightedSumOutput:
     """Train len(lrs) x len(seeds) weighted-sum probes as one tensor program (the probe's trainer signature).
 

@@ -10,9 +10,6 @@ digests: docs/design.md.
 
 from __future__ import annotations
 
-import json
-import os
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,41 +17,14 @@ from typing import Any
 import numpy as np
 from datasets import Dataset
 
-from ..tasks.clips import SOURCE_ROW, TRAIN_CROPS_SPLIT
-from ..tasks.folds import ALL_SPLIT
+from ..data.columns import ALL_SPLIT, SOURCE_ROW, TRAIN_CROPS_SPLIT
+from ..data.storage import read_json
+from ..models.backbone_base import layer_numbers
 from .integrity import check_shard
 
 META = "meta.json"
 PLAN = "plan.json"
 SHARDS = "shards"
-
-
-def default_cache_root() -> Path:
-    """``$HF_FUSION_CACHE`` or ``~/.cache/hf_fusion``."""
-    env = os.environ.get("HF_FUSION_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "hf_fusion"
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    """Write JSON to a temporary file beside ``path`` and ``os.replace`` it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=True, default=str)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def read_json(path: Path) -> dict | None:
-    """The JSON object at ``path``, or None when missing or unreadable (a corrupt marker = not complete)."""
-    try:
-        with open(path) as f:
-            obj = json.load(f)
-        return obj if isinstance(obj, dict) else None
-    except (OSError, ValueError):
-        return None
 
 
 def group_name(layers: Sequence[int]) -> str:
@@ -192,13 +162,12 @@ class FeatureCache:
         return split
 
     def resolve_layers(self, layers: int | str | Sequence[int]) -> list[int]:
-        if layers == "fusion":
+        """``"fusion"`` / ``"all"`` / a layer number or list (checked: never ``"12"`` -> [1, 2])."""
+        if isinstance(layers, str) and layers == "fusion":
             return self.fusion_layers
-        if layers == "all":
+        if isinstance(layers, str) and layers == "all":
             return self.layers
-        if isinstance(layers, (int, np.integer)):
-            return [int(layers)]
-        return [int(layer) for layer in layers]
+        return layer_numbers(layers, f"{self.task_name}: layers")
 
     def _group_for(self, split: str, layers: list[int]) -> SplitCache:
         for g in self._groups[self._check_split(split)]:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,25 +25,16 @@ from datasets import Audio, ClassLabel, Dataset, DatasetDict, Features, List, Va
 from datasets.utils.tqdm import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 from tqdm.auto import tqdm
 
-from .cache import (
-    META,
-    PLAN,
-    SHARDS,
-    FeatureCache,
-    atomic_write_json,
-    default_cache_root,
-    group_name,
-    layer_column,
-    read_json,
-)
-from ..fusion import temporal_pool
-from .windows import can_window, default_context, windowed_embedding
-from .bucketing import bucketed_batches, contiguous_batches
-from .decoding import ClipFeeder, DecodeFailure, check_workers
+from ..data.bucketing import bucketed_batches, contiguous_batches
+from ..data.columns import SOURCE_ROW, skipped_at_load
+from ..data.decoding import AudioDecodeError, ClipFeeder, DecodeFailure, check_on_error, check_workers, decode_audio
+from ..data.fingerprints import dataset_fingerprint
+from ..data.storage import atomic_write_json, default_cache_root, read_json
+from ..models.fusion import temporal_pool
+from .cache import META, PLAN, SHARDS, FeatureCache, group_name, layer_column
+from .identity import model_key
 from .precision import backbone_autocast, resolve_dtype
-from ..tasks.clips import SOURCE_ROW
-from ..tasks.validate import AudioDecodeError, decode_audio, skipped_at_load
-from .identity import dataset_fingerprint, model_key
+from .windows import can_window, default_context, windowed_embedding
 from .integrity import remember_moved, shard_checksum, shard_problem
 from .locks import FileLock, barrier, clean_temporaries, locked, work_dir
 
@@ -140,7 +131,7 @@ def extract_features(
     layers: str | int | Sequence[int] | None = "all",
     batch_size: int = 16,
     cache_dir: str | os.PathLike | None = None,
-    on_error: Literal["raise", "skip"] = "raise",
+    on_error: str = "raise",
     batches_per_shard: int = 16,
     accelerator=None,
     progress: bool = True,
@@ -190,8 +181,7 @@ def extract_features(
     Returns:
         A :class:`FeatureCache` of the task (``.load(layer_or_layers, split) -> (X, y)``).
     """
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    check_on_error(on_error)
     if batch_size < 1 or batches_per_shard < 1:
         raise ValueError(f"batch_size and batches_per_shard must be >= 1, got {batch_size}, {batches_per_shard}")
     check_workers(decode_workers)  # before any work

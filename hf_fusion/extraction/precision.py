@@ -16,12 +16,11 @@ from typing import Iterator
 
 import torch
 
+from ..protocol import DTYPES as DTYPE_NAMES
+
 #: accepted names -> torch dtype
-DTYPES = {
-    "fp32": torch.float32, "float32": torch.float32,
-    "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
-    "fp16": torch.float16, "float16": torch.float16,
-}
+_BY_NAME = dict(zip(DTYPE_NAMES, (torch.float32, torch.bfloat16, torch.float16)))
+DTYPES = {**_BY_NAME, **{str(dtype).removeprefix("torch."): dtype for dtype in _BY_NAME.values()}}
 
 
 def resolve_dtype(dtype) -> torch.dtype:
@@ -38,7 +37,7 @@ def resolve_dtype(dtype) -> torch.dtype:
 
 def dtype_name(dtype) -> str:
     """Canonical short name: ``"fp32"``, ``"bf16"`` or ``"fp16"``."""
-    return {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[resolve_dtype(dtype)]
+    return {torch_dtype: name for name, torch_dtype in _BY_NAME.items()}[resolve_dtype(dtype)]
 
 
 @contextmanager

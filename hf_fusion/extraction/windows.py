@@ -14,11 +14,11 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..fusion import POOLINGS
+from ..models.fusion import POOLINGS
 
 
 def window_rule(model):
-    """The backbone's :class:`~hf_fusion.backbone_base.WindowRule` for ``model``'s front end, or None."""
+    """The backbone's :class:`~hf_fusion.models.backbone_base.WindowRule` for ``model``'s front end, or None."""
     return model.config.backbone_class.window_rule(dict(model.config.frontend or {}))
 
 

@@ -15,18 +15,15 @@ _EXPORTS = {
     "render_model_card": "cards",
     "templates_dir": "cards",
     "install_in_hf_cache": "offline_cache",
-    "PRESETS": "presets",
     "FusionPreset": "presets",
     "build_preset": "presets",
     "convert_checkpoint": "presets",
     "get_preset": "presets",
     "PublishError": "publish",
     "assemble_repo_folder": "publish",
-    "build_push_parser": "publish",
     "check_repo_folder": "publish",
     "publish_model": "publish",
     "push_folder": "publish",
-    "run_push": "publish",
     "upload_plan": "publish",
 }
 

@@ -19,20 +19,12 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from ..protocol import PAPER_TASK_NAMES
+
 #: template of backbones that are not registered (each registered backbone names its own, ``card_template``)
 GENERIC_TEMPLATE = "hf_encoder.md"
 #: task id (the ``task`` column) -> dataset name shown on the Hub.
-TASK_DISPLAY_NAMES = {
-    "esc50": "ESC-50",
-    "us8k": "UrbanSound8K",
-    "spcv2": "Speech Commands V2",
-    "vc1": "VoxCeleb1",
-    "voxforge": "VoxForge",
-    "cremad": "CREMA-D",
-    "gtzan": "GTZAN",
-    "nsynth": "NSynth",
-    "surge": "Surge synthesizer pitch",
-}
+TASK_DISPLAY_NAMES = PAPER_TASK_NAMES
 METRIC_NAME = "Accuracy (linear probe)"
 TEMPLATES_ENV = "HF_FUSION_CARD_TEMPLATES"
 
@@ -55,7 +47,7 @@ def templates_dir() -> Path:
 
 
 def _backbone_class(backbone: str):
-    from ..backbones import BACKBONES
+    from ..models.backbones import BACKBONES
 
     return BACKBONES.get(backbone)
 
@@ -76,15 +68,6 @@ def paper_layers(backbone: str) -> list[int] | None:
     """The layers the paper fused for ``backbone`` (Table III), None where the paper did not use it."""
     cls = _backbone_class(backbone)
     return None if cls is None or cls.paper_layers is None else list(cls.paper_layers)
-
-
-def __getattr__(name: str):
-    """``TEMPLATE_FOR_BACKBONE`` (backbone -> template), computed from the registry on access."""
-    if name == "TEMPLATE_FOR_BACKBONE":
-        from ..backbones import BACKBONES
-
-        return {backbone: cls.card_template for backbone, cls in BACKBONES.items()}
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ---------------------------------------------------------------- evaluation files

@@ -1,9 +1,9 @@
 """The published fused models as presets: backbone + layers + how to convert the original checkpoint.
 
-Built from the backbone classes' own facts (``preset()`` layers, ``default_checkpoint``,
-``checkpoint_help``, ``converter``), read from ``hf_fusion.backbones.BACKBONES`` on every access, so a
+Built from the backbone classes' ``preset()`` layers and their registered converters
+(``hf_fusion.conversion.CONVERTERS``: default checkpoint, checkpoint help), read on every access, so a
 backbone registered later has its preset too. Repo names come from ONE rule,
-:func:`hf_fusion.naming.fusion_model_name` (``ast`` + [5, 12] -> ``ast-fusion-5-12``).
+:func:`hf_fusion.models.naming.fusion_model_name` (``ast`` + [5, 12] -> ``ast-fusion-5-12``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..naming import fusion_model_name
+from ..models.naming import fusion_model_name
 
 
 @dataclass(frozen=True)
@@ -30,18 +30,20 @@ class FusionPreset:
         return fusion_model_name(self.backbone, self.fusion_layers)
 
 
-def _backbones():
-    from ..backbones import BACKBONES  # imports torch: only when presets are used, never by the CLI parser
+def _converters():
+    """{backbone class: Converter} (imports torch: only when presets are used, never by the CLI parser)."""
+    from ..conversion import CONVERTERS
 
-    return BACKBONES
+    return CONVERTERS
 
 
 def presets() -> dict[str, FusionPreset]:
-    """Preset name (``fusion_model_name(backbone, layers)``) -> preset, one per backbone with preset layers."""
+    """Preset name (``fusion_model_name(backbone, layers)``) -> preset, one per convertible backbone with
+    preset layers."""
     out = {}
-    for cls in _backbones().values():
+    for cls, converter in _converters().items():
         if cls.preset() is not None:
-            preset = FusionPreset(cls.name, tuple(cls.preset()), cls.default_checkpoint, cls.checkpoint_help)
+            preset = FusionPreset(cls.name, tuple(cls.preset()), converter.default_checkpoint, converter.checkpoint_help)
             out[preset.name] = preset
     return out
 
@@ -52,27 +54,8 @@ def preset_for_backbone() -> dict[str, FusionPreset]:
 
 
 def converters() -> dict[str, str]:
-    """Backbone -> its converter's name in :mod:`hf_fusion.conversion`."""
-    return {name: cls.converter for name, cls in _backbones().items() if cls.converter}
-
-
-def __getattr__(name: str):
-    """``PRESETS``, ``PRESET_FOR_BACKBONE`` and ``CONVERTERS`` (name -> (converter name,)) computed on access."""
-    if name == "PRESETS":
-        return presets()
-    if name == "PRESET_FOR_BACKBONE":
-        return preset_for_backbone()
-    if name == "CONVERTERS":
-        return {backbone: (function,) for backbone, function in converters().items()}
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def converter_available(backbone: str) -> bool:
-    """Whether :mod:`hf_fusion.conversion` provides the converter of ``backbone``."""
-    import importlib
-
-    function = converters().get(backbone)
-    return function is not None and hasattr(importlib.import_module("hf_fusion.conversion"), function)
+    """Convertible backbone name -> its converter function's name."""
+    return {cls.name: converter.function.__name__ for cls, converter in _converters().items()}
 
 
 # ---------------------------------------------------------------- public API
@@ -100,12 +83,12 @@ def convert_checkpoint(
     preset); ``checkpoint`` None = the preset's default (AST's paper checkpoint id, CREPE ``tiny``).
     ``options`` go to the converter (e.g. ``sample_rate=32000`` for CNN14, ``trust_pickle=True``).
     """
-    available = converters()
-    if backbone not in available:
-        raise ValueError(f"no converter for backbone {backbone!r}; convertible backbones: {sorted(available)}")
+    from ..conversion import build_fused, converter_for
+
+    converter_for(backbone)  # the error lists the convertible backbones
     output_dir = Path(output_dir)
     source = None if checkpoint is None else str(checkpoint)
-    result = _backbones()[backbone].build_fused(source, fusion_layers, output_dir=output_dir, **options)
+    result = build_fused(backbone, source, fusion_layers, output_dir=output_dir, **options)
     if not (output_dir / "config.json").is_file():
         # a converter that only returns (model, feature_extractor): save them here
         model, extractor = result if isinstance(result, tuple) else (result, None)

@@ -10,29 +10,24 @@ pushed the same way; its card (pipeline_tag audio-classification) reports its ow
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
 import shutil
-import sys
 import tempfile
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import hf_fusion  # noqa: F401  (registers the Auto classes and the remote-code auto_map)
-from hf_fusion.configuration_fusion import fusion_model_name
-from hf_fusion.feature_extraction_fusion import FusedAudioFeatureExtractor
-from hf_fusion.modeling_classification import AudioFusionForAudioClassification
-from hf_fusion.modeling_fusion import AudioFusionModel
-from hf_fusion.naming import repo_name_conflicts
+from hf_fusion.models.configuration_fusion import fusion_model_name
+from hf_fusion.models.feature_extraction_fusion import FusedAudioFeatureExtractor
+from hf_fusion.models.modeling_classification import AudioFusionForAudioClassification
+from hf_fusion.models.modeling_fusion import AudioFusionModel
+from hf_fusion.models.naming import repo_name_conflicts
 
 from .cards import CARD_OPTIONS, render_model_card, results_summary
-from . import presets
 from .classifier_card import classifier_model_name, classifier_summary, render_classifier_card
-from .presets import convert_checkpoint, get_preset
 
 
 class PublishError(RuntimeError):
@@ -62,7 +57,7 @@ def backbone_aliases(config) -> tuple[str, ...]:
 
 def check_repo_name(repo_id: str, backbone: str, layers, aliases: tuple[str, ...] = (), force: bool = False) -> None:
     """Refuse a repo name that contradicts the model (another backbone, other layer numbers; see
-    :func:`hf_fusion.naming.repo_name_conflicts`) unless ``force`` (``--force-name``)."""
+    :func:`hf_fusion.models.naming.repo_name_conflicts`) unless ``force`` (``--force-name``)."""
     org, name = repo_id.split("/")
     problems = repo_name_conflicts(name, backbone, list(layers), aliases)
     if problems and not force:
@@ -384,99 +379,3 @@ def publish_model(
     finally:
         if temporary and not dry_run:
             shutil.rmtree(folder, ignore_errors=True)
-
-
-# ---------------------------------------------------------------- command line
-# The push options live in hf_fusion.cli (import-free, so `hf-fusion push --help` is fast); re-exported here.
-
-from hf_fusion.cli import _option, add_push_arguments, build_push_parser  # noqa: E402,F401
-
-
-def run_push(args: argparse.Namespace) -> int:
-    """Run ``hf-fusion push``; returns the exit code: 0 ok, 2 bad input (one clear line on stderr, nothing
-    uploaded), 1 the Hub refused (e.g. a bad token)."""
-    from huggingface_hub.errors import HfHubHTTPError
-
-    try:
-        return _run_push(args)
-    except HfHubHTTPError as err:  # bad token, no write access, ...: the Hub's own message
-        print(f"hf-fusion push: the Hub refused the upload: {err}", file=sys.stderr)
-        return 1
-    except (PublishError, ValueError, OSError, NotImplementedError) as err:
-        print(f"hf-fusion push: error: {err}", file=sys.stderr)
-        return 2
-
-
-def _run_push(args: argparse.Namespace) -> int:
-    sources = [name for name in ("model", "preset", "backbone") if getattr(args, name)]
-    if len(sources) != 1:
-        raise PublishError("give exactly one of --model DIR, --preset NAME or --backbone NAME (with --checkpoint)")
-    if args.model and (args.checkpoint or args.layers):
-        raise PublishError("--checkpoint/--layers convert an original checkpoint: use them with --preset or --backbone")
-    backbone = get_preset(args.preset).backbone if args.preset else args.backbone
-    if args.backbone and args.backbone not in presets.converters():
-        raise PublishError(f"--backbone {args.backbone!r}: no converter; convertible backbones: "
-                           f"{sorted(presets.converters())}")
-    preset_for_backbone = presets.preset_for_backbone()
-    layers = args.layers or (list(get_preset(args.preset).fusion_layers) if args.preset else None)
-    if args.repo_id and args.org:
-        raise PublishError("give --repo-id or --org, not both")
-    if args.org:
-        if args.model:
-            config = AudioFusionModel.config_class.from_pretrained(args.model)
-            name = classifier_model_name(config) if is_classifier_folder(args.model) else config.fusion_name
-        else:
-            preset = preset_for_backbone.get(backbone)
-            if not layers and preset is None:
-                raise PublishError(f"--org needs --layers for backbone {backbone!r} (or give --repo-id org/name)")
-            name = fusion_model_name(backbone, layers or preset.fusion_layers)
-        repo_id = f"{args.org}/{name}"
-    elif args.repo_id:
-        repo_id = args.repo_id
-    else:
-        raise PublishError("give --repo-id org/name (or --org ORG to use the fused model's name)")
-    validate_hub_repo_id(repo_id)
-    early_layers = layers or getattr(preset_for_backbone.get(backbone), "fusion_layers", None)
-    from hf_fusion.backbones import get_backbone_class
-
-    knowable = backbone is not None and get_backbone_class(backbone).repo_aliases(None) is not None
-    if not args.model and knowable and early_layers:  # before converting (a folder, or hf: once loaded)
-        check_repo_name(repo_id, backbone, early_layers, force=args.force_name)
-    token = None if args.dry_run else resolve_token(args.token)  # fail before any conversion or upload
-
-    with tempfile.TemporaryDirectory(prefix="hf-fusion-convert-") as tmp:
-        model = args.model
-        source_checkpoint = None
-        if model is None:
-            source_checkpoint = args.checkpoint
-            model = convert_checkpoint(backbone, args.checkpoint, layers, Path(tmp) / "converted", **dict(args.option))
-            if source_checkpoint is None and backbone in preset_for_backbone:
-                source_checkpoint = preset_for_backbone[backbone].default_checkpoint
-            elif Path(source_checkpoint).exists():
-                source_checkpoint = Path(source_checkpoint).name  # no local paths in a public card
-        options = {name: getattr(args, name) for name in PUSH_OPTIONS + CARD_OPTIONS if name != "source_checkpoint"}
-        result = publish_model(model, repo_id, out_dir=args.out, token=token, source_checkpoint=source_checkpoint,
-                               **options)
-    plan = format_upload_plan(
-        result.files, repo_id, private=args.private, revision=args.revision, create_pr=args.create_pr
-    )
-    if args.dry_run:
-        print(f"Dry run: would upload {plan}")
-        print(f"Nothing was uploaded; the repo folder is {result.folder}")
-    else:
-        print(f"Uploaded {plan}")
-        url = getattr(result.commit, "pr_url", None) or getattr(result.commit, "commit_url", None)
-        if url:
-            print(url)
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``scripts/push_fusion_model.py`` (same options as ``hf-fusion push``)."""
-    parser = argparse.ArgumentParser(
-        prog="push_fusion_model.py",
-        description="Assemble a fused model's Hub repo folder (card, weights, remote code) and upload it "
-        "(or only build it with --dry-run).",
-    )
-    add_push_arguments(parser, sorted(presets.presets()), sorted(presets.converters()))
-    return run_push(parser.parse_args(argv))

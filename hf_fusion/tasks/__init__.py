@@ -4,7 +4,7 @@ clip cropping, audio checks and the offline synthetic suite."""
 from .clips import audio_array, clip_samples, crop_clips, crop_or_pad, crop_start, make_clip_fn
 from .folds import available_folds, fold_splits, iter_folds, stratified_valid_indices
 from .registry import (
-    PAPER_TASKS,
+    PAPER_TASK_SPECS,
     SYNTHETIC_TASKS,
     HubSource,
     TaskSpec,
@@ -15,17 +15,20 @@ from .sources import (
     is_saved_dataset,
     load_audiofolder_task,
     load_hub_task,
+    load_synthetic_task,
     load_task,
     load_task_dir,
     normalize_task_data,
     read_metadata,
     sorted_label_names,
 )
-from .synthetic import build_synthetic_suite, build_synthetic_task, load_synthetic_task, synth_clip
-from .validate import AudioDecodeError, UnreadableAudioError, check_audio, skipped_at_load
+from .synthetic import build_synthetic_suite, build_synthetic_task, synth_clip
+from ..data.columns import skipped_at_load
+from ..data.decoding import AudioDecodeError
+from .validate import UnreadableAudioError, check_audio
 
 __all__ = [
-    "PAPER_TASKS", "SYNTHETIC_TASKS", "HubSource", "TaskSpec", "get_task", "list_tasks",
+    "PAPER_TASK_SPECS", "SYNTHETIC_TASKS", "HubSource", "TaskSpec", "get_task", "list_tasks",
     "load_task", "load_task_dir", "load_audiofolder_task", "load_hub_task", "normalize_task_data",
     "read_metadata", "sorted_label_names", "is_saved_dataset",
     "fold_splits", "iter_folds", "available_folds", "stratified_valid_indices",

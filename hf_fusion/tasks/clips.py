@@ -14,14 +14,20 @@ from __future__ import annotations
 
 import os
 import warnings
-from contextlib import contextmanager, nullcontext
+import functools
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterable, Literal, Optional, Union
+from typing import Callable, Iterable, Optional, Union
 
 import numpy as np
 from datasets import Audio, Dataset, DatasetDict, List, Value
 
-from .validate import SKIPPED_ATTR, AudioDecodeError, UnreadableAudioError, decode_audio
+from ..data.bucketing import contiguous_batches
+from ..data.columns import SKIPPED_ATTR
+from ..data.decoding import AudioDecodeError, ClipFeeder, DecodeFailure, check_on_error, check_workers, decode_audio
+from ..data.fingerprints import dataset_fingerprint
+from ..data.storage import default_cache_root
+from .validate import UnreadableAudioError
 
 RANDOM_CROP_SPLITS = ("train", "valid")
 #: temporary column of the crop map: the decode error of the row ("" when it decoded)
@@ -108,8 +114,9 @@ def crop_clips(
     output_column: str = "input_values",
     keep_audio: bool = True,
     num_proc: Optional[int] = None,
-    on_error: Literal["raise", "skip"] = "raise",
+    on_error: str = "raise",
     cache_dir: Union[str, os.PathLike, None] = None,
+    decode_workers: int = 0,
 ) -> DatasetDict:
     """Add a fixed-length ``output_column`` (float32 samples) to every split of ``data``.
 
@@ -124,12 +131,16 @@ def crop_clips(
     ``"skip"`` drops their rows, warns once naming them, and records them on the result
     (``hf_fusion.tasks.validate.skipped_at_load(result)`` -> ``{split: [files]}``).
 
+    ``decode_workers`` > 0 decodes + resamples in that many spawned processes feeding the map in row
+    order (the same samples bit for bit, the same crop file; a kept crop file starts none).
+
     Memory: the crops are written to an arrow file under ``cache_dir`` (default
     ``$HF_FUSION_CACHE/clips``, see :func:`crop_cache_file`) in bounded batches and memory-mapped,
     so memory does not grow with the number of clips; a later load of the same files with the same
     settings reuses the file.
     """
-    _check_on_error(on_error)
+    check_on_error(on_error)
+    check_workers(decode_workers, "decode workers")
     random_splits = set(random_splits)
     out, skipped = {}, {}
     for split, ds in data.items():
@@ -143,11 +154,9 @@ def crop_clips(
             )
         n = clip_samples(clip_seconds, feat.sampling_rate)
         random_crop = split in random_splits
-        decoder = Audio(sampling_rate=feat.sampling_rate)
-
-        def fn(example: dict, index: int, _random=random_crop, _decoder=decoder, _n=n) -> dict:
+        def fn(example: dict, index: int, decode, _random=random_crop, _n=n) -> dict:
             try:
-                wave = _decode(example[audio_column], index, _decoder)
+                wave = decode(example[audio_column], index)
             except AudioDecodeError as err:
                 return {output_column: np.zeros(_n, np.float32), _ERROR: _error_text(err)}
             return {output_column: crop_or_pad(wave, _n, crop_start(len(wave), _n, _random, seed, index)), _ERROR: ""}
@@ -155,7 +164,7 @@ def crop_clips(
         settings = {"kind": "split", "n": n, "sr": feat.sampling_rate, "random": random_crop, "seed": seed,
                     "output": output_column}
         mapped = _map_undecoded(ds, fn, audio_column, {output_column: List(Value("float32"), length=n)}, num_proc,
-                                f"crop {split} to {clip_seconds} s", cache_dir, settings, n)
+                                f"crop {split} to {clip_seconds} s", cache_dir, settings, n, decode_workers)
         mapped, skipped[split] = _drop_bad_rows(mapped, on_error, f"split {split!r}")
         if not keep_audio:
             mapped = mapped.remove_columns(audio_column)
@@ -163,11 +172,6 @@ def crop_clips(
     result = DatasetDict(out)
     setattr(result, SKIPPED_ATTR, {split: names for split, names in skipped.items() if names})
     return result
-
-
-def _check_on_error(on_error: str) -> None:
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
 
 
 def _error_text(err: AudioDecodeError) -> str:
@@ -179,15 +183,12 @@ def crop_cache_file(ds: Dataset, audio_column: str, settings: dict,
     """The arrow file holding the crops of ``ds`` with ``settings`` (clip samples, rate, seed, ...).
 
     Keyed by a digest of the split's content (audio paths + size + mtime or embedded bytes, labels and
-    every other column, row order; ``hf_fusion.extraction.identity.dataset_fingerprint``), the crop
+    every other column, row order; ``hf_fusion.data.fingerprints.dataset_fingerprint``), the crop
     settings and :data:`CROP_CACHE_VERSION`: the same files and settings give the same file, any change
     another. Folder: ``cache_dir``, default ``$HF_FUSION_CACHE/clips`` (``~/.cache/hf_fusion/clips``).
     """
     import hashlib
     import json
-
-    from hf_fusion.extraction.cache import default_cache_root  # lazy: extraction imports this module
-    from hf_fusion.extraction.identity import dataset_fingerprint
 
     folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_root() / "clips"
     others = tuple(c for c in ds.column_names if c not in (audio_column, "label"))
@@ -197,64 +198,45 @@ def crop_cache_file(ds: Dataset, audio_column: str, settings: dict,
     return folder / f"crop-{digest}.arrow"
 
 
-#: decode processes of the crop maps (:func:`crop_decode_workers`); 0 = decode in the map itself
-_CROP_WORKERS = {"workers": 0, "stream": None}
+class _RowDecoder:
+    """Decodes the rows of one crop map in row order: in the map itself (``decode_audio``), or by taking
+    each row's clip from decode workers (the same samples bit for bit)."""
+
+    def __init__(self, decoder: Audio, stream=None):
+        self.decoder, self.stream = decoder, stream
+
+    def __call__(self, value: dict, index: int) -> np.ndarray:
+        if self.stream is None:
+            return decode_audio(value, index, self.decoder)
+        row, clip = next(self.stream)
+        if row != index:
+            raise RuntimeError(f"crop decode workers delivered row {row} for row {index}")
+        if isinstance(clip, DecodeFailure):
+            raise AudioDecodeError(clip.name, clip.reason)
+        return clip
 
 
 @contextmanager
-def crop_decode_workers(workers: int):
-    """Within the block, cropping decodes + resamples in ``workers`` spawned processes feeding the crop map in
-    row order (``hf_fusion.extraction.decoding.ClipFeeder``): the same samples bit for bit, the same crop
-    file; used by ``hf-fusion --decode-workers``. Reused crop files start no workers."""
-    from hf_fusion.extraction.decoding import check_workers  # lazy: extraction imports this module
-
-    before = _CROP_WORKERS["workers"]
-    _CROP_WORKERS["workers"] = check_workers(workers, "decode workers")
-    try:
-        yield
-    finally:
-        _CROP_WORKERS["workers"] = before
-
-
-def _decode(value: dict, index: int, decoder: Audio) -> np.ndarray:
-    """``decode_audio`` of row ``index``, or its clip from the decode workers when they run (same samples)."""
-    stream = _CROP_WORKERS["stream"]
-    if stream is None:
-        return decode_audio(value, index, decoder)
-    from hf_fusion.extraction.decoding import DecodeFailure
-
-    row, clip = next(stream)
-    if row != index:
-        raise RuntimeError(f"crop decode workers delivered row {row} for row {index}")
-    if isinstance(clip, DecodeFailure):
-        raise AudioDecodeError(clip.name, clip.reason)
-    return clip
-
-
-@contextmanager
-def _crop_stream(raw: Dataset, audio_column: str, sampling_rate: int):
-    """Decode workers for one crop map (rows in order), when ``crop_decode_workers`` asked for them."""
-    workers = _CROP_WORKERS["workers"]
+def _row_decoder(raw: Dataset, audio_column: str, sampling_rate: int, workers: int):
+    """A :class:`_RowDecoder` for one crop map; ``workers`` > 0 decodes in that many spawned processes
+    (``hf_fusion.data.decoding.ClipFeeder``), stopped when the block ends."""
+    decoder = Audio(sampling_rate=sampling_rate)
     if not workers or len(raw) == 0:
-        yield
+        yield _RowDecoder(decoder)
         return
-    from hf_fusion.extraction.bucketing import contiguous_batches
-    from hf_fusion.extraction.decoding import ClipFeeder
-
     plan = contiguous_batches(range(len(raw)), 16)
     with ClipFeeder(raw, audio_column, sampling_rate, workers) as feeder:
-        _CROP_WORKERS["stream"] = ((row, clip) for rows, clips in zip(plan, feeder.batches(plan))
-                                   for row, clip in zip(rows, clips))
-        try:
-            yield
-        finally:
-            _CROP_WORKERS["stream"] = None
+        yield _RowDecoder(decoder, ((row, clip) for rows, clips in zip(plan, feeder.batches(plan))
+                                    for row, clip in zip(rows, clips)))
 
 
 def _map_undecoded(ds: Dataset, fn, audio_column: str, new_features: dict, num_proc, desc: str,
-                   cache_dir=None, settings: Optional[dict] = None, clip_samples_per_row: int = 1) -> Dataset:
-    """``ds.map(fn, with_indices=True)`` with the audio column undecoded ({"path", "bytes"}: ``fn`` decodes
-    it and catches bad files) plus ``new_features`` and the error column; the Audio feature is restored.
+                   cache_dir=None, settings: Optional[dict] = None, clip_samples_per_row: int = 1,
+                   decode_workers: int = 0) -> Dataset:
+    """``ds.map(fn, with_indices=True)`` with the audio column undecoded ({"path", "bytes"}: ``fn(example,
+    index, decode=...)`` decodes it with ``decode(value, index)`` and catches bad files) plus ``new_features``
+    and the error column; the Audio feature is restored. ``decode_workers`` > 0: the clips are decoded in
+    that many processes ahead of the map (same samples, same file).
 
     The output goes to :func:`crop_cache_file` (reused when present), flushed every ~4 MiB of clips,
     and is read back memory-mapped: memory does not grow with the number of rows."""
@@ -269,15 +251,17 @@ def _map_undecoded(ds: Dataset, fn, audio_column: str, new_features: dict, num_p
     writer_rows = max(1, min(1000, _WRITER_BYTES // max(row_bytes, 1)))
     kwargs = dict(with_indices=True, features=features, num_proc=num_proc, desc=desc, writer_batch_size=writer_rows,
                   new_fingerprint=cache_file.stem)
-    parallel = num_proc is None and not cache_file.exists() and feat.sampling_rate is not None
+    workers = decode_workers if num_proc is None and not cache_file.exists() else 0  # a kept file needs none
     try:
-        with _crop_stream(raw, audio_column, feat.sampling_rate) if parallel else nullcontext():
-            mapped = raw.map(fn, cache_file_name=str(cache_file), load_from_cache_file=True, **kwargs)
+        with _row_decoder(raw, audio_column, feat.sampling_rate, workers) as decode:
+            mapped = raw.map(functools.partial(fn, decode=decode), cache_file_name=str(cache_file),
+                             load_from_cache_file=True, **kwargs)
     except Exception:
         if not cache_file.exists():
             raise
         # an unreadable cache file (cut by a full disk, edited): compute it again
-        mapped = raw.map(fn, cache_file_name=str(cache_file), load_from_cache_file=False, **kwargs)
+        mapped = raw.map(functools.partial(fn, decode=_RowDecoder(Audio(sampling_rate=feat.sampling_rate))),
+                         cache_file_name=str(cache_file), load_from_cache_file=False, **kwargs)
     return mapped.cast_column(audio_column, feat)
 
 
@@ -310,12 +294,6 @@ def with_row_column(ds: Dataset, name: str) -> Dataset:
     return ds.add_column(name, np.arange(len(ds), dtype=np.int64))
 
 
-#: split of fold data holding the training crops of the clips longer than the clip length
-TRAIN_CROPS_SPLIT = "all_train_crops"
-#: its column naming each row's position in the ``all`` split
-SOURCE_ROW = "source_row"
-
-
 def crop_fold_clips(
     ds,
     clip_seconds: float,
@@ -323,8 +301,9 @@ def crop_fold_clips(
     audio_column: str = "audio",
     output_column: str = "input_values",
     num_proc: Optional[int] = None,
-    on_error: Literal["raise", "skip"] = "raise",
+    on_error: str = "raise",
     cache_dir: Union[str, os.PathLike, None] = None,
+    decode_workers: int = 0,
 ) -> tuple:
     """Crops of fold data (every fold is test once and train/valid otherwise), decoding each clip once.
 
@@ -338,18 +317,17 @@ def crop_fold_clips(
     both crops alike, and ``long_rows`` index the remaining rows. The crops are memory-mapped from an arrow
     file under ``cache_dir`` as in :func:`crop_clips`.
     """
-    _check_on_error(on_error)
+    check_on_error(on_error)
+    check_workers(decode_workers, "decode workers")
     feat = ds.features.get(audio_column)
     if not isinstance(feat, Audio) or feat.sampling_rate is None:
         raise ValueError(f"fold data: column {audio_column!r} must be an Audio feature with a fixed sampling_rate "
                          f"(got {feat}); load the task with sampling_rate=...")
     n = clip_samples(clip_seconds, feat.sampling_rate)
     random_column = f"_{output_column}_train_crop"
-    decoder = Audio(sampling_rate=feat.sampling_rate)
-
-    def fn(example: dict, index: int) -> dict:
+    def fn(example: dict, index: int, decode) -> dict:
         try:
-            wave = _decode(example[audio_column], index, decoder)
+            wave = decode(example[audio_column], index)
         except AudioDecodeError as err:
             zeros = np.zeros(n, np.float32)
             return {output_column: zeros, random_column: zeros, "_is_long": False, _ERROR: _error_text(err)}
@@ -360,7 +338,7 @@ def crop_fold_clips(
     clip = List(Value("float32"), length=n)
     settings = {"kind": "fold", "n": n, "sr": feat.sampling_rate, "seed": seed, "output": output_column}
     mapped = _map_undecoded(ds, fn, audio_column, {output_column: clip, random_column: clip, "_is_long": Value("bool")},
-                            num_proc, f"crop fold clips to {clip_seconds} s", cache_dir, settings, n)
+                            num_proc, f"crop fold clips to {clip_seconds} s", cache_dir, settings, n, decode_workers)
     mapped, skipped = _drop_bad_rows(mapped, on_error, "fold data")
     long_rows = [i for i, is_long in enumerate(mapped["_is_long"]) if is_long]
     mapped = mapped.remove_columns("_is_long")

@@ -14,10 +14,10 @@ from typing import Iterator, Union
 import numpy as np
 from datasets import Dataset, DatasetDict
 
-ALL_SPLIT = "all"
+from ..protocol import VALID_FRACTION
 
 
-def stratified_valid_indices(labels, valid_fraction: float = 0.1, seed: int = 0) -> np.ndarray:
+def stratified_valid_indices(labels, valid_fraction: float = VALID_FRACTION, seed: int = 0) -> np.ndarray:
     """Positions (sorted, into ``labels``) chosen for validation; the rule is in docs/tasks.md, "Folds".
 
     Args:
@@ -76,7 +76,7 @@ def available_folds(dataset: Union[Dataset, DatasetDict], fold_column: str = "fo
 
 
 def fold_split_indices(
-    folds, labels, test_fold: int, valid_fraction: float = 0.1, seed: int = 0
+    folds, labels, test_fold: int, valid_fraction: float = VALID_FRACTION, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """THE train/valid/test carving of fold data, used by every code path (task loading and the probe).
 
@@ -104,7 +104,7 @@ def fold_split_indices(
 def fold_splits(
     dataset: Union[Dataset, DatasetDict],
     test_fold: int,
-    valid_fraction: float = 0.1,
+    valid_fraction: float = VALID_FRACTION,
     seed: int = 0,
     fold_column: str = "fold",
     label_column: str = "label",
@@ -137,7 +137,7 @@ def fold_splits(
 
 def iter_folds(
     dataset: Union[Dataset, DatasetDict],
-    valid_fraction: float = 0.1,
+    valid_fraction: float = VALID_FRACTION,
     seed: int = 0,
     fold_column: str = "fold",
     label_column: str = "label",

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Mapping, Optional, Sequence
 
+from ..protocol import PAPER_LATE_TASKS, PAPER_TASKS
+
 SplitKind = Literal["split", "fold"]
 
 
@@ -59,7 +61,6 @@ class TaskSpec:
         clip_seconds: clip length in seconds (None: keep native lengths).
         split_kind: "split" (train/valid/test given) or "fold" (integer folds, cross-validation).
         n_folds: number of folds for "fold" tasks, else None.
-        group: layer group the paper found best ("late" or "middle"); None for synthetic tasks.
         hub: documented public Hub copy and its column mapping, or None.
         sampling_rate: native rate of the synthetic tasks (None for paper tasks: many rates).
         description: one line about the data and its split.
@@ -70,7 +71,6 @@ class TaskSpec:
     clip_seconds: Optional[float]
     split_kind: SplitKind
     n_folds: Optional[int] = None
-    group: Optional[Literal["late", "middle"]] = None
     hub: Optional[HubSource] = None
     sampling_rate: Optional[int] = None
     description: str = ""
@@ -82,30 +82,38 @@ class TaskSpec:
             raise ValueError(f"task {self.name!r}: n_folds must be given exactly for 'fold' tasks")
 
     @property
+    def group(self) -> Optional[str]:
+        """The layer group the paper found best ("late" or "middle", ``hf_fusion.protocol``); None for
+        tasks the paper did not use."""
+        if self.name not in PAPER_TASKS:
+            return None
+        return "late" if self.name in PAPER_LATE_TASKS else "middle"
+
+    @property
     def folds(self) -> list[int]:
         """Fold numbers 1..n_folds (empty for "split" tasks)."""
         return list(range(1, self.n_folds + 1)) if self.n_folds else []
 
 
-PAPER_TASKS: dict[str, TaskSpec] = {
+PAPER_TASK_SPECS: dict[str, TaskSpec] = {
     t.name: t
     for t in [
         TaskSpec(
-            "esc50", 50, 5.0, "fold", n_folds=5, group="late",
+            "esc50", 50, 5.0, "fold", n_folds=5,
             # Parquet copy of ESC-50 (2000 clips, one "train" split, 44.1 kHz); "target" is the
             # int id of "category". ClassLabel names are the category strings, sorted.
             hub=HubSource("ashraq/esc50", label_column="category", fold_column="fold"),
             description="ESC-50 environmental sounds, 5 official folds",
         ),
         TaskSpec(
-            "us8k", 10, 4.0, "fold", n_folds=10, group="late",
+            "us8k", 10, 4.0, "fold", n_folds=10,
             # Parquet copy of UrbanSound8K (8732 clips, one "train" split); columns include
             # slice_file_name, fold, classID, class. Mixed native rates / channel counts.
             hub=HubSource("danavery/urbansound8K", label_column="class", fold_column="fold"),
             description="UrbanSound8K, 10 official folds",
         ),
         TaskSpec(
-            "spcv2", 35, 1.0, "split", group="middle",
+            "spcv2", 35, 1.0, "split",
             # The canonical copy, config "v0.02": splits train/validation/test, 16 kHz, label is a
             # ClassLabel of 35 words + "_silence_" (background-noise chunks, not an EVAR class).
             # It is a loading-script repo: datasets>=4 cannot run scripts, so it may need the
@@ -114,32 +122,32 @@ PAPER_TASKS: dict[str, TaskSpec] = {
             description="Speech Commands v2, official train/validation/test lists",
         ),
         TaskSpec(
-            "vc1", 1251, 8.2, "split", group="middle",
+            "vc1", 1251, 8.2, "split",
             hub=None,  # VoxCeleb1 is gated (terms of use); no public copy to vouch for.
             description="VoxCeleb1 speaker identification, official iden split",
         ),
         TaskSpec(
-            "voxforge", 6, 5.8, "split", group="middle",
+            "voxforge", 6, 5.8, "split",
             hub=None,  # EVAR builds its own speaker-disjoint split; no Hub copy known with it.
             description="VoxForge language identification, train/valid/test by speaker",
         ),
         TaskSpec(
-            "cremad", 6, 2.5, "split", group="middle",
+            "cremad", 6, 2.5, "split",
             hub=None,  # Copies exist but none with EVAR's speaker-disjoint split to vouch for.
             description="CREMA-D emotion, speaker-disjoint train/valid/test",
         ),
         TaskSpec(
-            "gtzan", 10, 30.0, "split", group="late",
+            "gtzan", 10, 30.0, "split",
             hub=None,  # Hub copies are loading scripts without the fault-filtered split.
             description="GTZAN genres, fault-filtered train/valid/test",
         ),
         TaskSpec(
-            "nsynth", 11, 4.0, "split", group="middle",
+            "nsynth", 11, 4.0, "split",
             hub=None,  # No parquet copy with the official splits that we could verify.
             description="NSynth instrument family, official train/valid/test",
         ),
         TaskSpec(
-            "surge", 88, 4.0, "split", group="middle",
+            "surge", 88, 4.0, "split",
             hub=None,  # Surge synthesizer pitch set (EVAR); no Hub copy known.
             description="Surge synthesizer pitch (88 notes), split by tone preset",
         ),
@@ -163,7 +171,7 @@ SYNTHETIC_TASKS: dict[str, TaskSpec] = {
 
 def list_tasks(include_synthetic: bool = False) -> list[str]:
     """Names of the registered tasks (paper order, then the synthetic ones if asked)."""
-    names = list(PAPER_TASKS)
+    names = list(PAPER_TASK_SPECS)
     if include_synthetic:
         names += list(SYNTHETIC_TASKS)
     return names
@@ -176,8 +184,8 @@ def get_task(name: str) -> TaskSpec:
         KeyError: unknown name; the message lists every known name.
     """
     key = str(name).strip().lower()
-    if key in PAPER_TASKS:
-        return PAPER_TASKS[key]
+    if key in PAPER_TASK_SPECS:
+        return PAPER_TASK_SPECS[key]
     if key in SYNTHETIC_TASKS:
         return SYNTHETIC_TASKS[key]
     known = ", ".join(list_tasks(include_synthetic=True))

@@ -31,11 +31,13 @@ from datasets import (
     load_from_disk,
 )
 
-from ..protocol import SPLITS
-from .clips import SOURCE_ROW, TRAIN_CROPS_SPLIT, crop_clips, crop_fold_clips, with_row_column
-from .folds import ALL_SPLIT, fold_splits, stratified_valid_indices
+from ..data.columns import ALL_SPLIT, SKIPPED_ATTR, SOURCE_ROW, TRAIN_CROPS_SPLIT
+from ..protocol import SPLITS, VALID_FRACTION
+from .clips import crop_clips, crop_fold_clips, with_row_column
+from .folds import fold_splits, stratified_valid_indices
 from .registry import SYNTHETIC_TASKS, TaskSpec, get_task
-from .validate import SKIPPED_ATTR
+from .synthetic import SR as SYNTH_RATE
+from .synthetic import build_synthetic_task, default_synthetic_dir
 
 PathLike = Union[str, os.PathLike]
 SPLIT_ALIASES = {
@@ -134,12 +136,13 @@ def load_task_dir(
     root: Optional[PathLike] = None,
     metadata: Optional[PathLike] = None,
     test_fold: Optional[int] = None,
-    valid_fraction: float = 0.1,
+    valid_fraction: float = VALID_FRACTION,
     seed: int = 0,
     check_files: bool = True,
     allow_outside_root: bool = False,
     on_error: str = "raise",
     crop_cache_dir: Optional[PathLike] = None,
+    decode_workers: int = 0,
 ) -> DatasetDict:
     """Load an EVAR-style task folder (``metadata.csv`` + audio files).
 
@@ -161,6 +164,7 @@ def load_task_dir(
         on_error: with ``clip_seconds`` every file is decoded here: ``"raise"`` names every unreadable
             file in one ValueError, ``"skip"`` drops them (see ``_finish``; ``skipped_at_load``).
         crop_cache_dir: folder of the memory-mapped crop files (default ``$HF_FUSION_CACHE/clips``).
+        decode_workers: processes decoding + resampling for the crops (the same crops bit for bit).
     Returns:
         DatasetDict (train/valid/test, or ``all`` for fold data without ``test_fold``) with
         columns ``file_name`` (str), ``audio`` (Audio), ``label`` (ClassLabel), ``fold`` (int,
@@ -216,14 +220,14 @@ def load_task_dir(
         data = DatasetDict({s: build(sel) for s, sel in parts.items()})
     else:
         data = DatasetDict({ALL_SPLIT: build(range(len(rows)))})
-    return _finish(data, clip_seconds, test_fold, valid_fraction, seed, on_error, crop_cache_dir)
+    return _finish(data, clip_seconds, test_fold, valid_fraction, seed, on_error, crop_cache_dir, decode_workers)
 
 
 # ----------------------------------------------------------------------------- shared normalisation
 
 
 def _finish(data: DatasetDict, clip_seconds, test_fold, valid_fraction, seed, on_error: str = "raise",
-            crop_cache_dir=None) -> DatasetDict:
+            crop_cache_dir=None, decode_workers: int = 0) -> DatasetDict:
     """Apply the fold choice and the optional crop to a normalised DatasetDict.
 
     Fold data (split ``all`` with a ``fold`` column) with ``clip_seconds``: every clip is decoded
@@ -245,9 +249,11 @@ def _finish(data: DatasetDict, clip_seconds, test_fold, valid_fraction, seed, on
     if clip_seconds is None:
         return data if test_fold is None else fold_splits(data[ALL_SPLIT], test_fold, valid_fraction, seed)
     if not is_fold:
-        return crop_clips(data, clip_seconds, seed=seed, on_error=on_error, cache_dir=crop_cache_dir)
+        return crop_clips(data, clip_seconds, seed=seed, on_error=on_error, cache_dir=crop_cache_dir,
+                          decode_workers=decode_workers)
     test_crops, train_crops, long_rows, skipped = crop_fold_clips(data[ALL_SPLIT], clip_seconds, seed=seed,
-                                                                  on_error=on_error, cache_dir=crop_cache_dir)
+                                                                  on_error=on_error, cache_dir=crop_cache_dir,
+                                                                  decode_workers=decode_workers)
     if test_fold is not None:
         out = fold_splits(test_crops, test_fold, valid_fraction, seed, train_dataset=train_crops)
         if skipped:
@@ -302,7 +308,7 @@ def normalize_task_data(
     fold_column: Optional[str] = None,
     split_map: Optional[Mapping[str, str]] = None,
     drop_labels: Sequence[str] = (),
-    valid_fraction: float = 0.1,
+    valid_fraction: float = VALID_FRACTION,
     seed: int = 0,
     source: str = "dataset",
 ) -> DatasetDict:
@@ -413,7 +419,8 @@ def _relabel(data: DatasetDict, drop_labels: Sequence[str], source: str) -> Data
 #: keyword options every loader shares, with their defaults: the fold held out as test (fold tasks), the
 #: validation fraction and seed of a train/valid split (and of the training crops), what an unreadable file
 #: does (``"raise"`` | ``"skip"``) and where crops are cached; see :func:`load_task`
-SPLIT_OPTIONS = {"test_fold": None, "valid_fraction": 0.1, "seed": 0, "on_error": "raise", "crop_cache_dir": None}
+SPLIT_OPTIONS = {"test_fold": None, "valid_fraction": VALID_FRACTION, "seed": 0, "on_error": "raise",
+                 "crop_cache_dir": None, "decode_workers": 0}
 
 
 #: normalize_task_data's column-mapping arguments (a Hub dataset's layout -> the task layout)
@@ -429,7 +436,7 @@ def _split_options(kwargs: dict) -> tuple[dict, dict]:
 def _normalize_and_finish(raw, clip_seconds, split: dict, **mapping) -> DatasetDict:
     data = normalize_task_data(raw, valid_fraction=split["valid_fraction"], seed=split["seed"], **mapping)
     return _finish(data, clip_seconds, split["test_fold"], split["valid_fraction"], split["seed"], split["on_error"],
-                   split["crop_cache_dir"])
+                   split["crop_cache_dir"], split["decode_workers"])
 
 
 def load_audiofolder_task(
@@ -526,10 +533,11 @@ def load_task(
     crop: bool = False,
     clip_seconds: Optional[float] = None,
     test_fold: Optional[int] = None,
-    valid_fraction: float = 0.1,
+    valid_fraction: float = VALID_FRACTION,
     seed: int = 0,
     on_error: str = "raise",
     crop_cache_dir: Optional[PathLike] = None,
+    decode_workers: int = 0,
     **kwargs,
 ) -> DatasetDict:
     """Load a registered task by name, or any task folder by path.
@@ -559,7 +567,7 @@ def load_task(
         if clip_seconds is None:
             raise ValueError(f"crop=True but no clip length is known for {task!r}; pass clip_seconds=")
     common = dict(test_fold=test_fold, valid_fraction=valid_fraction, seed=seed, on_error=on_error,
-                  crop_cache_dir=crop_cache_dir)
+                  crop_cache_dir=crop_cache_dir, decode_workers=decode_workers)
     if spec is None:
         path = Path(task)
         if not path.is_dir():
@@ -571,13 +579,11 @@ def load_task(
         return load_audiofolder_task(path, sampling_rate, clip_seconds, **common, **kwargs)
 
     if spec.name in SYNTHETIC_TASKS and root is None and source is None:
-        from .synthetic import load_synthetic_task
-
         # ``seed`` is the crop seed; the audio uses build seed 0 (out_dir=, n_per_class= pass through
         # kwargs); call load_synthetic_task directly for another build seed.
         return load_synthetic_task(spec.name, sampling_rate=sampling_rate, clip_seconds=clip_seconds,
                                    crop_seed=seed, test_fold=test_fold, valid_fraction=valid_fraction, on_error=on_error,
-                                   crop_cache_dir=crop_cache_dir, **kwargs)
+                                   crop_cache_dir=crop_cache_dir, decode_workers=decode_workers, **kwargs)
     if root is not None:
         root = Path(root)
         task_dir = root / spec.name if not (root / METADATA_NAME).is_file() else root
@@ -595,3 +601,27 @@ def load_task(
     if n != spec.n_classes:
         warnings.warn(f"task {spec.name!r}: loaded data has {n} classes, the paper's task has {spec.n_classes}")
     return data
+
+
+def load_synthetic_task(
+    name: str,
+    out_dir: Union[None, str, os.PathLike] = None,
+    seed: int = 0,
+    n_per_class: Optional[int] = None,
+    sampling_rate: Optional[int] = None,
+    clip_seconds: Optional[float] = None,
+    crop_seed: int = 0,
+    **kwargs,
+):
+    """Build (if needed) and load a synthetic task as a DatasetDict(train, valid, test).
+
+    ``seed`` is the build seed (the audio itself); ``crop_seed`` only matters when
+    ``clip_seconds`` is shorter than the 1.0 s clips. ``sampling_rate`` defaults to the native
+    16 kHz; other keyword arguments go to :func:`load_task_dir`.
+    """
+    task_dir = build_synthetic_task(out_dir if out_dir is not None else default_synthetic_dir(), name, seed,
+                                    n_per_class)
+    if kwargs.get("test_fold") is not None:
+        raise ValueError(f"{name} has fixed train/valid/test splits, no folds")
+    kwargs.pop("test_fold", None)
+    return load_task_dir(task_dir, sampling_rate or SYNTH_RATE, clip_seconds, seed=crop_seed, **kwargs)

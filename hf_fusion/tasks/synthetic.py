@@ -376,31 +376,5 @@ def default_synthetic_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "hf_fusion" / "synthetic"
 
 
-def load_synthetic_task(
-    name: str,
-    out_dir: Union[None, str, os.PathLike] = None,
-    seed: int = 0,
-    n_per_class: Optional[int] = None,
-    sampling_rate: Optional[int] = None,
-    clip_seconds: Optional[float] = None,
-    crop_seed: int = 0,
-    **kwargs,
-):
-    """Build (if needed) and load a synthetic task as a DatasetDict(train, valid, test).
-
-    ``seed`` is the build seed (the audio itself); ``crop_seed`` only matters when
-    ``clip_seconds`` is shorter than the 1.0 s clips. ``sampling_rate`` defaults to the native
-    16 kHz; other keyword arguments go to :func:`hf_fusion.tasks.sources.load_task_dir`.
-    """
-    from .sources import load_task_dir
-
-    task_dir = build_synthetic_task(out_dir if out_dir is not None else default_synthetic_dir(), name, seed,
-                                    n_per_class)
-    if kwargs.get("test_fold") is not None:
-        raise ValueError(f"{name} has fixed train/valid/test splits, no folds")
-    kwargs.pop("test_fold", None)
-    return load_task_dir(task_dir, sampling_rate or SR, clip_seconds, seed=crop_seed, **kwargs)
-
-
 assert set(GENERATORS) == set(SYNTHETIC_TASKS), "synthetic registry and generators disagree"
 assert all(len(GENERATORS[n][1]) == SYNTHETIC_TASKS[n].n_classes for n in GENERATORS)

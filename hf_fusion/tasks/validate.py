@@ -8,23 +8,11 @@ A file that decodes to zero samples counts as bad.
 
 from __future__ import annotations
 
-from typing import Literal, Union
+from typing import Union
 
-import numpy as np
 from datasets import Audio, Dataset, DatasetDict
 
-#: attribute of a loaded task's DatasetDict: {split: [files skipped while loading]} (``on_error="skip"``)
-SKIPPED_ATTR = "skipped_files"
-
-
-class AudioDecodeError(RuntimeError):
-    """An audio file/bytes could not be decoded; ``.name`` is the file (or row) concerned."""
-
-    def __init__(self, name: str, reason: str):
-        reason = " ".join(str(reason).split())  # decoders' messages span lines: keep one line
-        super().__init__(f"cannot decode audio {name}: {reason[:300]}")
-        self.name, self.reason = name, reason[:300]
-
+from ..data.decoding import AudioDecodeError, check_on_error
 
 class UnreadableAudioError(ValueError):
     """Several files of a task could not be decoded; ``.names`` lists them (one line of text)."""
@@ -35,33 +23,6 @@ class UnreadableAudioError(ValueError):
         more = f" (and {len(errors) - 10} more)" if len(errors) > 10 else ""
         super().__init__(f"{where}: {len(errors)} unreadable audio file(s): {shown}{more}; "
                          "pass on_error='skip' (CLI --on-error skip) to skip them")
-
-
-def decode_audio(value: dict, row: int, decoder: Audio) -> np.ndarray:
-    """An undecoded audio value {"path", "bytes"} -> mono float32 [samples] at the decoder's rate.
-
-    Raises :class:`AudioDecodeError` naming the file for an unreadable, empty or non-finite one."""
-    name = value.get("path") or f"row {row} (embedded bytes)"
-    if value.get("bytes") is None and value.get("path") is None:
-        raise AudioDecodeError(name, "neither a path nor bytes")
-    try:
-        decoded = decoder.decode_example(value)
-        array = np.asarray(decoded["array"], dtype=np.float32)
-    except Exception as err:  # torchcodec raises RuntimeError/ValueError/OSError on broken files
-        raise AudioDecodeError(name, f"{type(err).__name__}: {err}") from err
-    if array.ndim == 2:
-        array = array.mean(axis=0)
-    if array.ndim != 1 or array.size == 0:
-        raise AudioDecodeError(name, f"decoded to an empty or non-mono array of shape {array.shape}")
-    if not np.all(np.isfinite(array)):
-        bad = int(np.count_nonzero(~np.isfinite(array)))
-        raise AudioDecodeError(name, f"{bad} of {array.size} samples are NaN or infinite")
-    return array
-
-
-def skipped_at_load(data) -> dict[str, list[str]]:
-    """{split: [files]} the task loader skipped (``load_task(..., on_error="skip")``); {} if none."""
-    return dict(getattr(data, SKIPPED_ATTR, None) or {})
 
 
 def _name(value: dict, index: int) -> str:
@@ -93,7 +54,7 @@ def decode_check(value: dict, index: int = 0, full: bool = True) -> None:
 
 def check_audio(
     data: Union[Dataset, DatasetDict],
-    on_error: Literal["raise", "skip"] = "raise",
+    on_error: str = "raise",
     column: str = "audio",
     full: bool = True,
 ):
@@ -107,8 +68,7 @@ def check_audio(
         (data without bad rows, skipped) where skipped is a list of file names for a Dataset or
         ``{split: [names]}`` for a DatasetDict; ``len`` gives the count.
     """
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    check_on_error(on_error)
     if isinstance(data, DatasetDict):
         out, skipped = {}, {}
         for split, ds in data.items():

@@ -17,7 +17,45 @@ import numpy as np
 import torch
 from datasets import Audio, Dataset
 
-from ..tasks.validate import AudioDecodeError, decode_audio
+from ..protocol import ON_ERROR
+
+
+class AudioDecodeError(RuntimeError):
+    """An audio file/bytes could not be decoded; ``.name`` is the file (or row) concerned."""
+
+    def __init__(self, name: str, reason: str):
+        reason = " ".join(str(reason).split())  # decoders' messages span lines: keep one line
+        super().__init__(f"cannot decode audio {name}: {reason[:300]}")
+        self.name, self.reason = name, reason[:300]
+
+
+def decode_audio(value: dict, row: int, decoder: Audio) -> np.ndarray:
+    """An undecoded audio value {"path", "bytes"} -> mono float32 [samples] at the decoder's rate.
+
+    Raises :class:`AudioDecodeError` naming the file for an unreadable, empty or non-finite one."""
+    name = value.get("path") or f"row {row} (embedded bytes)"
+    if value.get("bytes") is None and value.get("path") is None:
+        raise AudioDecodeError(name, "neither a path nor bytes")
+    try:
+        decoded = decoder.decode_example(value)
+        array = np.asarray(decoded["array"], dtype=np.float32)
+    except Exception as err:  # torchcodec raises RuntimeError/ValueError/OSError on broken files
+        raise AudioDecodeError(name, f"{type(err).__name__}: {err}") from err
+    if array.ndim == 2:
+        array = array.mean(axis=0)
+    if array.ndim != 1 or array.size == 0:
+        raise AudioDecodeError(name, f"decoded to an empty or non-mono array of shape {array.shape}")
+    if not np.all(np.isfinite(array)):
+        bad = int(np.count_nonzero(~np.isfinite(array)))
+        raise AudioDecodeError(name, f"{bad} of {array.size} samples are NaN or infinite")
+    return array
+
+
+def check_on_error(on_error: str) -> None:
+    """Refuse an ``on_error`` that is not one of ``hf_fusion.protocol.ON_ERROR`` ("raise", "skip")."""
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error must be {' or '.join(map(repr, ON_ERROR))}, got {on_error!r}")
+
 
 #: start method of decode workers (spawn: safe after torch has run; see the module docstring)
 START_METHOD = "spawn"

@@ -18,9 +18,8 @@ from transformers import ASTConfig, ASTModel
 from transformers.models.audio_spectrogram_transformer.modeling_audio_spectrogram_transformer import ASTEmbeddings
 
 from .backbone_base import FrontEnd, TappedBackbone, proportional_fusion_layers
-from .frontends import AST_MEAN as AUDIOSET_MEAN
-from .frontends import AST_STD as AUDIOSET_STD
-from .frontends import ast_fbank
+from .frontends import _AST_HOP as AST_HOP
+from .frontends import AST_MEAN, AST_STD, ast_fbank, ast_num_frames, ast_samples_for_frames
 from .fusion import align_layer
 
 #: the AudioSet checkpoint the paper used (Hub id)
@@ -111,11 +110,11 @@ class ASTBackbone(TappedBackbone):
 
     name = "ast"
     has_time_axis = False
+    resizable_input = True
+    input_normalizations = {"audioset": (AST_MEAN, AST_STD)}
+    input_hop = AST_HOP
     frontend_spec = FrontEnd("ast_fbank", ast_fbank)
     paper_layers = (5, 12)
-    converter = "convert_ast_checkpoint"
-    default_checkpoint = PAPER_CHECKPOINT
-    checkpoint_help = f"a transformers AST checkpoint (Hub id or folder) or timm .pth, e.g. {PAPER_CHECKPOINT}"
     card_template = "ast.md"
     license = "bsd-3-clause"
     repo_words = ("ast",)
@@ -166,8 +165,8 @@ class ASTBackbone(TappedBackbone):
             "sampling_rate": 16000,
             "num_mel_bins": int(backbone_config["num_mel_bins"]),
             "max_length": int(backbone_config["max_length"]),
-            "mean": AUDIOSET_MEAN,
-            "std": AUDIOSET_STD,
+            "mean": AST_MEAN,
+            "std": AST_STD,
             "do_normalize": True,
         }
 
@@ -179,8 +178,32 @@ class ASTBackbone(TappedBackbone):
                 raise ValueError(
                     f"ast: front-end {key}={frontend[key]} differs from the model's {key}={backbone_config[key]}; "
                     "the feature extractor must produce the model's input length (resize both with "
-                    "hf_fusion.ast_protocol.resize_ast or AudioFusionModel.from_pretrained(path, max_length=N))"
+                    "hf_fusion.app.task_model.resize_input or AudioFusionModel.from_pretrained(path, max_length=N))"
                 )
+
+    @classmethod
+    def input_length(cls, backbone_config: dict[str, Any]) -> int:
+        return int(backbone_config["max_length"])
+
+    @classmethod
+    def input_frames_for_samples(cls, frontend: dict[str, Any], num_samples: int) -> int:
+        """Kaldi fbank frames of a clip (EVAR's ``input_tdim``): 16000 samples -> 98; at least one patch."""
+        rate = int(frontend.get("sampling_rate", 16000))
+        frames = int(ast_num_frames(int(num_samples)))
+        patch = int(cls.default_backbone_config()["patch_size"])
+        if frames < patch:
+            raise ValueError(f"ast: a clip of {int(num_samples)} samples ({int(num_samples) / rate:g} s) gives "
+                             f"{max(frames, 0)} fbank frames; AST needs >= {patch} (one patch, "
+                             f"{ast_samples_for_frames(patch) / rate:g} s)")
+        return frames
+
+    @classmethod
+    def with_input_length(cls, backbone_config: dict[str, Any], frontend: dict[str, Any],
+                          frames: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
+            raise ValueError(f"ast: the input length must be a positive int (fbank frames), got {frames!r}")
+        backbone_config = cls.normalize_backbone_config({**backbone_config, "max_length": frames})  # checks it
+        return backbone_config, {**frontend, "max_length": frames}
 
     @classmethod
     def default_fusion_layers(cls, backbone_config: dict[str, Any]) -> list[int]:

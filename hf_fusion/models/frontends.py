@@ -26,6 +26,7 @@ __all__ = [
     "VGGISH_MIN_SAMPLES",
     "ast_fbank",
     "ast_num_frames",
+    "ast_samples_for_frames",
     "htk_mel_matrix",
     "kaldi_mel_matrix",
     "panns_log_mel",
@@ -326,6 +327,11 @@ def _mel_spectrum(x: torch.Tensor, fill, n_frames: int, frame: int, hop: int, n_
 # ----------------------------------------------------------------------------------------------
 # AST (Kaldi fbank as transformers' ASTFeatureExtractor)
 # ----------------------------------------------------------------------------------------------
+def ast_samples_for_frames(num_frames: int) -> int:
+    """The fewest samples that give ``num_frames`` Kaldi fbank frames (25 ms frames, 10 ms hop at 16 kHz)."""
+    return _AST_FRAME + _AST_HOP * (int(num_frames) - 1)
+
+
 def ast_num_frames(num_samples):
     """Kaldi fbank frames (25 ms / 10 ms at 16 kHz, snip edges) for ``num_samples`` (int or tensor)."""
     return _num_frames(num_samples, _AST_FRAME, _AST_HOP)

@@ -88,9 +88,7 @@ class HFEncoderBackbone(TappedBackbone):
     supports_attention_mask = True
     # samples of [B, N] (wav2vec2-family) or mel frames of [B, M, T] (Whisper)
     frontend_spec = FrontEnd("hf", hf_feature_extractor, (hf_valid_steps, -1))
-    converter = "convert_hf_encoder"
     tap_template = "hidden_states[{layer}] (encoder block {layer})"
-    checkpoint_help = "a transformers audio encoder: Hub id or folder"
 
     @classmethod
     def repo_aliases(cls, backbone_config: dict[str, Any] | None) -> tuple[str, ...] | None:
@@ -200,6 +198,9 @@ class HFEncoderBackbone(TappedBackbone):
         ``num_frames`` each clip is max-pooled over its own valid frames.
         """
         layers = self.check_layers(layers)
+        if input_values.dim() not in (2, 3):
+            raise ValueError("hf: input_values must be [B, N] samples or [B, mels, frames] (from the wrapped model's "
+                             f"feature extractor), got shape {tuple(input_values.shape)}")
         lengths = self._lengths(attention_mask, input_values)
         if lengths is not None and self.mask_strategy == "groups" and not bool((lengths == input_values.shape[-1]).all()):
             hidden_states = self._run_groups(input_values, lengths)

@@ -78,8 +78,6 @@ class VGGishBackbone(TappedBackbone):
     supports_attention_mask = True
     frontend_spec = FrontEnd("vggish_log_mel", vggish_log_mel, (vggish_valid_examples, 1))  # examples of [B, n, 96, 64]
     paper_layers = (10, 15)
-    converter = "convert_vggish_checkpoint"
-    checkpoint_help = "the torchvggish state dict, e.g. vggish-10086976.pth"
     card_template = "vggish.md"
     license = "apache-2.0"
     repo_words = ("vggish",)

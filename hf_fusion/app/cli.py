@@ -10,11 +10,10 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from hf_fusion.protocol import PAPER_LRS
+from hf_fusion import protocol
+from hf_fusion.app.push import build_push_parser
 
 
 # ------------------------------------------------------------------ shared options
@@ -35,15 +34,15 @@ def _add_task_args(p: argparse.ArgumentParser) -> None:
 
 
 def parse_ast_frames(text: str):
-    """``--ast-frames``: 'task' or a frame count (>= 16, one patch)."""
+    """``--ast-frames``: 'task' or a positive frame count (the backbone checks its own minimum)."""
     if text == "task":
         return text
     try:
         frames = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"--ast-frames {text!r}: 'task' or a number of fbank frames") from None
-    if frames < 16:
-        raise argparse.ArgumentTypeError(f"--ast-frames {frames}: AST needs at least 16 frames (one patch)")
+    if frames < 1:
+        raise argparse.ArgumentTypeError(f"--ast-frames {frames}: give a positive number of fbank frames")
     return frames
 
 
@@ -69,12 +68,12 @@ def _add_run_args(p: argparse.ArgumentParser, out_help: str = "output folder") -
     p.add_argument("--cache-dir", help="feature cache root, shared by every subcommand and the demo (default $HF_FUSION_CACHE or "
                         "~/.cache/hf_fusion)")
     p.add_argument("--batch-size", type=int, default=16, help="clips per forward pass")
-    p.add_argument("--on-error", choices=("raise", "skip"), default="raise",
+    p.add_argument("--on-error", choices=protocol.ON_ERROR, default=protocol.ON_ERROR[0],
                    help="undecodable audio: stop naming the file, or skip it and count it")
     p.add_argument("--ast-frames", type=parse_ast_frames, default="task", metavar="task|N",
                    help="AST input length: 'task' = each task's clip length, as the authors (default); "
                         "N fbank frames, e.g. 1024 (the checkpoint's 10.24 s)")
-    p.add_argument("--ast-normalization", choices=("task", "audioset", "model"), default="task",
+    p.add_argument("--ast-normalization", choices=protocol.INPUT_NORMALIZATIONS, default=protocol.INPUT_NORMALIZATIONS[0],
                    help="AST fbank normalisation: the task's statistics over up to 5000 training clips, as the "
                         "authors (default); AudioSet's constants; or the model's saved ones")
     p.add_argument("--decode-workers", type=int, default=0, metavar="N",
@@ -82,15 +81,15 @@ def _add_run_args(p: argparse.ArgumentParser, out_help: str = "output folder") -
                         "same clips, same cache")
     p.add_argument("--bucket-by-length", action="store_true",
                    help="batch clips of similar length (variable-length audio only: less padding)")
-    p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32",
+    p.add_argument("--dtype", choices=protocol.DTYPES, default=protocol.DTYPES[0],
                    help="backbone precision (autocast; front end and pooling stay fp32); not fp32 = its own cache")
 
 
 def _add_probe_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--lrs", type=float, nargs="+", default=list(PAPER_LRS), help="learning-rate grid")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="probe seeds (averaged)")
-    p.add_argument("--max-epochs", type=int, default=200, help="probe training epochs at most")
-    p.add_argument("--patience", type=int, default=20,
+    p.add_argument("--lrs", type=float, nargs="+", default=list(protocol.PAPER_LRS), help="learning-rate grid")
+    p.add_argument("--seeds", type=int, nargs="+", default=list(protocol.PAPER_SEEDS), help="probe seeds (averaged)")
+    p.add_argument("--max-epochs", type=int, default=protocol.PROBE_MAX_EPOCHS, help="probe training epochs at most")
+    p.add_argument("--patience", type=int, default=protocol.PROBE_PATIENCE,
                    help="early stopping: epochs without a better validation accuracy before the probe stops")
     p.add_argument("--device", default=None, help="probe device (default: cuda if available, else cpu)")
 
@@ -106,7 +105,7 @@ def _probe_config(args):
 
 
 def _load(args):
-    from hf_fusion import workflow
+    from hf_fusion.app import workflow
 
     loaded = workflow.load_model(args.model, args.layers)
     tasks = workflow.load_tasks(args.task, args.task_dir, loaded.feature_extractor.sampling_rate,
@@ -118,7 +117,7 @@ def _load(args):
 
 
 def _extract(args, loaded, tasks, layers="all", task_models=None):
-    from hf_fusion import workflow
+    from hf_fusion.app import workflow
 
     print(f"extracting {'every tappable layer' if layers == 'all' else f'layers {layers}'} of {loaded.label} "
           f"on {len(tasks)} task(s), one forward pass per batch (cached)")
@@ -179,7 +178,7 @@ def cmd_extract(args) -> int:
 
 
 def _run_layerwise(args):
-    from hf_fusion import workflow
+    from hf_fusion.app import workflow
 
     loaded, tasks = _load(args)
     if getattr(args, "weighted_sum", False):
@@ -213,11 +212,11 @@ def cmd_layerwise(args) -> int:
 
 
 def _choose(study, args, caches=None):
-    from hf_fusion import workflow
+    from hf_fusion.app import workflow
     from hf_fusion.evaluation import choose_layers, refine_with_pairs
 
     late = args.late_task or None
-    select_on = getattr(args, "select_on", "valid")
+    select_on = getattr(args, "select_on", protocol.SELECT_ON[0])
     choice = choose_layers(study, late_tasks=late, middle_tasks=args.middle_task or None, select_on=select_on)
     what = "validation" if choice.selected_on == "valid" else "test (the paper's practice)"
     print(f"\nlayer choice ({choice.group_source} groups, on {what} accuracy): M = {choice.middle}, L = {choice.late}")
@@ -226,7 +225,7 @@ def _choose(study, args, caches=None):
     for layer in choice.layers:
         mark = " <- M" if layer == choice.middle else (" <- L" if layer == choice.late else "")
         print(f"  {layer!s:>5s}  {_pct(choice.middle_average[layer]):>10s}  {_pct(choice.late_average[layer]):>8s}{mark}")
-    if getattr(args, "rule", "groups") == "pairs":
+    if getattr(args, "rule", protocol.SELECTION_RULES[0]) == "pairs":
         if caches is None:
             raise ValueError("--rule pairs probes fused candidates on the cached features: give --model and "
                              "--task/--task-dir (the cache makes it cheap)")
@@ -244,7 +243,7 @@ def _choose(study, args, caches=None):
 
 
 def cmd_select(args) -> int:
-    from hf_fusion import workflow
+    from hf_fusion.app import workflow
     from hf_fusion.evaluation import LayerwiseStudy
 
     if args.save_model and not args.model:
@@ -293,7 +292,7 @@ def _classifier_fold(args, tasks) -> int | None:
 
 
 def cmd_evaluate(args) -> int:
-    from hf_fusion import workflow
+    from hf_fusion.app import workflow
 
     loaded, tasks = _load(args)
     fold = _classifier_fold(args, tasks) if args.save_classifier else None
@@ -334,7 +333,7 @@ def cmd_leaderboard(args) -> int:
 
 def cmd_demo(args) -> int:
     """The demo (docs/demo.md): layer-wise study of real CREPE on the synthetic suite, choice, fused evaluation."""
-    from hf_fusion import workflow
+    from hf_fusion.app import workflow
     from hf_fusion.tasks import build_synthetic_suite
 
     start = time.perf_counter()
@@ -371,10 +370,10 @@ def cmd_demo(args) -> int:
 
 
 def _add_selection_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--select-on", choices=("valid", "test"), default="valid",
+    p.add_argument("--select-on", choices=protocol.SELECT_ON, default=protocol.SELECT_ON[0],
                    help="accuracy the layer choice reads: validation (default, no test leakage) or test "
                         "(the paper's practice; recorded in selection.json and on the card)")
-    p.add_argument("--rule", choices=("groups", "pairs"), default="groups",
+    p.add_argument("--rule", choices=protocol.SELECTION_RULES, default=protocol.SELECTION_RULES[0],
                    help="groups: the paper's M/L rule on per-layer accuracies; pairs: also probe the best few "
                         "(M, L) candidates as fused features and keep the best mean accuracy over all tasks")
     p.add_argument("--pairs-top-k", type=int, default=3, help="pairs rule: candidates from the top K layers of each group")
@@ -397,96 +396,6 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 def _subparser(sub, name: str, **kwargs) -> argparse.ArgumentParser:
     kwargs.setdefault("description", kwargs.get("help"))
     return sub.add_parser(name, formatter_class=_HelpFormatter, **kwargs)
-
-
-# ------------------------------------------------------------------ push (was hf_fusion.hub.publish's parser)
-
-
-def _option(text: str) -> tuple[str, Any]:
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"--option takes KEY=VALUE, got {text!r}")
-    key, value = text.split("=", 1)
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
-
-
-# The push options after --repo-id/--org/--force-name, by argument group: flag -> add_argument keywords.
-# The card group's destinations are hub.cards.CARD_OPTIONS (less source_checkpoint, taken from the model).
-_FLAG = {"action": "store_true"}
-PUSH_TARGET_OPTIONS = {
-    "--private": {**_FLAG, "help": "create the repo as private"},
-    "--revision": {"help": "branch to push to (created if missing; default: main)"},
-    "--create-pr": {**_FLAG, "help": "open a pull request instead of committing"},
-    "--token": {"help": "Hub token (default: HF_TOKEN or `hf auth login`)"},
-    "--commit-message": {"help": "message of the Hub commit (default: huggingface_hub's)"},
-}
-PUSH_CARD_OPTIONS = {
-    "--results": {"metavar": "CSV", "help": "results.csv (model,task,accuracy,std; accuracy in [0, 1])"},
-    "--layerwise": {"metavar": "CSV", "help": "layerwise.csv (layer,task,accuracy,std)"},
-    "--selection": {"metavar": "JSON", "help": "layer-selection JSON (M, L, group averages)"},
-    "--results-model": {"help": "value of results.csv's model column for this model (default: repo name)"},
-    "--license": {"help": "license id for the card (default: the original weights' license)"},
-}
-PUSH_OUTPUT_OPTIONS = {
-    "--out": {"metavar": "FOLDER", "help": "where to assemble the repo (default: a temporary folder)"},
-    "--overwrite": {**_FLAG, "help": "empty a non-empty --out first"},
-    "--dry-run": {**_FLAG, "help": "build the folder and list the files; upload nothing"},
-}
-
-
-def add_push_arguments(parser: argparse.ArgumentParser, preset_names: Sequence[str] | None = None,
-                       backbone_names: Sequence[str] | None = None) -> argparse.ArgumentParser:
-    """The ``push`` options on ``parser``. ``preset_names`` / ``backbone_names`` (read from the backbone
-    registry by callers that have imported it) become argparse choices; the CLI passes none, so that its
-    parser needs neither torch nor transformers, and the names are checked when the command runs."""
-    source = parser.add_argument_group("model source (one of)")
-    source.add_argument("--model", metavar="DIR", help="saved fused model folder (save_pretrained output)")
-    source.add_argument(
-        "--preset", metavar="NAME", choices=sorted(preset_names) if preset_names else None,
-        help="convert an original checkpoint into this preset, <backbone>-fusion-<M>-<L> of a backbone with "
-        "published layers, e.g. ast-fusion-5-12 (needs --checkpoint except for AST's default Hub id and "
-        "CREPE's capacity; an unknown name lists the presets)"
-        + (f"; one of {', '.join(sorted(preset_names))}" if preset_names else ""))
-    source.add_argument("--backbone", metavar="NAME", choices=sorted(backbone_names) if backbone_names else None,
-                        help="convert --checkpoint of this registered backbone"
-                        + (f"; one of {', '.join(sorted(backbone_names))}" if backbone_names else ""))
-    parser.add_argument("--checkpoint", help="original checkpoint: path or Hub id (CREPE: capacity tiny|full)")
-    parser.add_argument("--layers", type=int, nargs="+", metavar="N",
-                        help="fusion layers (paper numbering) for --preset/--backbone (default: the preset's)")
-    parser.add_argument("--option", type=_option, action="append", default=[], metavar="KEY=VALUE",
-                        help="converter option, e.g. sample_rate=32000 for CNN14 (repeatable)")
-    target = parser.add_argument_group("target")
-    target.add_argument("--repo-id", help="Hub repo 'org/name'")
-    target.add_argument("--org", help="instead of --repo-id: publish as ORG/<backbone>-fusion-<layers>")
-    target.add_argument("--force-name", action="store_true",
-                        help="keep a --repo-id whose name contradicts the model (another backbone or other layer "
-                             "numbers than the model's <backbone>-fusion-<layers>); refused without it")
-    groups = ((target, PUSH_TARGET_OPTIONS), (parser.add_argument_group("card"), PUSH_CARD_OPTIONS),
-              (parser.add_argument_group("output"), PUSH_OUTPUT_OPTIONS))
-    for group, options in groups:
-        for flag, kwargs in options.items():
-            group.add_argument(flag, **kwargs)
-    return parser
-
-
-def cmd_push(args) -> int:
-    from hf_fusion.hub.publish import run_push
-
-    return run_push(args)
-
-
-def build_push_parser(subparsers) -> argparse.ArgumentParser:
-    """Add the ``push`` subcommand to ``subparsers`` (dispatches to ``hf_fusion.hub.publish.run_push``)."""
-    parser = _subparser(
-        subparsers, "push",
-        help="assemble a fused model's Hub repo (card, weights, remote code) and upload it",
-        description="Assemble a fused model's Hub repo folder and upload it (or only build it with --dry-run).",
-    )
-    add_push_arguments(parser)
-    parser.set_defaults(func=cmd_push)
-    return parser
 
 
 # ------------------------------------------------------------------ parser
@@ -555,23 +464,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="also write leaderboard.md/.csv here")
     p.set_defaults(func=cmd_leaderboard)
 
-    build_push_parser(sub)
+    build_push_parser(sub, formatter_class=_HelpFormatter)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)  # --help and argument errors exit here, before any heavy import
-    from hf_fusion.launch import launched_processes
+    from hf_fusion.app.launch import launched_processes
 
     if args.command != "extract" and launched_processes() > 1:
         print(f"hf-fusion {args.command}: error: only 'hf-fusion extract' runs under a multi-process launch "
               f"({launched_processes()} processes: each would train the same probes and write the same files); "
               f"extract there, then run '{args.command}' in one process: it reuses the feature cache", file=sys.stderr)
         return 2
-    from hf_fusion.tasks.validate import AudioDecodeError
+    from hf_fusion.data.decoding import AudioDecodeError
 
     if hasattr(args, "cache_dir"):  # one cache for every subcommand and the demo, said at the start
-        from hf_fusion.extraction.cache import default_cache_root
+        from hf_fusion.data.storage import default_cache_root
 
         args.cache_dir = Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_root()
         print(f"feature cache: {args.cache_dir} (--cache-dir or $HF_FUSION_CACHE to change it)")

