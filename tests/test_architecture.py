@@ -343,3 +343,18 @@ def test_each_protocol_literal_is_written_once():
     found = [f"{path.relative_to(ROOT)}:{line}: {what}" for path in paths
              for line, what in protocol_literals(path.read_text())]
     assert found == [], "read these from hf_fusion.protocol:\n" + "\n".join(found)
+
+
+def test_the_readme_layout_matches_the_tree():
+    """The README's ``## Layout`` block names every subpackage of hf_fusion and the top-level folders, and
+    nothing that does not exist."""
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("## Layout", 1)[1].split("```text", 1)[1].split("```", 1)[0]
+    named = set(re.findall(r"(?:^|\s)([\w.]+/|[\w]+\.py)(?=\s)", block))
+    inner = {n for n in named if n != "hf_fusion/" and (PACKAGE / n).exists()}
+    subpackages = {p.parent.name + "/" for p in PACKAGE.glob("*/__init__.py")}
+    assert subpackages | {"protocol.py"} <= inner, f"missing from the README layout: {subpackages - inner}"
+    missing = sorted(n for n in named if not ((PACKAGE / n).exists() or (ROOT / n).exists()))
+    assert missing == [], f"the README layout names what the tree does not have: {missing}"

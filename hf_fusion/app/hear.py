@@ -194,12 +194,13 @@ def _windowed_timestamp_embeddings(audio: torch.Tensor, model: HearFusionModel):
                          "changed, so no timestamp windows can be placed")
     saved = backbone_class.input_length(fused.config.backbone_config)
     from ..models.feature_extraction_fusion import FusedAudioFeatureExtractor
+    from .task_model import resize_input
 
     input_hop = backbone_class.input_hop
     chunks, total = [], n_sounds * count
     sliced = input_hop is not None and model.hop_samples % input_hop == 0
     try:
-        fused.set_input_length(model.window_frames)
+        _, window_fe = resize_input(fused, model.window_frames)  # the same weights, the window's length
         with torch.no_grad():
             if sliced:
                 # input frames are per frame of the front end, so window k's frames are those of the padded
@@ -212,7 +213,7 @@ def _windowed_timestamp_embeddings(audio: torch.Tensor, model: HearFusionModel):
                 step = model.hop_samples // input_hop
                 views = fbank.unfold(1, model.window_frames, step)[:, :count]  # [n_sounds, count, mels, window]
             else:
-                fe = FusedAudioFeatureExtractor.from_fusion_config(fused.config)
+                fe = window_fe
             for start in range(0, total, model.window_batch_size):  # memory: one chunk of windows
                 index = torch.arange(start, min(start + model.window_batch_size, total))
                 sound, k = index // count, index % count
@@ -223,7 +224,7 @@ def _windowed_timestamp_embeddings(audio: torch.Tensor, model: HearFusionModel):
                                 device=model.device)
                 chunks.append(fused(**inputs).pooler_output.float())
     finally:
-        fused.set_input_length(saved)
+        resize_input(fused, saved)
     embeddings = torch.cat(chunks).reshape(n_sounds, count, -1)
     times = torch.arange(count, dtype=torch.float64) * (model.hop_samples * 1000.0 / model.sample_rate)
     return embeddings, times.float().to(embeddings.device)[None].expand(n_sounds, -1).contiguous()
