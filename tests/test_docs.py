@@ -208,3 +208,22 @@ def test_readme_links_point_to_files_of_the_repo():
     targets = {m.split("#", 1)[0] for m in re.findall(r"\]\(([^)\s]+)\)", text) if not re.match(r"[a-z]+:", m)}
     missing = sorted(t for t in targets if t and not (ROOT / t).exists())
     assert not missing, f"README links to missing files: {missing}"
+
+
+def test_python_imports_named_in_cards_and_docs_exist():
+    """Every ``from hf_fusion... import names`` line in the card templates and the docs names a module that
+    imports and names it defines (card code is shown on the Hub and never run here)."""
+    pattern = re.compile(r"^\s*from (hf_fusion[\w.]*) import \(?([\w, ]+)", re.MULTILINE)
+    pages = sorted((ROOT / "hub_cards").glob("*.md")) + sorted((ROOT / "docs").rglob("*.md")) + [ROOT / "README.md"]
+    broken = []
+    for page in pages:
+        for module_name, names in pattern.findall(page.read_text()):
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError as err:
+                broken.append(f"{page.relative_to(ROOT)}: {module_name} ({err})")
+                continue
+            missing = [n for n in (x.strip() for x in names.split(",")) if n and not hasattr(module, n)
+                       and importlib.util.find_spec(f"{module_name}.{n}") is None]
+            broken += [f"{page.relative_to(ROOT)}: {module_name}.{n}" for n in missing]
+    assert broken == []
