@@ -46,6 +46,13 @@ PROBE_PATIENCE = 20
 #: fold tasks: the stratified share of the training folds used for validation
 VALID_FRACTION = 0.1
 
+# ---- the authors' per-task input statistics (AST) ----
+#: EVAR's ``calculate_norm_stats``: batches of 128 from its shuffled training loader until >= 5000 clips
+TASK_STATS_MAX_CLIPS = 5000
+TASK_STATS_BATCH_SIZE = 128
+#: the seed of the permutation the training clips are drawn in (from their files' sorted names)
+TASK_STATS_SEED = 0
+
 # ---- choice lists ----
 #: the accuracy the layer choice reads
 SELECT_ON = ("valid", "test")

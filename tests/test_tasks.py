@@ -185,7 +185,7 @@ def test_evar_fold_folder_int_labels(fold_dir):
         np.testing.assert_array_equal(cropped["all"][i]["input_values"], crop_or_pad(wave, n, 0))
     j = long_rows[-1]
     wave = audio_array(dd["all"][j]["audio"])[0]
-    start = crop_start(len(wave), n, True, seed=5, index=j)
+    start = crop_start(len(wave), n, True, seed=5, index=dd["all"][j]["file_name"])  # by file, not row
     np.testing.assert_array_equal(cropped["all_train_crops"][len(long_rows) - 1]["input_values"],
                                   crop_or_pad(wave, n, start))
     # with test_fold the same crops: train/valid take the training crop of their row, test the crop from 0
@@ -195,7 +195,7 @@ def test_evar_fold_folder_int_labels(fold_dir):
         for ex in held[split]:
             i = rows[ex["file_name"]]
             wave = audio_array(dd["all"][i]["audio"])[0]
-            expected = crop_or_pad(wave, n, crop_start(len(wave), n, True, seed=5, index=i))
+            expected = crop_or_pad(wave, n, crop_start(len(wave), n, True, seed=5, index=ex["file_name"]))
             np.testing.assert_array_equal(ex["input_values"], expected)
     # a registered fold task read from an EVAR folder, cropped to its 4.0 s clips
     with pytest.warns(UserWarning, match="3 classes, the paper's task has 10"):
@@ -432,7 +432,7 @@ def test_crop_clips_train_random_test_at_zero(split_dir):
             elif split == "test":
                 np.testing.assert_array_equal(got, full[:n])
             else:
-                s = crop_start(len(full), n, True, 0, i)
+                s = crop_start(len(full), n, True, 0, Path(dd[split][i]["file_name"]).name)
                 np.testing.assert_array_equal(got, full[s : s + n])
                 saw_random |= s > 0
                 saw_random |= not np.array_equal(got, c[split][i]["input_values"])

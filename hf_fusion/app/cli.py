@@ -76,6 +76,9 @@ def _add_run_args(p: argparse.ArgumentParser, out_help: str = "output folder") -
     p.add_argument("--ast-normalization", choices=protocol.INPUT_NORMALIZATIONS, default=protocol.INPUT_NORMALIZATIONS[0],
                    help="AST fbank normalisation: the task's statistics over up to 5000 training clips, as the "
                         "authors (default); AudioSet's constants; or the model's saved ones")
+    p.add_argument("--ast-stats-seed", type=int, default=protocol.TASK_STATS_SEED, metavar="S",
+                   help="AST task statistics: the seed of the shuffled order the training clips are drawn in "
+                        "(from their files' sorted names, as the authors' shuffled loader; recorded in the model)")
     p.add_argument("--decode-workers", type=int, default=0, metavar="N",
                    help="processes decoding + resampling audio ahead of the model (default 0: in this process); "
                         "same clips, same cache")
@@ -125,6 +128,7 @@ def _extract(args, loaded, tasks, layers="all", task_models=None):
     caches = workflow.extract_tasks(loaded, tasks, layers, cache_dir=args.cache_dir, batch_size=args.batch_size,
                                     on_error=args.on_error, input_frames=args.ast_frames,
                                     normalization=args.ast_normalization, task_models=task_models,
+                                    stats_seed=args.ast_stats_seed,
                                     decode_workers=args.decode_workers, bucket_by_length=args.bucket_by_length,
                                     dtype=args.dtype)
     for name, per_split in workflow.skipped_files(caches).items():

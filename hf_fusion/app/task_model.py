@@ -17,14 +17,11 @@ import numpy as np
 import torch
 
 from ..models.backbones import get_backbone_class
-from ..models.feature_extraction_fusion import FusedAudioFeatureExtractor
-from ..protocol import INPUT_NORMALIZATIONS
+from ..models.feature_extraction_fusion import FRONTEND_INFO_KEYS, FusedAudioFeatureExtractor
+from ..protocol import INPUT_NORMALIZATIONS, TASK_STATS_BATCH_SIZE, TASK_STATS_MAX_CLIPS
 
-#: EVAR: ``calculate_norm_stats(..., max_smaples=5000)`` on the training loader, batch size 128
-TASK_STATS_MAX_CLIPS = 5000
-TASK_STATS_BATCH_SIZE = 128
-#: the statistics of a front end's normalisation (never part of its raw settings)
-NORMALIZATION_KEYS = ("mean", "std", "normalization", "normalization_clips")
+#: the statistics of a front end's normalisation and their provenance (never part of its raw settings)
+NORMALIZATION_KEYS = ("mean", "std", *(key for key in FRONTEND_INFO_KEYS if key != "name"))
 
 
 class TaskModel(NamedTuple):
@@ -136,15 +133,16 @@ def input_statistics(clips: Iterable, feature_extractor: FusedAudioFeatureExtrac
 def set_input_normalization(model, normalization: str = "task", stats: Mapping[str, float] | None = None):
     """Set the input normalisation of a fused model's front end -> the matching extractor.
 
-    ``"task"``: ``stats`` (``mean``, ``std``, optional ``num_clips``, e.g. from :func:`input_statistics`,
-    or published statistics computed elsewhere); a name of the backbone's ``input_normalizations`` (AST:
+    ``"task"``: ``stats`` (``mean``, ``std``, optional ``num_clips`` and ``seed`` of the clips' order, e.g.
+    from :func:`input_statistics`, or published statistics computed elsewhere); a name of the backbone's ``input_normalizations`` (AST:
     ``"audioset"``) uses its constants. The input becomes ``(x - mean) / (2 * std)``; the choice is stored
-    in ``config.frontend`` as ``normalization`` (+ ``normalization_clips``), so ``save_pretrained`` keeps it.
+    in ``config.frontend`` as ``normalization`` (+ ``normalization_clips``, ``normalization_seed``), so
+    ``save_pretrained`` keeps it.
     """
     named = model.config.backbone_class.input_normalizations
     if normalization != "task" and normalization not in named:
         raise ValueError(f"normalization must be 'task' or one of {sorted(named)}, got {normalization!r}")
-    frontend = {k: v for k, v in model.config.frontend.items() if k != "normalization_clips"}
+    frontend = {k: v for k, v in model.config.frontend.items() if k not in ("normalization_clips", "normalization_seed")}
     if normalization != "task":
         if stats is not None:
             raise ValueError(f"normalization={normalization!r} uses fixed constants; pass stats= only with 'task'")
@@ -159,6 +157,8 @@ def set_input_normalization(model, normalization: str = "task", stats: Mapping[s
         frontend.update(mean=mean, std=std, normalization="task")
         if stats.get("num_clips") is not None:
             frontend["normalization_clips"] = int(stats["num_clips"])
+        if stats.get("seed") is not None:
+            frontend["normalization_seed"] = int(stats["seed"])
     frontend["do_normalize"] = True
     model.config.frontend = frontend
     model.backbone.frontend = frontend

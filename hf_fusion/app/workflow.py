@@ -15,6 +15,7 @@ from pathlib import Path
 import soundfile as sf
 
 from ..models.configuration_fusion import fusion_model_name
+from ..protocol import TASK_STATS_BATCH_SIZE, TASK_STATS_MAX_CLIPS, TASK_STATS_SEED
 
 
 @dataclass
@@ -228,12 +229,14 @@ def load_tasks(names: Sequence[str], dirs: Sequence[str], sampling_rate: int, ro
 def extract_tasks(loaded: LoadedModel, tasks: dict, layers="all", cache_dir=None, batch_size: int = 16,
                   on_error: str = "raise", input_frames: str | int = "task", normalization: str = "task",
                   layer_norm_eps: float | None = None, log=print, task_models: dict | None = None,
-                  decode_workers: int = 0, bucket_by_length: bool = False, dtype: str = "fp32") -> dict:
+                  decode_workers: int = 0, bucket_by_length: bool = False, dtype: str = "fp32",
+                  stats_seed: int | None = TASK_STATS_SEED) -> dict:
     """{task: FeatureCache}; every requested layer comes from one forward pass per batch (or the cache).
 
     Backbones with a variable input length (AST) follow the authors' protocol per task
     (:func:`task_model`): ``input_frames`` "task" (the task's clip length) or a frame count, and
-    ``normalization`` "task" (the task's fbank statistics), "audioset" or "model" (as saved).
+    ``normalization`` "task" (the task's fbank statistics, its training clips drawn in the order seeded by
+    ``stats_seed``), "audioset" or "model" (as saved: the way to use statistics published elsewhere).
     ``task_models``: a dict filled with {task: the LoadedModel its features came from}.
     ``decode_workers`` / ``bucket_by_length`` / ``dtype``: :func:`extract_features`'s speed options
     (they act on tasks with an Audio column; cropped tasks were decoded by :func:`load_tasks`)."""
@@ -242,7 +245,7 @@ def extract_tasks(loaded: LoadedModel, tasks: dict, layers="all", cache_dir=None
     caches = {}
     for name, data in tasks.items():
         task_loaded = task_model(loaded, data, input_frames, normalization, layer_norm_eps, log=log, task=name,
-                                 cache_dir=cache_dir)
+                                 cache_dir=cache_dir, stats_seed=stats_seed)
         if task_models is not None:
             task_models[name] = task_loaded
         caches[name] = extract_features(task_loaded.model, task_loaded.feature_extractor, data, name, layers=layers,
@@ -270,9 +273,33 @@ def task_clip_samples(data) -> int:
     return int(feature.length)
 
 
-def train_clips(data, limit: int | None = None):
-    """The training clips of a cropped task, in order, as float32 arrays (at most ``limit``): the ``train``
-    split, or for fold data the training rows of the first fold (their training crops), as EVAR does."""
+def _clip_names(ds, rows) -> list[str]:
+    """A name per row that does not depend on the row's position: its audio file's path, else (embedded
+    bytes, in-memory data) a digest of its crop."""
+    import hashlib
+
+    import numpy as np
+    from datasets import Audio
+
+    paths = [None] * len(rows)
+    if "audio" in ds.column_names and isinstance(ds.features["audio"], Audio):
+        column = ds.select_columns(["audio"]).with_format("arrow")["audio"]  # struct {bytes, path}: no decoding
+        every = [p for chunk in getattr(column, "chunks", [column]) for p in chunk.field("path").to_pylist()]
+        paths = [every[int(r)] for r in rows]
+    crops = ds.with_format("numpy")
+    return [path or hashlib.blake2b(np.ascontiguousarray(crops[int(r)]["input_values"]).tobytes(),
+                                    digest_size=16).hexdigest()
+            for r, path in zip(rows, paths)]
+
+
+def train_clips(data, limit: int | None = None, seed: int | None = TASK_STATS_SEED):
+    """The training clips of a cropped task as float32 arrays (at most ``limit``), each the very crop that is
+    embedded: the ``train`` split, or for fold data the training rows of the first fold (their training
+    crops), as EVAR computes its statistics once, on fold 1.
+
+    Order: the clips sorted by their files' names (so metadata.csv's row order does not matter), then
+    shuffled by a permutation seeded with ``seed``, as EVAR draws them from its shuffled training loader;
+    ``seed=None`` keeps the rows' own order."""
     import numpy as np
 
     from ..data.columns import ALL_SPLIT, SOURCE_ROW, TRAIN_CROPS_SPLIT
@@ -280,50 +307,56 @@ def train_clips(data, limit: int | None = None):
 
     crops, extra = {}, None  # fold data: row in "all" -> row of its training crop in all_train_crops
     if "train" in data:
-        rows, source = range(len(data["train"])), data["train"].with_format("numpy")
+        rows, named = list(range(len(data["train"]))), data["train"]
     else:
-        everything = data[ALL_SPLIT]
-        folds = np.asarray(everything["fold"])
-        rows, _, _ = fold_split_indices(folds, everything["label"], int(folds.min()))
-        source = everything.with_format("numpy")
+        named = data[ALL_SPLIT]
+        folds = np.asarray(named["fold"])
+        rows = [int(r) for r in fold_split_indices(folds, named["label"], int(folds.min()))[0]]
         if TRAIN_CROPS_SPLIT in data:
             extra = data[TRAIN_CROPS_SPLIT].with_format("numpy")
             crops = {int(r): k for k, r in enumerate(data[TRAIN_CROPS_SPLIT][SOURCE_ROW])}
-    for n, row in enumerate(rows):
-        if limit is not None and n >= limit:
-            return
-        row = int(row)
+    if seed is not None:
+        names = _clip_names(named, rows)
+        canonical = [rows[k] for k in sorted(range(len(rows)), key=names.__getitem__)]
+        rows = [canonical[k] for k in np.random.default_rng(int(seed)).permutation(len(canonical))]
+    source = named.with_format("numpy")
+    for row in rows[:limit] if limit is not None else rows:
         yield np.asarray((extra[crops[row]] if row in crops else source[row])["input_values"], dtype=np.float32)
 
 
 #: bump when the statistics computed for a key change (invalidates every kept ``ast_stats/*.json``)
-TASK_STATS_VERSION = 1
+TASK_STATS_VERSION = 2
 
 
-def task_input_statistics(data, feature_extractor, cache_dir=None) -> tuple[dict, bool]:
-    """A task's input statistics (:func:`hf_fusion.app.task_model.input_statistics` over up to 5000
-    training clips of a cropped task) -> (stats, reused). Kept in ``<cache root>/ast_stats/<key>.json``:
-    the key is the fingerprints of the training crops read (their crop files are named by content, file
-    and crop settings) and the raw front-end settings, so a second run on the same task reuses them
-    instead of computing the input of 5000 clips again. Tasks not backed by files are computed every time."""
-    from .task_model import NORMALIZATION_KEYS, TASK_STATS_MAX_CLIPS, input_statistics
+def task_input_statistics(data, feature_extractor, cache_dir=None, seed: int | None = TASK_STATS_SEED) -> tuple[dict, bool]:
+    """A task's input statistics (:func:`hf_fusion.app.task_model.input_statistics`, EVAR's: batches of 128
+    training clips in :func:`train_clips`'s seeded order until >= 5000) -> (stats + ``seed``, reused). Kept
+    in ``<cache root>/ast_stats/<key>.json``: the key is the fingerprints of the training crops read (their
+    crop files are named by content, file and crop settings), the raw front-end settings, the sample size
+    and the seed, so a second run on the same task reuses them instead of computing the input of 5000 clips
+    again. Tasks not backed by files are computed every time."""
+    from ..data.columns import ALL_SPLIT, TRAIN_CROPS_SPLIT
     from ..data.fingerprints import json_digest
     from ..data.storage import atomic_write_json, default_cache_root
-    from ..data.columns import ALL_SPLIT, TRAIN_CROPS_SPLIT
+    from .task_model import NORMALIZATION_KEYS, input_statistics
 
     names = ["train"] if "train" in data else [ALL_SPLIT] + ([TRAIN_CROPS_SPLIT] if TRAIN_CROPS_SPLIT in data else [])
     path = None
     if all(data[name].cache_files for name in names):
         settings = {k: v for k, v in feature_extractor.frontend.items() if k not in NORMALIZATION_KEYS}
         key = {"version": TASK_STATS_VERSION, "data": [data[name]._fingerprint for name in names],
-               "fbank": settings, "max_clips": TASK_STATS_MAX_CLIPS}
+               "fbank": settings, "max_clips": TASK_STATS_MAX_CLIPS, "batch_size": TASK_STATS_BATCH_SIZE,
+               "seed": seed}
         path = Path(cache_dir or default_cache_root()) / "ast_stats" / f"{json_digest(key)}.json"
         if path.is_file():
             try:
                 return json.loads(path.read_text(encoding="utf-8"))["stats"], True
             except (ValueError, KeyError):  # unreadable: compute it again (and replace it)
                 pass
-    stats = input_statistics(train_clips(data, TASK_STATS_MAX_CLIPS), feature_extractor)
+    batches = -(-TASK_STATS_MAX_CLIPS // TASK_STATS_BATCH_SIZE)  # EVAR's last batch is a full one: 40 x 128
+    clips = train_clips(data, batches * TASK_STATS_BATCH_SIZE, seed=seed)
+    stats = {**input_statistics(clips, feature_extractor, max_clips=TASK_STATS_MAX_CLIPS,
+                                batch_size=TASK_STATS_BATCH_SIZE), "seed": seed}
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(path, {"key": key, "stats": stats})
@@ -331,10 +364,12 @@ def task_input_statistics(data, feature_extractor, cache_dir=None) -> tuple[dict
 
 
 def task_model(loaded: LoadedModel, data, input_frames: str | int = "task", normalization: str = "task",
-               layer_norm_eps: float | None = None, log=print, task: str = "task", cache_dir=None) -> LoadedModel:
+               layer_norm_eps: float | None = None, log=print, task: str = "task", cache_dir=None,
+               stats_seed: int | None = TASK_STATS_SEED) -> LoadedModel:
     """The model one task is extracted with (:func:`hf_fusion.app.task_model.prepare_task_model` for the
     task's clip length): ``loaded`` itself unless the backbone has a ``resizable_input``; the task's input
-    statistics (``normalization="task"``) are kept under ``cache_dir`` (:func:`task_input_statistics`)."""
+    statistics (``normalization="task"``, drawn in the order seeded by ``stats_seed``) are kept under
+    ``cache_dir`` (:func:`task_input_statistics`)."""
     from .task_model import prepare_task_model
 
     if not loaded.config.backbone_class.resizable_input:
@@ -343,7 +378,7 @@ def task_model(loaded: LoadedModel, data, input_frames: str | int = "task", norm
     reused = []
 
     def statistics(fe):
-        stats, kept = task_input_statistics(data, fe, cache_dir)
+        stats, kept = task_input_statistics(data, fe, cache_dir, seed=stats_seed)
         reused.append(kept)
         return stats
 
@@ -354,7 +389,9 @@ def task_model(loaded: LoadedModel, data, input_frames: str | int = "task", norm
     log(f"  {task}: {loaded.config.backbone} input {frames} frames ({seconds:g} s clips"
         f"{', the task length' if input_frames == 'task' else ''}), input normalisation "
         f"{frontend.get('normalization', 'as saved')} (mean {frontend['mean']:.4f}, std {frontend['std']:.4f}"
-        f"{', kept from an earlier run' if any(reused) else ''})")
+        + (f", {frontend['normalization_clips']} training clips" if "normalization_clips" in frontend else "")
+        + (f", order seed {frontend['normalization_seed']}" if "normalization_seed" in frontend else "")
+        + f"{', kept from an earlier run' if any(reused) else ''})")
     return LoadedModel(model, fe, loaded.source, loaded.from_backbone)
 
 

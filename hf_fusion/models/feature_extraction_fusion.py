@@ -13,8 +13,9 @@ from .backbones import backbone_for_frontend, get_backbone_class
 
 logger = logging.get_logger(__name__)
 
-#: front-end keys that only record provenance (how AST's mean/std were obtained); not passed to the function
-FRONTEND_INFO_KEYS = ("name", "normalization", "normalization_clips")
+#: front-end keys that only record provenance (how AST's mean/std were obtained: which statistics, over how
+#: many training clips, drawn in which seeded order); not passed to the function
+FRONTEND_INFO_KEYS = ("name", "normalization", "normalization_clips", "normalization_seed")
 
 
 class FusedAudioFeatureExtractor(SequenceFeatureExtractor):

@@ -3,9 +3,9 @@
 Rules (``n = round(clip_seconds * sampling_rate)`` samples):
 
 * a clip longer than ``n`` is cropped: at a random start for train/valid, at sample 0 for test.
-  The random start is drawn with ``numpy.random.default_rng([seed, index])`` where ``index`` is
-  the example's position in its split, so it is deterministic per (seed, example) and changes
-  with the seed;
+  The random start is drawn with ``numpy.random.default_rng([seed, key])`` where ``key`` is the
+  file's name (:func:`clip_key`; the row for embedded bytes), so it is deterministic per (seed,
+  file), changes with the seed and never with the order of the metadata rows;
 * a clip shorter than ``n`` is zero-padded at the end (never cropped, whatever the split);
 * audio is mono: ``datasets``' decoder returns the mean of the channels for ``["array"]``.
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import warnings
 import functools
+import hashlib
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Union
@@ -33,7 +34,7 @@ RANDOM_CROP_SPLITS = ("train", "valid")
 #: temporary column of the crop map: the decode error of the row ("" when it decoded)
 _ERROR = "_decode_error"
 #: bump when the crop output for the same input and settings changes (keys the crop cache files)
-CROP_CACHE_VERSION = 1
+CROP_CACHE_VERSION = 2
 #: the crop map flushes its output to disk every this many bytes of clips (bounds the writer's buffer)
 _WRITER_BYTES = 4 * 2**20
 
@@ -64,12 +65,23 @@ def clip_samples(clip_seconds: float, sampling_rate: int) -> int:
     return int(round(clip_seconds * sampling_rate))
 
 
-def crop_start(n_in: int, n_out: int, random_crop: bool, seed: int = 0, index: int = 0) -> int:
-    """Start sample of the crop of an ``n_in``-sample clip to ``n_out`` samples (0 if it fits)."""
+def crop_start(n_in: int, n_out: int, random_crop: bool, seed: int = 0, index: int | str = 0) -> int:
+    """Start sample of the crop of an ``n_in``-sample clip to ``n_out`` samples (0 if it fits), drawn from
+    ``seed`` and the clip's ``index``: a row number, or a name (:func:`clip_key`) so that a clip's crop does
+    not depend on where its row is."""
     if n_in <= n_out or not random_crop:
         return 0
+    if isinstance(index, str):
+        index = int.from_bytes(hashlib.blake2b(index.encode(), digest_size=8).digest(), "little")
     rng = np.random.default_rng([int(seed), int(index)])
     return int(rng.integers(0, n_in - n_out + 1))
+
+
+def clip_key(value: dict, index: int) -> int | str:
+    """What a clip's random crop is drawn from: its file's name (the same crop wherever metadata.csv lists
+    it), or its row number for embedded bytes without a path."""
+    path = (value or {}).get("path")
+    return os.path.basename(path) if path else int(index)
 
 
 def crop_or_pad(wave: np.ndarray, n_out: int, start: int = 0) -> np.ndarray:
@@ -159,7 +171,8 @@ def crop_clips(
                 wave = decode(example[audio_column], index)
             except AudioDecodeError as err:
                 return {output_column: np.zeros(_n, np.float32), _ERROR: _error_text(err)}
-            return {output_column: crop_or_pad(wave, _n, crop_start(len(wave), _n, _random, seed, index)), _ERROR: ""}
+            start = crop_start(len(wave), _n, _random, seed, clip_key(example[audio_column], index))
+            return {output_column: crop_or_pad(wave, _n, start), _ERROR: ""}
 
         settings = {"kind": "split", "n": n, "sr": feat.sampling_rate, "random": random_crop, "seed": seed,
                     "output": output_column}
@@ -309,7 +322,7 @@ def crop_fold_clips(
 
     Returns ``(test_crops, train_crops, long_rows, skipped)``: two row-aligned Datasets with
     ``output_column`` = the clip from sample 0 (its crop whenever it is in the test fold) and a
-    random crop with ``crop_start(..., seed, index)``, ``index`` = the clip's row in ``ds`` (its
+    random crop with ``crop_start(..., seed, clip_key(...))`` (its
     crop whenever it is in train or valid, whichever fold is held out), and the rows whose clip is
     longer than the clip length (only there do the two crops differ; shorter clips are zero-padded
     identically in both), and the files dropped as unreadable (``on_error="skip"``; with ``"raise"``
@@ -331,7 +344,7 @@ def crop_fold_clips(
         except AudioDecodeError as err:
             zeros = np.zeros(n, np.float32)
             return {output_column: zeros, random_column: zeros, "_is_long": False, _ERROR: _error_text(err)}
-        start = crop_start(len(wave), n, True, seed, index)  # index: the row in ds, before any drop
+        start = crop_start(len(wave), n, True, seed, clip_key(example[audio_column], index))
         return {output_column: crop_or_pad(wave, n, 0), random_column: crop_or_pad(wave, n, start),
                 "_is_long": len(wave) > n, _ERROR: ""}
 
