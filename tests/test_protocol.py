@@ -275,7 +275,7 @@ def test_task_statistics_are_kept_per_crops_and_fbank(tmp_path, monkeypatch):
 
     from hf_fusion import FusedAudioFeatureExtractor
     from hf_fusion.app import task_model
-    from hf_fusion.app.workflow import task_input_statistics
+    from hf_fusion.app.workflow import task_input_statistics, train_clips
 
     rng = np.random.default_rng(0)
     clips = {"input_values": [rng.standard_normal(16000).astype(np.float32) for _ in range(4)], "label": [0, 1, 0, 1]}
@@ -286,7 +286,9 @@ def test_task_statistics_are_kept_per_crops_and_fbank(tmp_path, monkeypatch):
     compute = task_model.input_statistics
     monkeypatch.setattr(task_model, "input_statistics", lambda *a, **k: calls.append(1) or compute(*a, **k))
     first, reused = task_input_statistics(data, fe, tmp_path / "cache")
-    assert not reused and len(calls) == 1 and first == compute(clips["input_values"], fe)
+    drawn = list(train_clips(data))  # the training clips in the statistic's seeded order
+    assert sorted(c.tobytes() for c in drawn) == sorted(np.asarray(c, np.float32).tobytes() for c in clips["input_values"])
+    assert not reused and len(calls) == 1 and first == {**compute(drawn, fe), "seed": 0}
     again, reused = task_input_statistics(data, fe, tmp_path / "cache")
     assert reused and again == first and len(calls) == 1
     shorter = FusedAudioFeatureExtractor(backbone="ast", frontend={"num_mel_bins": 32, "max_length": 50})

@@ -136,3 +136,20 @@ def test_a_large_task_uses_a_random_sample_of_whole_batches_not_its_first_rows(m
     shuffled = DatasetDict(train=data["train"].shuffle(seed=5))
     task_input_statistics(shuffled, fe, seed=0)
     assert seen["ids"][2] == ids  # the rows' order does not matter, only the seed
+
+
+def test_the_seed_and_sample_are_in_the_model_key_and_on_the_card(tiny_ast_model):
+    from hf_fusion.app.task_model import prepare_task_model
+    from hf_fusion.extraction import model_key
+    from hf_fusion.hub.cards import render_model_card
+
+    keys, cards = [], []
+    for seed in (0, 1):
+        stats = {"mean": -7.0, "std": 4.0, "num_clips": 5120, "seed": seed}
+        model, fe, _ = prepare_task_model(tiny_ast_model, 0.7, statistics=stats)
+        assert model.config.frontend["normalization_seed"] == seed and fe.frontend["normalization_clips"] == 5120
+        keys.append(model_key(model, fe)[0])
+        cards.append(" ".join(str(render_model_card(model.config, "org/ast-fusion-5-12")).split()))
+    assert keys[0] != keys[1]  # the feature cache never mixes statistics drawn in different orders
+    assert "mean -7.0000, std 4.0000 of the raw fbank over 5120 training clips, drawn in a shuffled order (seed 0)" in cards[0]
+    assert "drawn in a shuffled order (seed 1)" in cards[1]
