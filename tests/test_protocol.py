@@ -293,7 +293,9 @@ def test_task_statistics_are_kept_per_crops_and_fbank(tmp_path, monkeypatch):
     assert reused and again == first and len(calls) == 1
     shorter = FusedAudioFeatureExtractor(backbone="ast", frontend={"num_mel_bins": 32, "max_length": 50})
     assert not task_input_statistics(data, shorter, tmp_path / "cache")[1] and len(calls) == 2
+    seeded, reused = task_input_statistics(data, fe, tmp_path / "cache", seed=1)  # another order: its own entry
+    assert not reused and seeded["seed"] == 1 and len(calls) == 3
     other = DatasetDict({"train": Dataset.from_dict(clips)})  # in memory: no content name, computed every time
     task_input_statistics(other, fe, tmp_path / "cache")
     task_input_statistics(other, fe, tmp_path / "cache")
-    assert len(calls) == 4 and len(list((tmp_path / "cache" / "ast_stats").glob("*.json"))) == 2
+    assert len(calls) == 5 and len(list((tmp_path / "cache" / "ast_stats").glob("*.json"))) == 3
