@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install hf-fusion on a fresh Debian/Ubuntu machine. Usage: bash scripts/setup.sh [--dev]
-#   --dev  also installs pytest, the test-only reference packages (parity tests) and the docs build
-#          (mkdocs, mkdocs-material, mkdocstrings: the `docs` extra).
+#   --dev  also installs pytest, the test-only reference packages (parity tests), the docs build
+#          (mkdocs, mkdocs-material, mkdocstrings: the `docs` extra), gradio for the leaderboard Space
+#          (the `space` extra) and Debian's chromium + chromium-driver with selenium for its browser test.
 # torch/torchcodec are pinned to the CPU builds this project is tested with; set HF_FUSION_TORCH to
 # e.g. "torch==2.9.1 torchcodec==0.9.1" for a CUDA machine (pyproject only declares ranges).
 set -euo pipefail
@@ -11,6 +12,10 @@ dev=0
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   # ffmpeg: datasets decodes audio with torchcodec; espeak-ng/sox make real speech for tests and demos.
   apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg espeak-ng sox >/dev/null
+  # --dev: a real headless browser for the leaderboard Space's test (tests/test_space.py)
+  if [ "$dev" = 1 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  fi
 fi
 export PIP_ROOT_USER_ACTION=ignore  # no "running pip as root" warning on CI machines
 pip() { python -m pip --disable-pip-version-check -q "$@"; }
@@ -21,7 +26,7 @@ pip() { python -m pip --disable-pip-version-check -q "$@"; }
 # conflict instead.
 pip install --no-warn-conflicts ${HF_FUSION_TORCH:-torch==2.13.0 torchcodec==0.13.0}
 if [ "$dev" = 1 ]; then
-  pip install --no-warn-conflicts -e ".[dev,docs]"
+  pip install --no-warn-conflicts -e ".[dev,docs,space]"
 else
   pip install --no-warn-conflicts -e .
 fi

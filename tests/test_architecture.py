@@ -358,3 +358,24 @@ def test_the_readme_layout_matches_the_tree():
     assert subpackages | {"protocol.py"} <= inner, f"missing from the README layout: {subpackages - inner}"
     missing = sorted(n for n in named if not ((PACKAGE / n).exists() or (ROOT / n).exists()))
     assert missing == [], f"the README layout names what the tree does not have: {missing}"
+
+
+def test_the_package_never_imports_gradio():
+    """The leaderboard Space's page (hub_cards/space_app.py) runs on gradio; the package only writes it."""
+    found = [f"{module}: {target}" for module, targets in import_graph_external().items() for target in targets
+             if target.split(".")[0] == "gradio"]
+    assert found == []
+
+
+def import_graph_external() -> dict[str, set[str]]:
+    """{module: every module name it imports, inside functions too}."""
+    out = {}
+    for path in PACKAGE.rglob("*.py"):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names.add(node.module)
+        out[module_name(path)] = names
+    return out

@@ -109,3 +109,13 @@ def test_walkthrough_leaves_only_ignored_outputs_and_no_lock_files(walkthrough):
     assert not [p for p in work.rglob("*.lock")]
     progress = walkthrough["demo"].stdout
     assert "of crepe-tiny" in progress and "crepe-fusion-3-6" not in progress
+
+
+def test_the_walkthrough_builds_and_lists_the_leaderboard_space(walkthrough):
+    space = walkthrough["work"] / "hf_fusion_out" / "walk" / "space"
+    assert {p.name for p in space.iterdir()} == {"README.md", "app.py", "data", "requirements.txt"}
+    data = json.loads((space / "data" / "leaderboard.json").read_text())
+    (model, study), = data["models"].items()
+    assert model.startswith("crepe-fusion-") and (space / study["heatmap"]).is_file()
+    printed = "".join(run.stdout for run in walkthrough["runs"])
+    assert "Dry run: would upload" in printed and "https://huggingface.co/spaces/my-org/fusion-leaderboard" in printed

@@ -324,7 +324,13 @@ def cmd_evaluate(args) -> int:
 def cmd_leaderboard(args) -> int:
     from hf_fusion.evaluation import leaderboard_table
 
-    table = leaderboard_table(args.file, tasks=args.tasks, models=args.models)
+    from hf_fusion.evaluation import load_leaderboard
+
+    missing = [path for path in args.files if not Path(path).is_file()]
+    if missing:
+        raise FileNotFoundError(f"no such leaderboard file(s): {', '.join(missing)}")
+    entries = [entry for path in args.files for entry in load_leaderboard(path)]  # names a malformed line
+    table = leaderboard_table(entries, tasks=args.tasks, models=args.models)
     print(table.to_markdown())
     if args.out:
         out = Path(args.out)
@@ -332,7 +338,29 @@ def cmd_leaderboard(args) -> int:
         (out / "leaderboard.md").write_text(table.to_markdown() + "\n")
         table.to_csv(out / "leaderboard.csv")
         print(f"\nwrote {out / 'leaderboard.md'} and {out / 'leaderboard.csv'}")
+    if args.space:
+        import warnings
+
+        from hf_fusion.hub.space import build_space
+
+        with warnings.catch_warnings():  # said once, below
+            warnings.simplefilter("ignore")
+            folder, said = build_space(args.files, args.space, studies=args.study, org=args.org, title=args.title)
+        for line in said:
+            print(f"warning: {line}")
+        print(f"\nwrote the Space folder {folder} (python {folder / 'app.py'} runs it here; "
+              f"hf-fusion push --space {folder} --repo-id ORG/NAME uploads it)")
     return 0
+
+
+def _model_folder(text: str) -> tuple[str | None, str]:
+    """``--study MODEL=DIR`` or ``--study DIR`` (the model its selection.json chose) -> (model or None, folder)."""
+    model, sep, folder = text.partition("=")
+    if not sep:
+        return None, text
+    if not model or not folder:
+        raise argparse.ArgumentTypeError(f"--study takes MODEL=DIR or DIR, got {text!r}")
+    return model, folder
 
 
 def cmd_demo(args) -> int:
@@ -461,11 +489,19 @@ def build_parser() -> argparse.ArgumentParser:
                         "pipeline('audio-classification', model=DIR)")
     p.set_defaults(func=cmd_evaluate)
 
-    p = _subparser(sub, "leaderboard", help="render a leaderboard file as a Table IV-style comparison")
-    p.add_argument("file", help="leaderboard.jsonl")
+    p = _subparser(sub, "leaderboard", help="render leaderboard files as a Table IV-style comparison (or a Space)")
+    p.add_argument("files", nargs="+", metavar="FILE", help="leaderboard.jsonl file(s), rows read in order")
     p.add_argument("--tasks", nargs="+", metavar="TASK", help="only these tasks (default: all)")
     p.add_argument("--models", nargs="+", metavar="MODEL", help="only these models (default: all)")
     p.add_argument("--out", help="also write leaderboard.md/.csv here")
+    p.add_argument("--space", metavar="DIR",
+                   help="also write a Gradio Space folder here (app.py, requirements.txt, README.md, data/): a "
+                        "sortable, filterable page with the paper's Table III rows and each model's heatmap")
+    p.add_argument("--study", action="append", default=[], type=_model_folder, metavar="[MODEL=]DIR",
+                   help="--space: a layer-wise study (a folder with layerwise.csv, layerwise.png, selection.json: "
+                        "layerwise/select --out) of MODEL, or of the fused model its selection.json chose; repeatable")
+    p.add_argument("--org", help="--space: the Hub organisation the models are published under (names link there)")
+    p.add_argument("--title", default="hf-fusion leaderboard", help="--space: the page's title")
     p.set_defaults(func=cmd_leaderboard)
 
     build_push_parser(sub, formatter_class=_HelpFormatter)

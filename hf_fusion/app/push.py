@@ -51,6 +51,8 @@ def add_push_arguments(parser: argparse.ArgumentParser, preset_names: Sequence[s
     parser needs neither torch nor transformers, and the names are checked when the command runs."""
     source = parser.add_argument_group("model source (one of)")
     source.add_argument("--model", metavar="DIR", help="saved fused model folder (save_pretrained output)")
+    source.add_argument("--space", metavar="DIR", help="a leaderboard Space folder (hf-fusion leaderboard --space): "
+                        "uploaded as a Gradio Space to --repo-id")
     source.add_argument(
         "--preset", metavar="NAME", choices=sorted(preset_names) if preset_names else None,
         help="convert an original checkpoint into this preset, <backbone>-fusion-<M>-<L> of a backbone with "
@@ -122,9 +124,12 @@ def _run_push(args: argparse.Namespace) -> int:
     from ..models.configuration_fusion import fusion_model_name
     from ..models.modeling_fusion import AudioFusionModel
 
-    sources = [name for name in ("model", "preset", "backbone") if getattr(args, name)]
+    sources = [name for name in ("model", "preset", "backbone", "space") if getattr(args, name)]
     if len(sources) != 1:
-        raise PublishError("give exactly one of --model DIR, --preset NAME or --backbone NAME (with --checkpoint)")
+        raise PublishError("give exactly one of --model DIR, --preset NAME, --backbone NAME (with --checkpoint) "
+                           "or --space DIR")
+    if args.space:
+        return _push_space(args)
     if args.model and (args.checkpoint or args.layers):
         raise PublishError("--checkpoint/--layers convert an original checkpoint: use them with --preset or --backbone")
     backbone = get_preset(args.preset).backbone if args.preset else args.backbone
@@ -196,3 +201,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     add_push_arguments(parser, sorted(presets.presets()), sorted(presets.converters()))
     return run_push(parser.parse_args(argv))
+
+
+def _push_space(args: argparse.Namespace) -> int:
+    """``push --space DIR --repo-id org/name``: check the Space folder, list its files, upload unless --dry-run."""
+    from ..hub.publish import PublishError, format_upload_plan, push_folder, upload_plan, validate_hub_repo_id
+    from ..hub.space import check_space_folder
+
+    if not args.repo_id:
+        raise PublishError("--space needs --repo-id org/name (the Space's id)")
+    validate_hub_repo_id(args.repo_id)
+    check_space_folder(args.space)
+    plan = format_upload_plan(upload_plan(args.space), args.repo_id, private=args.private, revision=args.revision,
+                              create_pr=args.create_pr).replace("huggingface.co/", "huggingface.co/spaces/", 1)
+    if args.dry_run:
+        print(f"Dry run: would upload {plan}")
+        print(f"Nothing was uploaded; the Space folder is {args.space}")
+        return 0
+    commit = push_folder(args.space, args.repo_id, token=args.token, private=args.private, revision=args.revision,
+                         create_pr=args.create_pr, commit_message=args.commit_message, repo_type="space")
+    print(f"Uploaded {plan}")
+    url = getattr(commit, "pr_url", None) or getattr(commit, "commit_url", None)
+    if url:
+        print(url)
+    return 0

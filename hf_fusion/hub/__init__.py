@@ -25,6 +25,9 @@ _EXPORTS = {
     "publish_model": "publish",
     "push_folder": "publish",
     "upload_plan": "publish",
+    "build_space": "space",
+    "check_space_folder": "space",
+    "leaderboard_data": "space",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -299,22 +299,32 @@ def push_folder(
     revision: str | None = None,
     create_pr: bool = False,
     commit_message: str | None = None,
+    repo_type: str = "model",
 ):
     """Upload a checked repo folder: ``create_repo(exist_ok=True)`` (+ the ``revision`` branch) then
-    ``upload_folder``. Repo id, token and folder are checked first; returns ``upload_folder``'s CommitInfo."""
+    ``upload_folder``. Repo id, token and folder are checked first (``repo_type="space"``: a Gradio Space
+    folder of :func:`hf_fusion.hub.space.build_space`); returns ``upload_folder``'s CommitInfo."""
     from huggingface_hub import HfApi
 
     validate_hub_repo_id(repo_id)
-    check_repo_folder(folder)
+    if repo_type == "space":
+        from .space import check_space_folder
+
+        check_space_folder(folder)
+    elif repo_type == "model":
+        check_repo_folder(folder)
+    else:
+        raise ValueError(f"repo_type must be 'model' or 'space', got {repo_type!r}")
     token = resolve_token(token)
     api = HfApi(token=token)
-    api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+    space = {"space_sdk": "gradio"} if repo_type == "space" else {}
+    api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True, **space)
     if revision and revision != "main":
-        api.create_branch(repo_id, branch=revision, repo_type="model", exist_ok=True)
+        api.create_branch(repo_id, branch=revision, repo_type=repo_type, exist_ok=True)
     return api.upload_folder(
         repo_id=repo_id,
         folder_path=str(folder),
-        repo_type="model",
+        repo_type=repo_type,
         revision=revision,
         create_pr=create_pr,
         commit_message=commit_message or f"Upload {repo_id.split('/')[-1]} (hf-fusion)",
