@@ -194,13 +194,15 @@ def _windowed_timestamp_embeddings(audio: torch.Tensor, model: HearFusionModel):
                          "changed, so no timestamp windows can be placed")
     saved = backbone_class.input_length(fused.config.backbone_config)
     from ..models.feature_extraction_fusion import FusedAudioFeatureExtractor
-    from .task_model import resize_input
+    from .task_model import prepare_task_model, resize_input
 
     input_hop = backbone_class.input_hop
     chunks, total = [], n_sounds * count
     sliced = input_hop is not None and model.hop_samples % input_hop == 0
     try:
-        _, window_fe = resize_input(fused, model.window_frames)  # the same weights, the window's length
+        # the window is the task: the same weights sized for it, the model's own normalisation
+        _, window_fe, _ = prepare_task_model(fused, model.window_samples / model.sample_rate, normalization="model",
+                                             input_frames=model.window_frames, in_place=True)
         with torch.no_grad():
             if sliced:
                 # input frames are per frame of the front end, so window k's frames are those of the padded
