@@ -79,12 +79,14 @@ def resolve_studies(studies, runs) -> dict[str, Path]:
     return out
 
 
-def leaderboard_data(files: Sequence[str | Path], studies=None, org: str | None = None) -> tuple[dict, list[str]]:
+def leaderboard_data(files: Sequence[str | Path], studies=None, org: str | None = None,
+                     runs: list | None = None) -> tuple[dict, list[str]]:
     """The page's data (JSON-able) and the warnings said about the files: a (model, task) evaluated more
     than once (the latest run by date is shown; every line is named), a task the paper did not use (shown in
     the "other" group). ``studies``: {model: folder with layerwise.csv (+ layerwise.png, selection.json)};
-    ``org``: the Hub organisation the models are published under (their names link there)."""
-    runs = read_runs(files)
+    ``org``: the Hub organisation the models are published under (their names link there); ``runs``: the
+    files' :func:`read_runs`, when already read."""
+    runs = read_runs(files) if runs is None else runs
     studies = resolve_studies(studies, runs)
     said, latest, seen = [], {}, {}
     for where, line, entry in runs:
@@ -156,8 +158,9 @@ def build_space(files: Sequence[str | Path], out_dir: str | Path, studies=None, 
     ``python app.py``; rebuilding it from a leaderboard with more rows updates its data."""
     from .cards import templates_dir
 
-    studies = resolve_studies(studies, read_runs(files))
-    data, said = leaderboard_data(files, studies, org)
+    runs = read_runs(files)
+    studies = resolve_studies(studies, runs)
+    data, said = leaderboard_data(files, studies, org, runs=runs)
     out = Path(out_dir)
     if (out / "data").exists():
         shutil.rmtree(out / "data")
