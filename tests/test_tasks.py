@@ -185,7 +185,7 @@ def test_evar_fold_folder_int_labels(fold_dir):
         np.testing.assert_array_equal(cropped["all"][i]["input_values"], crop_or_pad(wave, n, 0))
     j = long_rows[-1]
     wave = audio_array(dd["all"][j]["audio"])[0]
-    start = crop_start(len(wave), n, True, seed=5, index=dd["all"][j]["file_name"])  # by file, not row
+    start = crop_start(len(wave), n, True, seed=5, index=dd["all"][j]["file_name"])  # by file, not by row
     np.testing.assert_array_equal(cropped["all_train_crops"][len(long_rows) - 1]["input_values"],
                                   crop_or_pad(wave, n, start))
     # with test_fold the same crops: train/valid take the training crop of their row, test the crop from 0
@@ -432,7 +432,7 @@ def test_crop_clips_train_random_test_at_zero(split_dir):
             elif split == "test":
                 np.testing.assert_array_equal(got, full[:n])
             else:
-                s = crop_start(len(full), n, True, 0, Path(dd[split][i]["file_name"]).name)
+                s = crop_start(len(full), n, True, 0, dd[split][i]["file_name"])
                 np.testing.assert_array_equal(got, full[s : s + n])
                 saw_random |= s > 0
                 saw_random |= not np.array_equal(got, c[split][i]["input_values"])
@@ -600,3 +600,15 @@ def test_load_tasks_crops_inside_main_process_first(tmp_path, monkeypatch):
     monkeypatch.delenv("WORLD_SIZE")  # one process: no Accelerator is built
     workflow.load_tasks([], [str(task)], 16000, clip_seconds=1.0, cache_dir=tmp_path / "cache")
     assert events == ["load"]
+
+
+def test_crops_are_drawn_per_listed_file_not_per_row_or_base_name():
+    from hf_fusion.tasks.clips import clip_key
+
+    same_base = [clip_key({"file_name": f"id{i}/clip/00001.wav", "audio": {"path": f"/data/id{i}/clip/00001.wav"}},
+                          "audio", 0) for i in range(20)]
+    assert len(set(same_base)) == 20  # VoxCeleb-style names: every file its own crop
+    assert len({crop_start(100_000, 1000, True, 0, key) for key in same_base}) > 15
+    assert clip_key({"file_name": "a.wav"}, "audio", 0) == clip_key({"file_name": "a.wav"}, "audio", 7)  # not the row
+    assert clip_key({"audio": {"path": "/x/y.wav"}}, "audio", 3) == "y.wav"
+    assert clip_key({"audio": {"bytes": b"RIFF", "path": None}}, "audio", 3) == 3  # embedded bytes: the row

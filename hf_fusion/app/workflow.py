@@ -274,15 +274,18 @@ def task_clip_samples(data) -> int:
 
 
 def _clip_names(ds, rows) -> list[str]:
-    """A name per row that does not depend on the row's position: its audio file's path, else (embedded
-    bytes, in-memory data) a digest of its crop."""
+    """A name per row that does not depend on the row's position: its ``file_name`` as the task lists it, else
+    its audio file's path, else (embedded bytes, in-memory data) a digest of its crop."""
     import hashlib
 
     import numpy as np
     from datasets import Audio
 
     paths = [None] * len(rows)
-    if "audio" in ds.column_names and isinstance(ds.features["audio"], Audio):
+    if "file_name" in ds.column_names:
+        listed = ds["file_name"]
+        paths = [listed[int(r)] for r in rows]
+    elif "audio" in ds.column_names and isinstance(ds.features["audio"], Audio):
         column = ds.select_columns(["audio"]).with_format("arrow")["audio"]  # struct {bytes, path}: no decoding
         every = [p for chunk in getattr(column, "chunks", [column]) for p in chunk.field("path").to_pylist()]
         paths = [every[int(r)] for r in rows]

@@ -4,8 +4,8 @@ Rules (``n = round(clip_seconds * sampling_rate)`` samples):
 
 * a clip longer than ``n`` is cropped: at a random start for train/valid, at sample 0 for test.
   The random start is drawn with ``numpy.random.default_rng([seed, key])`` where ``key`` is the
-  file's name (:func:`clip_key`; the row for embedded bytes), so it is deterministic per (seed,
-  file), changes with the seed and never with the order of the metadata rows;
+  file's name as the task lists it (:func:`clip_key`; the row for embedded bytes), so it is
+  deterministic per (seed, file), changes with the seed and never with the metadata rows' order;
 * a clip shorter than ``n`` is zero-padded at the end (never cropped, whatever the split);
 * audio is mono: ``datasets``' decoder returns the mean of the channels for ``["array"]``.
 """
@@ -77,10 +77,13 @@ def crop_start(n_in: int, n_out: int, random_crop: bool, seed: int = 0, index: i
     return int(rng.integers(0, n_in - n_out + 1))
 
 
-def clip_key(value: dict, index: int) -> int | str:
-    """What a clip's random crop is drawn from: its file's name (the same crop wherever metadata.csv lists
-    it), or its row number for embedded bytes without a path."""
-    path = (value or {}).get("path")
+def clip_key(example: dict, audio_column: str, index: int) -> int | str:
+    """What a clip's random crop is drawn from: its ``file_name`` as the task lists it (relative to the task
+    folder, so VoxCeleb1's many ``00001.wav`` stay apart), else its file's base name, so the same crop
+    wherever metadata.csv lists it; its row number for embedded bytes without a path."""
+    if example.get("file_name"):
+        return str(example["file_name"])
+    path = (example.get(audio_column) or {}).get("path")
     return os.path.basename(path) if path else int(index)
 
 
@@ -171,7 +174,7 @@ def crop_clips(
                 wave = decode(example[audio_column], index)
             except AudioDecodeError as err:
                 return {output_column: np.zeros(_n, np.float32), _ERROR: _error_text(err)}
-            start = crop_start(len(wave), _n, _random, seed, clip_key(example[audio_column], index))
+            start = crop_start(len(wave), _n, _random, seed, clip_key(example, audio_column, index))
             return {output_column: crop_or_pad(wave, _n, start), _ERROR: ""}
 
         settings = {"kind": "split", "n": n, "sr": feat.sampling_rate, "random": random_crop, "seed": seed,
@@ -344,7 +347,7 @@ def crop_fold_clips(
         except AudioDecodeError as err:
             zeros = np.zeros(n, np.float32)
             return {output_column: zeros, random_column: zeros, "_is_long": False, _ERROR: _error_text(err)}
-        start = crop_start(len(wave), n, True, seed, clip_key(example[audio_column], index))
+        start = crop_start(len(wave), n, True, seed, clip_key(example, audio_column, index))
         return {output_column: crop_or_pad(wave, n, 0), random_column: crop_or_pad(wave, n, start),
                 "_is_long": len(wave) > n, _ERROR: ""}
 
