@@ -32,13 +32,6 @@ class TaskModel(NamedTuple):
     stats: dict[str, Any] | None
 
 
-def _resizable(model):
-    backbone_class = model.config.backbone_class
-    if not backbone_class.resizable_input:
-        raise backbone_class._not_resizable()
-    return backbone_class
-
-
 def input_frames_for_seconds(config, seconds: float) -> int:
     """Input frames of a fused model's front end for a ``seconds``-long clip (AST: 1.0 s -> 98 fbank frames)."""
     return config.backbone_class.input_frames_for_seconds(seconds, dict(config.frontend))
@@ -46,8 +39,8 @@ def input_frames_for_seconds(config, seconds: float) -> int:
 
 def resize_input(model, frames: int):
     """Make a ``resizable_input`` fused model take ``frames`` input frames (in place) -> (model, matching
-    extractor); the same as ``AudioFusionModel.from_pretrained(path, max_length=frames)``."""
-    _resizable(model)
+    extractor); the same as ``AudioFusionModel.from_pretrained(path, max_length=frames)`` (which refuses any
+    other backbone)."""
     model.set_input_length(int(frames))
     return model, FusedAudioFeatureExtractor.from_fusion_config(model.config)
 
@@ -142,7 +135,7 @@ def set_input_normalization(model, normalization: str = "task", stats: Mapping[s
     named = model.config.backbone_class.input_normalizations
     if normalization != "task" and normalization not in named:
         raise ValueError(f"normalization must be 'task' or one of {sorted(named)}, got {normalization!r}")
-    frontend = {k: v for k, v in model.config.frontend.items() if k not in ("normalization_clips", "normalization_seed")}
+    frontend = {k: v for k, v in model.config.frontend.items() if k not in NORMALIZATION_KEYS}  # set again below
     if normalization != "task":
         if stats is not None:
             raise ValueError(f"normalization={normalization!r} uses fixed constants; pass stats= only with 'task'")

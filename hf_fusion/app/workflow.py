@@ -273,26 +273,31 @@ def task_clip_samples(data) -> int:
     return int(feature.length)
 
 
-def _clip_names(ds, rows) -> list[str]:
-    """A name per row that does not depend on the row's position: its ``file_name`` as the task lists it, else
-    its audio file's path, else (embedded bytes, in-memory data) a digest of its crop."""
+def _clip_names(ds, rows) -> list[tuple[str, str]]:
+    """A sort key per row that does not depend on the row's position: the name its crop is drawn from
+    (:func:`hf_fusion.tasks.clips.clip_key`: ``file_name`` as the task lists it, else the file's base name),
+    then its full path; for embedded bytes without a path, a digest of its crop."""
     import hashlib
 
     import numpy as np
     from datasets import Audio
 
-    paths = [None] * len(rows)
-    if "file_name" in ds.column_names:
-        listed = ds["file_name"]
-        paths = [listed[int(r)] for r in rows]
-    elif "audio" in ds.column_names and isinstance(ds.features["audio"], Audio):
+    from ..tasks.clips import clip_key
+
+    listed = ds["file_name"] if "file_name" in ds.column_names else None
+    every = None
+    if "audio" in ds.column_names and isinstance(ds.features["audio"], Audio):
         column = ds.select_columns(["audio"]).with_format("arrow")["audio"]  # struct {bytes, path}: no decoding
         every = [p for chunk in getattr(column, "chunks", [column]) for p in chunk.field("path").to_pylist()]
-        paths = [every[int(r)] for r in rows]
     crops = ds.with_format("numpy")
-    return [path or hashlib.blake2b(np.ascontiguousarray(crops[int(r)]["input_values"]).tobytes(),
-                                    digest_size=16).hexdigest()
-            for r, path in zip(rows, paths)]
+    names = []
+    for r in map(int, rows):
+        path = every[r] if every is not None else None
+        key = clip_key({"file_name": listed[r] if listed is not None else None, "audio": {"path": path}}, "audio", r)
+        if isinstance(key, int):  # no name at all: the clip's own samples
+            key = hashlib.blake2b(np.ascontiguousarray(crops[r]["input_values"]).tobytes(), digest_size=16).hexdigest()
+        names.append((str(key), path or ""))
+    return names
 
 
 def train_clips(data, limit: int | None = None, seed: int | None = TASK_STATS_SEED):
