@@ -43,6 +43,8 @@ PAPER_SEEDS = (0, 1, 2)
 PROBE_BATCH_SIZE = 200
 PROBE_MAX_EPOCHS = 200
 PROBE_PATIENCE = 20
+#: how the probe's matrix products run (fp32 = exact; tf32 / bf16: tensor-core precisions, an option)
+PROBE_PRECISIONS = ("fp32", "tf32", "bf16")
 #: fold tasks: the stratified share of the training folds used for validation
 VALID_FRACTION = 0.1
 

@@ -14,13 +14,18 @@ Model of the run (the CLI's path: ``hf-fusion layerwise`` per backbone, then ``e
            by ``--tflops`` (sustained, not peak);
   write    every clip's all-layer vectors (float32) through the arrow writer at ``--write-mbps``;
   probes   layer-wise: every layer x task x learning rate (4) x seed (3), fold tasks once per fold;
-           fusion + last-layer baseline + the two fused layers alone; each probe ``--probe-epochs``
-           epochs of a [D x classes] linear layer (6 FLOPs per weight per training clip and epoch) at
-           ``--probe-tflops``.
+           evaluation: fusion + last-layer baseline + the two fused layers alone, always the full fp32
+           protocol. A member's epoch of a [D x C] probe on n training clips costs 4.2 n D C GEMM FLOPs
+           (forward, weight gradient, validation) at the GPU's sustained rate for the precision
+           (``--gpu-tflops``, assumed) times the probe shapes' efficiency (measured here: their GEMM rate
+           / a large square GEMM's), plus Adam's 28 bytes per weight per step (n / 200 steps) at
+           ``--gpu-tbps`` (assumed). Epochs per member and each screening option's share of the work are
+           measured (scripts/measure_probe_options.py on the demo suite and a 1000-class task).
 Extraction stages run in series in one process (today's pipeline: decode in workers feeds the crop
 cache first, then front end -> backbone -> write per batch), so a task costs the sum of its stages;
 the stage with the largest total is the one that stops the target.
-Target: the whole study in under one hour on one modern GPU.
+Target: the whole study in under one hour on one modern GPU; the script prints which combination of
+the probe options (precision, screening) meets it.
 """
 
 from __future__ import annotations
@@ -50,6 +55,22 @@ BACKBONES = ("vggish", "cnn14", "ast")
 #: audio seconds decoded + resampled per second by one core: 44.1 kHz stereo FLAC -> 16 kHz mono, in process
 #: (where it was measured: docs/performance.md, "Tuning constants in the code")
 DEFAULT_DECODE_RATE = 400.0
+#: measured on 2 CPU cores (docs/performance.md, "Probe options"): the probe GEMMs' rate as a share of a
+#: large square sgemm's (scripts/estimate_study_time.py --measure)
+DEFAULT_SHAPE_EFFICIENCY = 0.62
+#: measured: mean epochs a member trains under early stopping, full protocol (demo suite + 1000-class task)
+DEFAULT_EPOCHS = 75.0
+#: measured: share of the full protocol's probe work (member-epochs x training clips) left by each
+#: screening option, mean over the demo suite and the 1000-class task (scripts/measure_probe_options.py)
+DEFAULT_HALVING_SHARE = 0.45
+#: assumed: sustained dense GEMM TFLOP/s of one data-centre GPU (H100/H200 class) per probe precision
+#: (about 40-45 % of the datasheet's dense peaks: fp32 67, tf32 495, bf16 989)
+DEFAULT_GPU_TFLOPS = {"fp32": 30.0, "tf32": 200.0, "bf16": 400.0}
+#: assumed: sustained HBM bandwidth in TB/s (datasheet 3.35-4.8)
+DEFAULT_GPU_TBPS = 2.5
+#: screening options the estimate combines: (name, seeds kept of 3, lr halving, max training clips)
+SCREENINGS = (("full", 3, False, None), ("1 seed", 1, False, None), ("halving", 3, True, None),
+              ("1 seed + halving", 1, True, None), ("1 seed + halving + 20k clips", 1, True, 20000))
 
 
 def model_for(backbone: str, seconds: float):
@@ -96,6 +117,49 @@ def fmt(seconds: float) -> str:
     return f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.1f} s"
 
 
+def measure_shape_efficiency(threads: int = 0) -> float:
+    """This CPU's GEMM rate on the probe's shapes (batch 200, D 1024, 4 lrs x 20 classes, 3 seeds: the forward
+    and weight-gradient products of :func:`train_batched`) as a share of a 2048^3 square GEMM's."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+
+    def rate(f, flops, reps):
+        f()
+        t = time.perf_counter()
+        for _ in range(reps):
+            f()
+        return flops * reps / (time.perf_counter() - t)
+
+    S, N, B, D = 3, 80, 200, 1024
+    W, x, g, out, gW = (torch.randn(S, N, D), torch.randn(S, B, D), torch.randn(S, N, B), torch.empty(S, N, B),
+                        torch.empty(S, N, D))
+    probe = lambda: (torch.bmm(W, x.transpose(1, 2), out=out), torch.baddbmm(gW, g, x, beta=0, alpha=1 / B, out=gW))  # noqa: E731
+    big = torch.randn(2048, 2048)
+    square = rate(lambda: big @ big, 2 * 2048 ** 3, 10)
+    return rate(probe, 4 * S * N * B * D, 50) / square
+
+
+def probe_seconds(d: int, classes: int, n_train: float, members: float, epochs: float, precision: str, args) -> float:
+    """GPU seconds of ``members`` probes of width ``d`` for ``epochs`` epochs on ``n_train`` clips."""
+    weights = d * classes * members
+    gemm = 4.2 * n_train * weights * epochs / (args.gpu_tflops[precision] * 1e12 * args.shape_efficiency)
+    adam = 28.0 * weights * (n_train / 200) * epochs / (args.gpu_tbps * 1e12)
+    return gemm + adam
+
+
+def parse_rates(text: str) -> dict:
+    rates = dict(DEFAULT_GPU_TFLOPS)
+    for item in text.split(","):
+        if item:
+            name, value = item.split("=")
+            if name not in rates:
+                raise argparse.ArgumentTypeError(f"--gpu-tflops: unknown precision {name!r} (one of {list(rates)})")
+            rates[name] = float(value)
+    return rates
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tflops", type=float, default=100.0,
@@ -104,73 +168,99 @@ def main(argv=None) -> None:
     p.add_argument("--cores", type=int, default=16, help="CPU cores decoding (decode workers)")
     p.add_argument("--decode-rate", type=float, default=DEFAULT_DECODE_RATE,
                    help="audio s per s per core, decode+resample (default: measured here)")
-    p.add_argument("--measure", action="store_true", help="measure --decode-rate on this machine first")
+    p.add_argument("--measure", action="store_true",
+                   help="measure --decode-rate and --shape-efficiency on this machine first")
     p.add_argument("--frontend-rate", type=float, default=50000.0,
                    help="audio s per s of the front end on the accelerator (assumption, default 5e4)")
     p.add_argument("--write-mbps", type=float, default=300.0, help="MB/s of the arrow writer (default 300)")
-    p.add_argument("--probe-tflops", type=float, default=20.0,
-                   help="sustained TFLOP/s of the probes (batched 4 lrs x 3 seeds, batch 200: memory-bound GEMMs; "
-                        "default 20, an assumption; this CPU: 0.12, scripts/bench_probe_floor.py)")
-    p.add_argument("--probe-epochs", type=float, default=100.0, help="mean epochs per probe (early stopping; max 200)")
+    p.add_argument("--gpu-tflops", type=parse_rates, default=dict(DEFAULT_GPU_TFLOPS),
+                   help="sustained probe GEMM TFLOP/s per precision, e.g. fp32=30,tf32=200,bf16=400 (assumed)")
+    p.add_argument("--gpu-tbps", type=float, default=DEFAULT_GPU_TBPS, help="sustained HBM TB/s for Adam (assumed)")
+    p.add_argument("--shape-efficiency", type=float, default=DEFAULT_SHAPE_EFFICIENCY,
+                   help="the probe GEMMs' rate / a large GEMM's (default: measured on this CPU)")
+    p.add_argument("--probe-epochs", type=float, default=DEFAULT_EPOCHS,
+                   help="mean epochs per member under early stopping (default: measured)")
+    p.add_argument("--halving-share", type=float, default=DEFAULT_HALVING_SHARE,
+                   help="share of the probe work left by lr halving every 10 epochs (default: measured)")
     p.add_argument("--target-hours", type=float, default=1.0)
     args = p.parse_args(argv)
     if args.measure:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         args.decode_rate = measure_decode_rate()
-        print(f"measured decode rate: {args.decode_rate:.0f} audio s/s per core")
+        args.shape_efficiency = measure_shape_efficiency()
+        print(f"measured: decode rate {args.decode_rate:.0f} audio s/s per core; probe GEMM shapes at "
+              f"{args.shape_efficiency:.0%} of a large GEMM's rate")
 
-    totals = {"decode": 0.0, "frontend": 0.0, "backbone": 0.0, "write": 0.0, "probes": 0.0}
+    totals = {"decode": 0.0, "frontend": 0.0, "backbone": 0.0, "write": 0.0}
     audio = sum(n * s for n, s, _, _ in TASKS.values())
     totals["decode"] = audio / (args.decode_rate * args.cores)
     print(f"study: {len(BACKBONES)} backbones x {len(TASKS)} tasks, {sum(t[0] for t in TASKS.values()):,} clips, "
           f"{audio / 3600:.0f} h of audio (decoded once, shared crop cache)")
-    print(f"assumptions: {args.tflops:g} TFLOP/s sustained (backbones), {args.cores} decode cores at "
-          f"{args.decode_rate:.0f} audio s/s each, front end {args.frontend_rate:g} audio s/s, writer "
-          f"{args.write_mbps:g} MB/s, probes {args.probe_epochs:g} epochs at {args.probe_tflops:g} TFLOP/s\n")
-    print("| backbone | task | GFLOP/clip | GFLOP per audio s | backbone | write | probes |")
+    print(f"assumed: {args.tflops:g} TFLOP/s sustained (backbones), front end {args.frontend_rate:g} audio s/s, writer "
+          f"{args.write_mbps:g} MB/s, probe GEMMs {', '.join(f'{k} {v:g}' for k, v in args.gpu_tflops.items())} "
+          f"TFLOP/s, HBM {args.gpu_tbps:g} TB/s")
+    print(f"measured here: {args.cores} decode cores at {args.decode_rate:.0f} audio s/s each, probe GEMM shapes at "
+          f"{args.shape_efficiency:.0%} of a large GEMM's rate, {args.probe_epochs:g} epochs per member, lr halving "
+          f"leaves {args.halving_share:.0%} of the work\n")
+    print("| backbone | task | GFLOP/clip | GFLOP per audio s | backbone | write | layer-wise probes (fp32, full) |")
     print("|---|---|---:|---:|---:|---:|---:|")
-    per_second, probe_by_task = {}, dict.fromkeys(TASKS, 0.0)
+    per_second, shapes = {}, []  # shapes: (part, task, d, classes, n_train, folds)
     for backbone in BACKBONES:
         for task, (n, seconds, classes, folds) in TASKS.items():
             flops, floats, config = clip_flops(backbone, seconds)
             per_second.setdefault(backbone, {})[task] = flops / seconds
-            t_bb = n * flops / (args.tflops * 1e12)
-            t_fe = n * seconds / args.frontend_rate
-            t_wr = n * floats * 4 / (args.write_mbps * 1e6)
+            totals["frontend"] += n * seconds / args.frontend_rate
+            totals["backbone"] += n * flops / (args.tflops * 1e12)
+            totals["write"] += n * floats * 4 / (args.write_mbps * 1e6)
             layers = list(config.layer_dims.values())
             fused = [config.layer_dims[l] for l in config.fusion_layers]
-            # layer-wise: every layer; evaluation: fusion + last layer + each fused layer alone
-            dims = layers + [sum(fused), layers[-1]] + fused
             train = 0.8 * n  # training clips per probe (fold tasks: (folds-1)/folds of the clips, ~0.8)
-            probe_flops = sum(6 * d * classes * train * args.probe_epochs * 4 * 3 * folds for d in dims)
-            t_pr = probe_flops / (args.probe_tflops * 1e12)
-            totals["frontend"] += t_fe
-            totals["backbone"] += t_bb
-            totals["write"] += t_wr
-            totals["probes"] += t_pr
-            probe_by_task[task] += t_pr
-            print(f"| {backbone} | {task} | {flops / 1e9:.1f} | {flops / seconds / 1e9:.2f} | {fmt(t_bb)} | "
-                  f"{fmt(t_wr)} | {fmt(t_pr)} |")
-    total = sum(totals.values())
-    print("\n| stage | total | share |")
-    print("|---|---:|---:|")
-    for stage, t in sorted(totals.items(), key=lambda kv: -kv[1]):
-        print(f"| {stage} | {fmt(t)} | {t / total:.0%} |")
-    print(f"| **whole study** | **{fmt(total)}** | |")
-    extraction = total - totals["probes"]
-    print(f"\nextraction alone (decode + front end + backbone + write): {fmt(extraction)}; probes alone: "
-          f"{fmt(totals['probes'])}, of which vc1 (1251 classes) {fmt(probe_by_task['vc1'])}")
-    bound = max(totals, key=totals.get)
+            shapes += [("layer-wise", task, d, classes, train, folds) for d in layers]
+            shapes += [("evaluation", task, d, classes, train, folds) for d in [sum(fused), layers[-1]] + fused]
+            lw = sum(probe_seconds(d, classes, train, 12 * folds, args.probe_epochs, "fp32", args) for d in layers)
+            print(f"| {backbone} | {task} | {flops / 1e9:.1f} | {flops / seconds / 1e9:.2f} | "
+                  f"{fmt(n * flops / (args.tflops * 1e12))} | {fmt(n * floats * 4 / (args.write_mbps * 1e6))} | {fmt(lw)} |")
+    extraction = sum(totals.values())
+
+    def probes(precision: str, seeds: int, halving: bool, max_train) -> tuple[float, float, float]:
+        """(layer-wise, evaluation, of which vc1) seconds; evaluation always the full fp32 protocol."""
+        lw = ev = vc1 = 0.0
+        for part, task, d, classes, train, folds in shapes:
+            if part == "layer-wise":
+                n = min(train, max_train) if max_train else train
+                t = probe_seconds(d, classes, n, 4 * seeds * folds, args.probe_epochs * (args.halving_share if halving else 1),
+                                  precision, args)
+                lw += t
+            else:
+                t = probe_seconds(d, classes, train, 12 * folds, args.probe_epochs, "fp32", args)
+                ev += t
+            vc1 += t if task == "vc1" else 0.0
+        return lw, ev, vc1
+
     target = args.target_hours * 3600
-    verdict = "meets" if total <= target else "misses"
-    print(f"\ntarget: the whole study in under {args.target_hours:g} h on one modern GPU -> {verdict} it "
-          f"({fmt(total)}); the largest stage is {bound} ({fmt(totals[bound])}).")
-    others = total - totals[bound]
-    if total > target:
-        if others >= target:
-            print(f"  even with {bound} free, the other stages take {fmt(others)}: more than one stage must speed up")
-        else:
-            print(f"  {bound} must fall below {fmt(target - others)} (x{totals[bound] / (target - others):.1f} faster)")
+    print(f"\nextraction (decode {fmt(totals['decode'])}, front end {fmt(totals['frontend'])}, backbone "
+          f"{fmt(totals['backbone'])}, write {fmt(totals['write'])}): {fmt(extraction)}\n")
+    print("| layer-wise probes: precision, screening | layer-wise | evaluation (full fp32) | of which VC1 | whole study | target |")
+    print("|---|---:|---:|---:|---:|---|")
+    meets = []
+    for precision in ("fp32", "tf32", "bf16"):
+        for name, seeds, halving, max_train in SCREENINGS:
+            lw, ev, vc1 = probes(precision, seeds, halving, max_train)
+            total = extraction + lw + ev
+            ok = total <= target
+            if ok:
+                meets.append((precision, name, total))
+            print(f"| {precision}, {name} | {fmt(lw)} | {fmt(ev)} | {fmt(vc1)} | {fmt(total)} | "
+                  f"{'meets' if ok else 'misses'} |")
+    if meets:
+        precision, name, total = min(meets, key=lambda m: (("fp32", "tf32", "bf16").index(m[0]) + [s[0] for s in SCREENINGS].index(m[1]), m[2]))
+        print(f"\ntarget: the whole study in under {args.target_hours:g} h on one modern GPU -> met by layer-wise probes "
+              f"{precision}, {name} ({fmt(total)}), the final evaluation at the full fp32 protocol; "
+              f"{len(meets)} of {3 * len(SCREENINGS)} combinations meet it.")
+    else:
+        print(f"\ntarget: the whole study in under {args.target_hours:g} h -> no combination meets it")
+    print("unmeasured (assumed): the GPU's sustained GEMM rates and HBM bandwidth, the backbones' sustained rate, "
+          "the front end's and the writer's rates; everything else above is counted or measured.")
     print("per-second FLOPs (GFLOP per audio second, task-length inputs): " + "; ".join(
         f"{b} {min(v.values()) / 1e9:.1f}-{max(v.values()) / 1e9:.1f}" for b, v in per_second.items()))
 

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from hf_fusion.app import workflow
-from hf_fusion.app.cli import parse_ast_frames, parse_folds
+from hf_fusion.app.cli import add_screening_args, parse_ast_frames, parse_folds, screening_from_args
 from hf_fusion.evaluation import ProbeConfig, choose_layers, write_study
 from hf_fusion.hub.presets import convert_checkpoint, get_preset
 from hf_fusion import protocol
@@ -79,6 +79,10 @@ def main(argv=None) -> int:
                         help="AST fbank statistics: the task's (the authors', default), AudioSet's, or the model's saved ones")
     parser.add_argument("--max-epochs", type=int, default=protocol.PROBE_MAX_EPOCHS, help="probe epochs (the paper's 200)")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(protocol.PAPER_SEEDS), help="probe seeds (paper: 3 runs)")
+    parser.add_argument("--probe-dtype", choices=protocol.PROBE_PRECISIONS, default=protocol.PROBE_PRECISIONS[0],
+                        help="precision of the probes' matrix products (fp32 = exact; see hf-fusion layerwise --help)")
+    parser.add_argument("--stack-layers", type=int, default=1, help="--layerwise: equal-width layers per probe program")
+    add_screening_args(parser)
     args = parser.parse_args(argv)
 
     missing = preflight(args)
@@ -87,7 +91,9 @@ def main(argv=None) -> int:
         return 2
     out = Path(args.out)
     # the paper's protocol: up to 200 epochs, patience 20, lr grid in [1e-5, 1e-2], 3 seeds
-    config = ProbeConfig(max_epochs=args.max_epochs, seeds=tuple(args.seeds))
+    config = ProbeConfig(max_epochs=args.max_epochs, seeds=tuple(args.seeds), precision=args.probe_dtype,
+                         stack_layers=args.stack_layers)
+    screening = screening_from_args(args) if args.layerwise else None
     print("protocol: fold tasks hold out each fold in turn (validation: a stratified 10% of the other folds), "
           "results averaged over folds; clips cut/padded to the task's length (random crop for train/valid, "
           f"from 0 for test); layer choice on {args.select_on} accuracy")
@@ -107,7 +113,8 @@ def main(argv=None) -> int:
                                         input_frames=args.ast_frames,
                                         normalization=args.ast_normalization, layer_norm_eps=TIMM_LAYER_NORM_EPS)
         if args.layerwise:
-            study = workflow.layerwise_study(caches, loaded.tappable_layers, config, folds=args.folds)
+            study = workflow.layerwise_study(caches, loaded.tappable_layers, config, folds=args.folds,
+                                             screening=screening)
             choice = choose_layers(study, select_on=args.select_on)
             write_study(study, out / preset.name / "layerwise", groups=choice.groups, model=backbone,
                         marks={choice.middle: "M", choice.late: "L"})

@@ -95,6 +95,23 @@ def _add_probe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--patience", type=int, default=protocol.PROBE_PATIENCE,
                    help="early stopping: epochs without a better validation accuracy before the probe stops")
     p.add_argument("--device", default=None, help="probe device (default: cuda if available, else cpu)")
+    p.add_argument("--probe-dtype", choices=protocol.PROBE_PRECISIONS, default=protocol.PROBE_PRECISIONS[0],
+                   help="precision of the probes' matrix products: fp32 (exact) or the tensor-core tf32 / bf16 "
+                        "(approximate; docs/performance.md, 'Probe precision')")
+    p.add_argument("--stack-layers", type=int, default=1, metavar="N",
+                   help="layer-wise study: train up to N equal-width layers of a task as one program (exact; "
+                        "more work per step for a GPU, N times the features in its memory)")
+
+
+def add_screening_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("cheaper layer-wise screening (approximate; the fused model's evaluation always runs "
+                             "the full protocol; docs/performance.md, 'Screening')")
+    g.add_argument("--screen-seeds", type=int, metavar="K", help="train only the first K probe seeds per layer")
+    g.add_argument("--screen-halving", type=int, metavar="EPOCHS",
+                   help="successive halving over the lr grid: every EPOCHS epochs the worse half of the learning "
+                        "rates still training stops")
+    g.add_argument("--screen-max-train", type=int, metavar="N",
+                   help="at most N training clips per task (class-stratified subsample)")
 
 
 def _probe_config(args):
@@ -104,7 +121,20 @@ def _probe_config(args):
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     return ProbeConfig(lrs=tuple(args.lrs), seeds=tuple(args.seeds), max_epochs=args.max_epochs,
-                       patience=args.patience, device=device)
+                       patience=args.patience, device=device, precision=args.probe_dtype,
+                       stack_layers=args.stack_layers)
+
+
+def screening_from_args(args):
+    """The layer-wise study's screening options from the command line (None: the full protocol)."""
+    from hf_fusion.evaluation import Screening
+
+    screening = Screening(seeds=getattr(args, "screen_seeds", None), halving_epochs=getattr(args, "screen_halving", None),
+                          max_train=getattr(args, "screen_max_train", None))
+    if not screening.active:
+        return None
+    print(f"layer-wise screening (approximate): {screening.describe()}")
+    return screening
 
 
 def _load(args):
@@ -189,7 +219,7 @@ def _run_layerwise(args):
         workflow.check_weighted_sum(loaded)
     caches = _extract(args, loaded, tasks)
     study = workflow.layerwise_study(caches, loaded.tappable_layers, _probe_config(args), folds=args.folds,
-                                     weighted_sum=getattr(args, "weighted_sum", False))
+                                     weighted_sum=getattr(args, "weighted_sum", False), screening=screening_from_args(args))
     return loaded, caches, study
 
 
@@ -380,7 +410,7 @@ def cmd_demo(args) -> int:
                                 cache_dir=cache_dir)
     caches = workflow.extract_tasks(loaded, tasks, "all", cache_dir=cache_dir, batch_size=args.batch_size)
     print("[3/5] layer-wise linear evaluation (every layer x every task)")
-    study = workflow.layerwise_study(caches, loaded.tappable_layers, _probe_config(args))
+    study = workflow.layerwise_study(caches, loaded.tappable_layers, _probe_config(args), screening=screening_from_args(args))
     args.late_task, args.middle_task, args.folds = [], [], None
     choice = _choose(study, args, caches)
     paths = _write_study(study, out / "layerwise", groups=choice.groups, model=loaded.label, choice=choice)
@@ -446,6 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16, help="clips per forward pass")
     p.add_argument("--n-per-class", type=int, help="clips per class of the synthetic tasks (default: the suite's)")
     _add_probe_args(p)
+    add_screening_args(p)
     _add_selection_args(p)
     p.set_defaults(func=cmd_demo)
 
@@ -458,7 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_extract)
 
     p = _subparser(sub, "layerwise", help="linear evaluation of every layer on every task -> layerwise.csv + heatmap")
-    for add in (_add_model_args, _add_task_args, _add_run_args, _add_probe_args):
+    for add in (_add_model_args, _add_task_args, _add_run_args, _add_probe_args, add_screening_args):
         add(p)
     p.add_argument("--weighted-sum", action="store_true",
                    help="add a baseline row 'wsum': a learned softmax-weighted sum of all layers + the same linear "
@@ -467,7 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _subparser(sub, "select", help="choose M and L (paper rule) and save the fused model")
     _add_model_args(p, required=False)
-    for add in (_add_task_args, _add_run_args, _add_probe_args):
+    for add in (_add_task_args, _add_run_args, _add_probe_args, add_screening_args):
         add(p)
     p.add_argument("--study", help="an existing layerwise.csv (skips the study)")
     p.add_argument("--save-model", metavar="DIR",

@@ -416,14 +416,16 @@ def task_features(cache, layers, folds: Sequence[int] | None = None):
 
 
 def layerwise_study(caches: dict, layers: Sequence[int], probe_config=None, progress: bool = True,
-                    folds: Sequence[int] | None = None, weighted_sum: bool = False):
+                    folds: Sequence[int] | None = None, weighted_sum: bool = False, screening=None):
     """Probe every layer on every task -> LayerwiseStudy (fold tasks: every fold, or ``folds``).
 
-    ``weighted_sum``: add the learned weighted layer sum row ("wsum"; layers of equal width only)."""
+    ``weighted_sum``: add the learned weighted layer sum row ("wsum"; layers of equal width only);
+    ``screening``: the approximate layer-wise options (:class:`~hf_fusion.evaluation.Screening`)."""
     from ..evaluation import run_layerwise_study
 
     features = {task: {layer: task_features(cache, layer, folds) for layer in layers} for task, cache in caches.items()}
-    return run_layerwise_study(features, probe_config, progress=progress, weighted_sum=weighted_sum)
+    return run_layerwise_study(features, probe_config, progress=progress, weighted_sum=weighted_sum,
+                               screening=screening)
 
 
 def check_weighted_sum(loaded: LoadedModel) -> None:

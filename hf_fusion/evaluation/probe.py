@@ -9,6 +9,7 @@ protocol and returns a :class:`ProbeResult` (design: docs/design.md).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -18,7 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..protocol import PAPER_LRS, PAPER_SEEDS, PROBE_BATCH_SIZE, PROBE_MAX_EPOCHS, PROBE_PATIENCE, VALID_FRACTION
+from ..protocol import (PAPER_LRS, PAPER_SEEDS, PROBE_BATCH_SIZE, PROBE_MAX_EPOCHS, PROBE_PATIENCE, PROBE_PRECISIONS,
+                        VALID_FRACTION)
 from .features import TaskFeatures, fold_problems
 
 DEFAULT_LRS = PAPER_LRS
@@ -37,6 +39,10 @@ class ProbeConfig:
     device: torch device string; dtype: torch.float32 (default) or torch.float64.
     metric: "evaluate" computes reported test accuracies with the packaged `evaluate` metric,
         "torch" with a direct tensor comparison (same numbers, faster).
+    precision: how the matrix products run (:class:`MatmulPrecision`): "fp32" (default, exact), or
+        "tf32" / "bf16", an approximate option (docs/performance.md, "Probe precision").
+    stack_layers: the layer-wise study trains up to this many equal-width feature sets of one task as
+        one program (:func:`train_batched` on [G, n, D]); exact, more parallel work per step.
     """
 
     lrs: Sequence[float] = DEFAULT_LRS
@@ -49,6 +55,8 @@ class ProbeConfig:
     device: str = "cpu"
     dtype: torch.dtype = torch.float32
     metric: str = "evaluate"
+    precision: str = "fp32"
+    stack_layers: int = 1
 
     def __post_init__(self):
         self.lrs = tuple(float(lr) for lr in self.lrs)
@@ -59,13 +67,17 @@ class ProbeConfig:
             raise ValueError(f"ProbeConfig.lrs contains duplicates: {self.lrs}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"ProbeConfig.seeds must be non-empty and distinct, got {self.seeds}")
-        for name in ("batch_size", "max_epochs", "patience"):
+        for name in ("batch_size", "max_epochs", "patience", "stack_layers"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"ProbeConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.metric not in ("evaluate", "torch"):
             raise ValueError(f"ProbeConfig.metric must be 'evaluate' or 'torch', got {self.metric!r}")
         if self.dtype not in (torch.float32, torch.float64):
             raise ValueError(f"ProbeConfig.dtype must be torch.float32 or torch.float64, got {self.dtype}")
+        if self.precision not in PROBE_PRECISIONS:
+            raise ValueError(f"ProbeConfig.precision must be one of {list(PROBE_PRECISIONS)}, got {self.precision!r}")
+        if self.precision != "fp32" and self.dtype != torch.float32:
+            raise ValueError(f"ProbeConfig.precision {self.precision!r} runs on float32 weights, not {self.dtype}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -154,28 +166,61 @@ def _batched_logits(X: torch.Tensor, W: torch.Tensor, b: torch.Tensor, chunk_ele
         yield sl, torch.addmm(bflat, X[sl], Wflat).view(-1, S, L, C)
 
 
+def _fused_adam_available(device: torch.device, dtype: torch.dtype) -> bool:
+    """True where torch's fused Adam kernel (one pass over parameter, gradient and state) runs."""
+    return hasattr(torch, "_fused_adam_") and device.type in ("cpu", "cuda") and dtype in (torch.float32, torch.float64)
+
+
 class BatchedAdam:
     """torch.optim.Adam's update for stacked member parameters, one learning rate per lr column.
 
-    params: tensors [S, Lc, ...] (seed axis, then the live lr columns); lrs: [Lc] float64, the learning
-    rate of each column, broadcast over every other axis. The update is torch.optim.Adam's
-    ``p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps)`` rewritten as
-    ``p -= (lr*sqrt(bc2)/bc1) * m / (sqrt(v) + eps*sqrt(bc2))`` (one pass less), applied to every
-    parameter at once with _foreach ops. ``keep(idx)`` drops lr columns from the parameters and state.
+    params: contiguous tensors [S, Lc, ...] (seed axis, then the live lr columns); lrs: [Lc] float64, the
+    learning rate of each column. ``fused=None`` (default) uses torch's fused Adam kernel where it runs
+    (CPU and CUDA, float32/float64): one pass per lr column over the [S, ...] blocks of every parameter,
+    torch.optim.Adam(fused=True)'s arithmetic. ``fused=False``: the same update with _foreach ops,
+    ``p -= (lr*sqrt(bc2)/bc1) * m / (sqrt(v) + eps*sqrt(bc2))`` with the lr broadcast over [1, Lc, 1, ...]
+    (seven passes; equal up to float rounding). ``keep(idx)`` drops lr columns from parameters and state.
     """
 
-    def __init__(self, params: list[torch.Tensor], lrs: torch.Tensor, betas=(0.9, 0.999), eps: float = 1e-8):
-        self.params = list(params)
+    def __init__(self, params: list[torch.Tensor], lrs: torch.Tensor, betas=(0.9, 0.999), eps: float = 1e-8,
+                 fused: bool | None = None):
+        self.params = [p.contiguous() for p in params]
         self.lrs = lrs
         self.beta1, self.beta2 = betas
         self.eps = eps
         self.exp_avgs = [torch.zeros_like(p) for p in self.params]
         self.exp_avg_sqs = [torch.zeros_like(p) for p in self.params]
         self.steps = 0
+        p0 = self.params[0]
+        self.fused = _fused_adam_available(p0.device, p0.dtype) if fused is None else bool(fused)
+        self._step = torch.zeros((), dtype=torch.float32, device=p0.device)
+        self._blocks()
+
+    @staticmethod
+    def _columns(ts: list[torch.Tensor]) -> list[list[torch.Tensor]]:
+        """Per lr column, the contiguous [...] block of every member of every tensor [S, Lc, ...]."""
+        return [[t[s, c] for t in ts for s in range(t.shape[0])] for c in range(ts[0].shape[1])]
+
+    def _blocks(self) -> None:
+        """The fused kernel's per-column blocks of the parameters and their state."""
+        self._grad_key, self._g = None, None
+        if self.fused:
+            self._p, self._m, self._v = (self._columns(ts) for ts in (self.params, self.exp_avgs, self.exp_avg_sqs))
 
     def step(self, grads: list[torch.Tensor]) -> None:
         """One Adam step of every parameter with its gradient (same shapes as ``params``)."""
         self.steps += 1
+        if self.fused:
+            self._step.fill_(self.steps)
+            key = [(t.data_ptr(), t.shape) for t in grads]
+            if key != self._grad_key:  # the trainer reuses its gradient buffers: their blocks are kept
+                self._grad_key, self._g = key, self._columns(grads)
+            steps = [self._step] * len(self._g[0])
+            for c, lr in enumerate(self.lrs.tolist()):
+                torch._fused_adam_(self._p[c], self._g[c], self._m[c], self._v[c], [], steps, lr=lr,
+                                   beta1=self.beta1, beta2=self.beta2, weight_decay=0.0, eps=self.eps,
+                                   amsgrad=False, maximize=False)
+            return
         beta1, beta2 = self.beta1, self.beta2
         bc1, bc2_sqrt = 1 - beta1 ** self.steps, math.sqrt(1 - beta2 ** self.steps)
         torch._foreach_lerp_(self.exp_avgs, grads, 1 - beta1)
@@ -193,6 +238,7 @@ class BatchedAdam:
         pick = lambda ts: [t[:, idx].contiguous() for t in ts]  # noqa: E731
         self.params, self.exp_avgs, self.exp_avg_sqs = pick(self.params), pick(self.exp_avgs), pick(self.exp_avg_sqs)
         self.lrs = self.lrs[idx]
+        self._blocks()
 
 
 class EarlyStopping:
@@ -205,12 +251,17 @@ class EarlyStopping:
     its snapshots made final (``best``: [S, L, ...] per parameter) and is returned for dropping.
     Counters ([S, L] int64): best_correct (-1 before the first epoch), best_epoch (1-based), epochs_run;
     n_valid: the validation set size (for the accuracy history).
+    ``halving_epochs`` (approximate screening, :mod:`.screening`): every that many epochs, each of the
+    ``groups`` blocks of S / groups member rows (a feature set's seeds) keeps only the better half (rounded
+    up) of its still-training lr columns, ranked by mean best validation count; the rest stop.
     """
 
-    def __init__(self, params: list[torch.Tensor], patience: int, n_valid: int):
+    def __init__(self, params: list[torch.Tensor], patience: int, n_valid: int, halving_epochs: int | None = None,
+                 groups: int = 1):
         S, L = params[0].shape[:2]
         device = params[0].device
         self.patience, self.n_valid = int(patience), int(n_valid)
+        self.halving_epochs, self.groups = halving_epochs, int(groups)
         self.best = [p.clone() for p in params]  # final snapshots [S, L, ...]
         self.running = [p.clone() for p in params]  # snapshots of the live columns [S, Lc, ...]
         self.best_correct = torch.full((S, L), -1, dtype=torch.long, device=device)
@@ -239,6 +290,8 @@ class EarlyStopping:
             torch.where(imp_c.view(*imp_c.shape, *[1] * (p.dim() - 2)), p, snap, out=snap)
         self.wait = torch.where(improved, torch.zeros_like(self.wait), self.wait + 1)
         self.active &= self.wait < self.patience
+        if self.halving_epochs and epoch % self.halving_epochs == 0:
+            self._halve()
         alive = self.active[:, cols].any(0).cpu()  # [Lc]; the one host sync of the epoch
         if bool(alive.all()):
             return None
@@ -252,6 +305,20 @@ class EarlyStopping:
         self.cols = cols[keep]
         self.running = [t[:, keep].contiguous() for t in self.running]
         return keep
+
+    def _halve(self) -> None:
+        """Successive halving: per group, stop the worse half of the lr columns that still train."""
+        S, L = self.active.shape
+        rows = S // self.groups
+        for g in range(self.groups):
+            block = slice(g * rows, (g + 1) * rows)
+            training = self.active[block].any(0).nonzero().squeeze(1)  # [k] columns with a live member
+            k = int(training.numel())
+            if k < 2:
+                continue
+            score = self.best_correct[block][:, training].double().mean(0)
+            order = torch.sort(-score, stable=True).indices  # best first; ties keep the grid order
+            self.active[block, training[order[(k + 1) // 2:]]] = False
 
     def end_epoch(self, epoch: int, correct_c: torch.Tensor, adam: BatchedAdam, history: list | None = None) -> bool:
         """:meth:`observe` with ``adam``'s live parameters, append the epoch's [L, S] validation accuracies
@@ -279,72 +346,193 @@ def _valid_history(correct: torch.Tensor, n_valid: int) -> np.ndarray:
     return h
 
 
+def round_to_tf32(x: torch.Tensor) -> torch.Tensor:
+    """float32 values rounded to TF32's 10 mantissa bits (round to nearest even), still as float32:
+    what a TF32 tensor core reads of an fp32 operand (the CPU emulation of ``precision="tf32"``)."""
+    bits = x.contiguous().view(torch.int32)
+    bits = (bits + (0x0FFF + ((bits >> 13) & 1))) & ~0x1FFF
+    return bits.view(torch.float32)
+
+
+class MatmulPrecision:
+    """How the probe's matrix products run; weights, Adam and the softmax stay in the master dtype.
+
+    "fp32" (default): in the master dtype (float32 or float64), exact.
+    "bf16": features stored in bfloat16, weights cast to bfloat16 per step, products accumulate in float32
+        and return bfloat16 (autocast's rule); gradients reach Adam in float32.
+    "tf32": on CUDA, cuBLAS TF32 tensor-core GEMMs (``torch.backends.cuda.matmul.allow_tf32``); on the
+        CPU emulated: both operands rounded to TF32 (:func:`round_to_tf32`), float32 accumulation. The
+        emulation measures the accuracy effect, not the speed.
+    """
+
+    def __init__(self, name: str, device: torch.device, master: torch.dtype):
+        if name not in PROBE_PRECISIONS:
+            raise ValueError(f"probe precision must be one of {list(PROBE_PRECISIONS)}, got {name!r}")
+        if name != "fp32" and master != torch.float32:
+            raise ValueError(f"probe precision {name!r} needs float32 master weights, got {master}")
+        self.name, self.master = name, master
+        self.emulate_tf32 = name == "tf32" and device.type != "cuda"
+        self.store = torch.bfloat16 if name == "bf16" else master  # dtype of features and cast weights
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Features [n, D] (master dtype) as the products read them."""
+        return round_to_tf32(x) if self.emulate_tf32 else x.to(self.store)
+
+    def operand(self, t: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """A per-step operand (weights, gradient of the logits) as the products read it."""
+        if self.emulate_tf32:
+            return round_to_tf32(t)
+        if self.store == t.dtype:
+            return t
+        return t.to(self.store) if out is None else out.copy_(t)
+
+    def context(self):
+        """Where the products run with this precision (CUDA TF32: the cuBLAS switch, restored after)."""
+        return _cuda_tf32() if self.name == "tf32" and not self.emulate_tf32 else contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _cuda_tf32():
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
+
+
 def train_batched(Xtr, ytr, Xva, yva, Xte, yte, num_classes: int, lrs: Sequence[float], seeds: Sequence[int],
                   batch_size: int = PROBE_BATCH_SIZE, max_epochs: int = PROBE_MAX_EPOCHS, patience: int = PROBE_PATIENCE,
-                  device="cpu", dtype=torch.float32, record_history: bool = False) -> TrainOutput:
+                  device="cpu", dtype=torch.float32, record_history: bool = False, precision: str = "fp32",
+                  halving_epochs: int | None = None, fused_adam: bool | None = None):
     """Train len(lrs) x len(seeds) linear classifiers as one tensor program.
 
-    Inputs are standardised tensors/arrays X [n, D] and int labels y [n]. Weights are stacked as
-    [S, L, C, D] (transposed, W^T per member) so that one bmm of the per-seed minibatch [S, B, D] with
-    W viewed [S, L*C, D] gives every member's logits and the weight gradient is one bmm grad^T @ x
-    (the faster operand order on CPU); Adam (:class:`BatchedAdam`) runs elementwise with a per-member
-    lr broadcast over [1, L, 1, 1]; the minibatch gather is one index_select for all seeds.
-    :class:`EarlyStopping` keeps the per-member state; an lr column is dropped from the stacked
-    tensors once all its seeds have early-stopped.
+    Inputs are standardised features X [n, D] and int labels y [n], or a stack X [G, n, D] of G feature
+    sets of one task (same labels, same width: e.g. the layers of a model) trained together; the result
+    is then a list of G :class:`TrainOutput`, each equal to training that feature set alone.
+    Weights are stacked as [G*S, L, C, D] (transposed, W^T per member) so that one bmm of the per-member
+    minibatch [G*S, B, D] with W viewed [G*S, L*C, D] gives every member's logits and the weight
+    gradient is one bmm grad^T @ x; :class:`BatchedAdam` (torch's fused kernel where it runs) updates
+    every member with its column's lr; the minibatch gather is one index_select into a reused buffer
+    (``reuse_buffers``: the step's products and gathers write into buffers allocated once per live
+    column count instead of fresh memory). :class:`EarlyStopping` keeps the per-member state; an lr
+    column is dropped once every member of it stopped. ``precision``: :class:`MatmulPrecision`;
+    ``halving_epochs``: successive halving over the lr grid (:class:`EarlyStopping`; approximate).
     """
     device = torch.device(device)
+    mp = MatmulPrecision(precision, device, dtype)
+    stacked = torch.as_tensor(Xtr).dim() == 3
     Xtr, Xva, Xte = (torch.as_tensor(x).to(device=device, dtype=dtype) for x in (Xtr, Xva, Xte))
+    if not stacked:
+        Xtr, Xva, Xte = Xtr[None], Xva[None], Xte[None]
     ytr, yva, yte = (torch.as_tensor(y).to(device=device, dtype=torch.long) for y in (ytr, yva, yte))
-    n, D = Xtr.shape
+    G, n, D = Xtr.shape
+    if Xva.shape[:1] != (G,) or Xte.shape[:1] != (G,) or Xva.shape[2] != D or Xte.shape[2] != D:
+        raise ValueError(f"train_batched: stacked feature sets disagree: train {tuple(Xtr.shape)}, valid "
+                         f"{tuple(Xva.shape)}, test {tuple(Xte.shape)} (expected [G, n, D] with one G and D)")
+    Xtr, Xva, Xte = (mp.features(x) for x in (Xtr, Xva, Xte))
     C, S, L = int(num_classes), len(seeds), len(lrs)
+    M = G * S  # members per lr column: feature set major, seed minor
 
-    W = torch.empty(S, L, C, D, dtype=dtype, device=device)
-    b = torch.empty(S, L, C, dtype=dtype, device=device)
+    W = torch.empty(M, L, C, D, dtype=dtype, device=device)
+    b = torch.empty(M, L, C, dtype=dtype, device=device)
     gens = []
     for si, seed in enumerate(seeds):
         W0, b0, g = init_linear(D, C, seed, dtype)
-        W[si] = W0.t().to(device)[None]
-        b[si] = b0.to(device)[None, :]
+        W[si::S] = W0.t().to(device)[None, None]
+        b[si::S] = b0.to(device)[None, None]
         gens.append(g)
-    adam = BatchedAdam([W, b], torch.tensor(lrs, dtype=torch.float64, device=device))
-    stopper = EarlyStopping([W, b], patience, yva.shape[0])
-    history = []
-    for epoch in range(1, max_epochs + 1):
-        W, b = adam.params
-        Lc = W.shape[1]
-        perms = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(device)  # [S, n]
-        # targets of the whole epoch at once, as one-hot rows [S, n, 1, C] (broadcast over the lr columns)
-        onehot = F.one_hot(ytr[perms], C).to(dtype).unsqueeze(2)
-        for start in range(0, n, batch_size):
-            sl = slice(start, start + batch_size)
-            idx = perms[:, sl]  # [S, B]
-            B = idx.shape[1]
-            xb = Xtr.index_select(0, idx.reshape(-1)).view(S, B, D)  # one gather for every seed
-            logits = torch.baddbmm(b.view(S, 1, Lc * C), xb, W.view(S, Lc * C, D).transpose(1, 2)).view(S, B, Lc, C)
-            # d(mean cross-entropy)/d logits = (softmax - onehot) / B, for every member at once
-            grad = torch.softmax(logits, dim=-1).sub_(onehot[:, sl]).div_(B)
-            gW = torch.bmm(grad.view(S, B, Lc * C).transpose(1, 2), xb).view(S, Lc, C, D)
-            gb = grad.sum(1)  # [S, Lc, C]
-            adam.step([gW, gb])  # updates W and b in place
-        correct_c = torch.zeros(S, Lc, dtype=torch.long, device=device)
-        for vs, lg in _batched_logits(Xva, W, b):
-            correct_c += (lg.argmax(-1) == yva[vs, None, None]).sum(0)
-        if stopper.end_epoch(epoch, correct_c, adam, history if record_history else None):
-            break
-    best_W, best_b = stopper.finish()
-    test_pred = torch.empty(S, L, Xte.shape[0], dtype=torch.long, device=device)
-    for sl, lg in _batched_logits(Xte, best_W, best_b):
-        test_pred[:, :, sl] = lg.argmax(-1).permute(1, 2, 0)
+    adam = BatchedAdam([W, b], torch.tensor(lrs, dtype=torch.float64, device=device), fused=fused_adam)
+    stopper = EarlyStopping([W, b], patience, yva.shape[0], halving_epochs=halving_epochs, groups=G)
+    Xflat = Xtr.reshape(G * n, D)
+    offsets = (torch.arange(G, device=device) * n).view(G, 1, 1)
+    history, buffers = [], {}
+    with mp.context():
+        for epoch in range(1, max_epochs + 1):
+            W, b = adam.params
+            Lc = W.shape[1]
+            perms = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(device)  # [S, n]
+            rows_of = (perms[None] + offsets).view(M, n)  # member m's epoch order as rows of Xflat
+            # the epoch's targets as one-hot columns [S, C, n] (broadcast over feature sets and lr columns)
+            onehot = F.one_hot(ytr[perms], C).to(dtype).transpose(1, 2).contiguous()
+            for start in range(0, n, batch_size):
+                idx = rows_of[:, start:start + batch_size].reshape(-1)  # [G*S*B]
+                B = idx.shape[0] // M
+                if buffers.get("key") != (Lc, B):  # the step's outputs, allocated once per shape
+                    buffers = {"key": (Lc, B), "x": torch.empty(M * B, D, dtype=Xtr.dtype, device=device),
+                               "logits": torch.empty(M, Lc * C, B, dtype=mp.store, device=device),
+                               "gW": torch.empty(M, Lc * C, D, dtype=mp.store, device=device),
+                               "gb": torch.empty(M, Lc, C, dtype=dtype, device=device),
+                               "W": torch.empty(M, Lc * C, D, dtype=mp.store, device=device) if mp.store != dtype else None}
+                xb = torch.index_select(Xflat, 0, idx, out=buffers["x"]).view(M, B, D)  # one gather, every member
+                Wm = mp.operand(W.view(M, Lc * C, D), buffers["W"])
+                # logits transposed, [M, Lc*C, B]: the softmax over classes then runs along B-long rows
+                logits = torch.baddbmm(b.view(M, Lc * C, 1).to(mp.store), Wm, xb.transpose(1, 2), out=buffers["logits"])
+                # d(mean cross-entropy)/d logits = (softmax - onehot) / B for every member at once; the 1/B is
+                # applied by the weight-gradient GEMM (alpha) and to the small bias gradient
+                grad = torch.softmax(logits.view(M, Lc, C, B), dim=2, dtype=dtype)
+                grad.view(G, S, Lc, C, B).sub_(onehot[None, :, None, :, start:start + batch_size])
+                gW = torch.baddbmm(buffers["gW"], mp.operand(grad.view(M, Lc * C, B)), xb, beta=0, alpha=1 / B,
+                                   out=buffers["gW"])  # [M, Lc*C, D]
+                gb = torch.sum(grad, -1, out=buffers["gb"]).div_(B)  # [M, Lc, C]
+                adam.step([gW.view(M, Lc, C, D).to(dtype), gb])  # updates W and b in place
+            correct_c = _correct_counts(Xva, yva, W, b, mp)
+            if stopper.end_epoch(epoch, correct_c, adam, history if record_history else None):
+                break
+        best_W, best_b = stopper.finish()
+        test_pred = _predictions(Xte, best_W, best_b, mp)  # [M, L, n_test]
     test_correct = (test_pred == yte).sum(-1)
-    tr = lambda t: t.t().cpu().numpy()  # noqa: E731  [S, L] -> [L, S]
-    return TrainOutput(
-        valid_correct=tr(stopper.best_correct), test_correct=tr(test_correct),
-        n_valid=int(yva.shape[0]), n_test=int(yte.shape[0]),
-        best_epoch=tr(stopper.best_epoch), epochs_run=tr(stopper.epochs_run),
-        test_pred=test_pred.transpose(0, 1).cpu().numpy(),
-        weight=best_W.permute(1, 0, 3, 2).contiguous().cpu(), bias=best_b.transpose(0, 1).cpu(),
-        valid_history=history,
-    )
+    outputs = []
+    for g in range(G):
+        ms = slice(g * S, (g + 1) * S)
+        tr = lambda t: t[ms].t().cpu().numpy()  # noqa: E731  [S, L] of this feature set -> [L, S]
+        outputs.append(TrainOutput(
+            valid_correct=tr(stopper.best_correct), test_correct=tr(test_correct),
+            n_valid=int(yva.shape[0]), n_test=int(yte.shape[0]),
+            best_epoch=tr(stopper.best_epoch), epochs_run=tr(stopper.epochs_run),
+            test_pred=test_pred[ms].transpose(0, 1).cpu().numpy(),
+            weight=best_W[ms].permute(1, 0, 3, 2).contiguous().cpu(), bias=best_b[ms].transpose(0, 1).cpu(),
+            valid_history=_group_history(history, stopper.epochs_run[ms], ms),
+        ))
+    return outputs if stacked else outputs[0]
+
+
+def _group_history(history: list, epochs_run: torch.Tensor, ms: slice) -> list:
+    """One feature set's [L, S] validation history out of a stacked program's [L, G*S] one: as if trained
+    alone, an lr column reads NaN after its last member stopped and the history ends with its last column."""
+    last = epochs_run.max(0).values.cpu().numpy()  # [L] epochs each lr column trained for this feature set
+    return [np.where(e < last[:, None], h[:, ms], np.nan) for e, h in enumerate(history[:int(last.max())])]
+
+
+def _member_logits(X: torch.Tensor, W: torch.Tensor, b: torch.Tensor, mp: MatmulPrecision):
+    """Yield (feature set g, rows, logits [r, S, L, C]) of stacked features X [G, n, D] under the
+    weights W [G*S, L, C, D], b [G*S, L, C] of their members."""
+    G = X.shape[0]
+    S = W.shape[0] // G
+    for g in range(G):
+        ms = slice(g * S, (g + 1) * S)
+        for sl, lg in _batched_logits(X[g], mp.operand(W[ms]), b[ms].to(mp.store)):
+            yield g, sl, lg
+
+
+def _correct_counts(X, y, W, b, mp) -> torch.Tensor:
+    """[G*S, L] correct predictions of every member on its feature set."""
+    M, L = W.shape[:2]
+    S = M // X.shape[0]
+    correct = torch.zeros(M, L, dtype=torch.long, device=W.device)
+    for g, sl, lg in _member_logits(X, W, b, mp):
+        correct[g * S:(g + 1) * S] += (lg.argmax(-1) == y[sl, None, None]).sum(0)
+    return correct
+
+
+def _predictions(X, W, b, mp) -> torch.Tensor:
+    """[G*S, L, n] argmax predictions of every member on its feature set."""
+    M, L = W.shape[:2]
+    S = M // X.shape[0]
+    pred = torch.empty(M, L, X.shape[1], dtype=torch.long, device=W.device)
+    for g, sl, lg in _member_logits(X, W, b, mp):
+        pred[g * S:(g + 1) * S, :, sl] = lg.argmax(-1).permute(1, 2, 0)
+    return pred
 
 
 def train_sequential(Xtr, ytr, Xva, yva, Xte, yte, num_classes: int, lrs: Sequence[float], seeds: Sequence[int],
@@ -456,6 +644,8 @@ class ProbeResult:
     per_fold_valid: {fold id: [validation accuracy per seed]} at the chosen lr (fold tasks only).
     runs: with ``linear_probe(..., keep_weights=True)``, every trained member at the chosen lr
         (one :class:`ProbeRun` per fold x seed); not part of :meth:`to_dict`. See :meth:`export_run`.
+    epochs_run: mean epochs trained per member (early stopping), over lrs, seeds and folds.
+    screening: the approximate screening options this probe ran with (None: the full protocol).
     """
 
     task: str
@@ -477,6 +667,8 @@ class ProbeResult:
     valid_mean: float = float("nan")
     per_fold_valid: dict | None = None
     runs: list | None = field(default=None, repr=False, compare=False)
+    epochs_run: float = float("nan")
+    screening: dict | None = None
 
     def to_dict(self) -> dict:
         """Every field but ``runs`` (the weights), JSON-ready."""
@@ -536,34 +728,96 @@ def linear_probe(task: TaskFeatures, config: ProbeConfig | None = None, method: 
     ``result.runs`` for export as a classifier. Keyword overrides replace config fields, e.g.
     `linear_probe(t, max_epochs=20)`.
     """
-    if method not in TRAINERS:
-        raise ValueError(f"method must be one of {sorted(TRAINERS)}, got {method!r}")
-    result, _, _ = run_protocol(task, probe_config(config, **overrides), TRAINERS[method], method, keep_weights)
+    cfg = _trainer_config(method, config, overrides)
+    result, _, _ = run_protocol(task, cfg, TRAINERS[method], method, keep_weights)
     return result
 
 
+def linear_probe_stacked(tasks: Sequence[TaskFeatures], config: ProbeConfig | None = None, screening=None,
+                         **overrides) -> list[ProbeResult]:
+    """:func:`linear_probe` of several feature sets of one task (same clips and labels, equal widths, e.g.
+    a model's layers) trained as one batched program; each result equals that feature set's probe alone
+    (up to float rounding). ``screening``: a :class:`.screening.Screening` (approximate options)."""
+    cfg = _trainer_config("batched", config, overrides)
+    return [r for r, _, _ in run_protocol_stacked(list(tasks), cfg, train_batched, "batched", screening=screening)]
+
+
+def _trainer_config(method: str, config: ProbeConfig | None, overrides: dict) -> ProbeConfig:
+    if method not in TRAINERS:
+        raise ValueError(f"method must be one of {sorted(TRAINERS)}, got {method!r}")
+    cfg = probe_config(config, **overrides)
+    if method == "sequential" and cfg.precision != "fp32":
+        raise ValueError(f"the sequential reference trainer runs in fp32 only, not precision {cfg.precision!r}")
+    return cfg
+
+
 def run_protocol(task: TaskFeatures, cfg: ProbeConfig, trainer: Callable[..., TrainOutput], method: str,
-                 keep_weights: bool = False) -> tuple[ProbeResult, list[TrainOutput], int]:
+                 keep_weights: bool = False, screening=None) -> tuple[ProbeResult, list[TrainOutput], int]:
     """The protocol around one trainer: standardise each fold problem with its training statistics,
     train every (lr, seed) member, choose the lr on mean validation accuracy, report test accuracy.
 
-    ``trainer`` has :func:`train_batched`'s signature. Returns (result, one TrainOutput per fold,
-    index of the chosen lr) so that a caller can read more from the outputs at the chosen lr.
+    ``trainer`` has :func:`train_batched`'s signature; ``screening``: a :class:`.screening.Screening`
+    (approximate, layer-wise study only). Returns (result, one TrainOutput per fold, index of the chosen
+    lr) so that a caller can read more from the outputs at the chosen lr.
     """
+    return run_protocol_stacked([task], cfg, trainer, method, keep_weights, screening)[0]
+
+
+def run_protocol_stacked(tasks: Sequence[TaskFeatures], cfg: ProbeConfig, trainer: Callable[..., TrainOutput],
+                         method: str, keep_weights: bool = False, screening=None) -> list[tuple[ProbeResult, list, int]]:
+    """:func:`run_protocol` for several feature sets of one task (the same clips, labels, splits or folds,
+    e.g. its layers), trained as one stacked program when there are several (their widths must agree);
+    each result equals its feature set's :func:`run_protocol` alone."""
     t0 = time.perf_counter()
-    outputs, fold_ids, tests, stats = [], [], [], []
-    for fold_id, (Xtr, ytr), (Xva, yva), (Xte, yte) in fold_problems(task, cfg.valid_fraction, cfg.split_seed):
+    G = len(tasks)
+    if G > 1 and len({t.dim for t in tasks}) > 1:
+        raise ValueError(f"{tasks[0].name}: stacked feature sets must have one width, got {[t.dim for t in tasks]}")
+    extra = {}
+    if cfg.precision != "fp32":
+        extra["precision"] = cfg.precision
+    if screening is not None and screening.halving_epochs:
+        extra["halving_epochs"] = screening.halving_epochs
+    outputs, stats = [[] for _ in tasks], [[] for _ in tasks]
+    fold_ids, tests = [], []
+    for problems in zip(*(fold_problems(t, cfg.valid_fraction, cfg.split_seed) for t in tasks)):
+        fold_id, (_, ytr), (_, yva), (_, yte) = problems[0]
+        for other in problems[1:]:
+            if not all(np.array_equal(a[1], b[1]) for a, b in zip(problems[0][1:], other[1:])):
+                raise ValueError(f"{tasks[0].name}: stacked feature sets disagree on the labels of fold {fold_id}; "
+                                 "only feature sets of the same clips can be trained together")
         if len(yva) == 0:
-            raise ValueError(f"{task.name}: empty validation set for fold {fold_id}")
-        Xtr_s, Xva_s, Xte_s = standardise(Xtr, Xva, Xte, device=cfg.device, dtype=cfg.dtype)
-        if keep_weights:
-            stats.append(standardisation(Xtr))
-        out = trainer(Xtr_s, ytr, Xva_s, yva, Xte_s, yte, task.num_classes, cfg.lrs, cfg.seeds,
-                      batch_size=cfg.batch_size, max_epochs=cfg.max_epochs, patience=cfg.patience,
-                      device=cfg.device, dtype=cfg.dtype)
-        outputs.append(out)
+            raise ValueError(f"{tasks[0].name}: empty validation set for fold {fold_id}")
+        rows = None if screening is None else screening.train_rows(ytr)
+        sets = []
+        for g, (_, (Xtr, _), (Xva, _), (Xte, _)) in enumerate(problems):
+            Xtr = Xtr if rows is None else Xtr[rows]
+            sets.append(standardise(Xtr, Xva, Xte, device=cfg.device, dtype=cfg.dtype))
+            if keep_weights:
+                stats[g].append(standardisation(Xtr))
+        ytr = ytr if rows is None else ytr[rows]
+        kwargs = dict(batch_size=cfg.batch_size, max_epochs=cfg.max_epochs, patience=cfg.patience,
+                      device=cfg.device, dtype=cfg.dtype, **extra)
+        if G == 1:
+            (Xtr, Xva, Xte), = sets
+            outs = [trainer(Xtr, ytr, Xva, yva, Xte, yte, tasks[0].num_classes, cfg.lrs, cfg.seeds, **kwargs)]
+        else:
+            Xtr, Xva, Xte = (torch.stack([s[k] for s in sets]) for k in range(3))
+            del sets
+            outs = trainer(Xtr, ytr, Xva, yva, Xte, yte, tasks[0].num_classes, cfg.lrs, cfg.seeds, **kwargs)
+        for g, o in enumerate(outs):
+            outputs[g].append(o)
         fold_ids.append(fold_id)
         tests.append(yte)
+    seconds = (time.perf_counter() - t0) / G
+    screened = None if screening is None else screening.to_dict()
+    return [_protocol_result(t, cfg, outputs[g], fold_ids, tests, stats[g] if keep_weights else None, method, seconds,
+                             screened) for g, t in enumerate(tasks)]
+
+
+def _protocol_result(task: TaskFeatures, cfg: ProbeConfig, outputs: list, fold_ids: list, tests: list,
+                     stats: list | None, method: str, seconds: float, screening: dict | None = None
+                     ) -> tuple[ProbeResult, list, int]:
+    """Choose the lr on mean validation accuracy over seeds (and folds) and report the test accuracy."""
     valid = np.mean([o.valid_acc for o in outputs], axis=0)  # [L, S], folds averaged
     test = np.mean([o.test_acc for o in outputs], axis=0)
     li = int(np.argmax(valid.mean(axis=1)))  # ties -> the smaller index (grid order)
@@ -575,7 +829,7 @@ def run_protocol(task: TaskFeatures, cfg: ProbeConfig, trainer: Callable[..., Tr
     per_fold_valid = None if fold_ids[0] is None else {str(f): o.valid_acc[li].tolist()
                                                        for f, o in zip(fold_ids, outputs)}
     runs = None
-    if keep_weights:
+    if stats is not None:
         runs = [ProbeRun(fold=f, seed=seed, lr=cfg.lrs[li], weight=o.weight[li, si].clone(), bias=o.bias[li, si].clone(),
                          mean=mean, std=std, valid_accuracy=float(o.valid_acc[li, si]),
                          test_accuracy=float(fold_seed[k, si]), n_test=o.n_test, best_epoch=int(o.best_epoch[li, si]))
@@ -587,7 +841,8 @@ def run_protocol(task: TaskFeatures, cfg: ProbeConfig, trainer: Callable[..., Tr
         valid_accuracy=valid.tolist(), test_accuracy=test.tolist(), per_fold=per_fold,
         best_epoch=np.mean([o.best_epoch for o in outputs], axis=0)[li].tolist(),
         num_classes=task.num_classes, dim=task.dim, method=method,
-        seconds=time.perf_counter() - t0, config=cfg.to_dict(),
+        seconds=seconds, config=cfg.to_dict(),
         valid_mean=float(valid.mean(axis=1)[li]), per_fold_valid=per_fold_valid, runs=runs,
+        epochs_run=float(np.mean([o.epochs_run.mean() for o in outputs])), screening=screening,
     )
     return result, outputs, li

@@ -19,7 +19,8 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from .features import TaskFeatures
-from .probe import ProbeConfig, ProbeResult, linear_probe
+from .probe import ProbeConfig, ProbeResult, linear_probe, linear_probe_stacked, probe_config
+from .screening import Screening
 from .weighted_sum import check_equal_widths, weighted_sum_probe
 
 #: accuracy = test accuracy (the heatmap's number); new columns go last so readers by position keep working
@@ -56,6 +57,18 @@ class LayerwiseStudy:
     results: dict = field(default_factory=dict)  # {(task, layer): ProbeResult}, not serialised
     fold_rows: list[dict] = field(default_factory=list)
     layer_weights: dict = field(default_factory=dict)  # {task: {layer: weight}} of the weighted-sum row
+    screening: dict | None = None  # the approximate screening options of the layer probes (None: full protocol)
+
+    def add(self, task: str, layer, res: ProbeResult) -> None:
+        """Append the rows of one probe result (fold tasks: the mean row and one row per fold)."""
+        common = {"layer": layer, "task": task, "lr": res.lr, "num_seeds": len(res.seeds), "dim": res.dim}
+        self.rows.append({**common, "fold": "" if res.per_fold is None else FOLD_MEAN, "accuracy": res.accuracy,
+                          "valid_accuracy": res.valid_mean, "std": res.std})
+        for fold, test in (res.per_fold or {}).items():
+            valid = res.per_fold_valid[fold]
+            self.fold_rows.append({**common, "fold": fold, "accuracy": float(np.mean(test)),
+                                   "valid_accuracy": float(np.mean(valid)), "std": float(np.std(test))})
+        self.results[(task, layer)] = res
 
     @property
     def tasks(self) -> list[str]:
@@ -111,6 +124,8 @@ class LayerwiseStudy:
         rows = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in {"fold": "", **r}.items()}
                 for r in self._ordered_rows()]
         data = {"columns": list(CSV_COLUMNS), "rows": rows}
+        if self.screening:
+            data["screening"] = self.screening
         if self.layer_weights:
             data["layer_weights"] = {t: [[layer, w] for layer, w in per.items()] for t, per in self.layer_weights.items()}
         path.write_text(json.dumps(data, indent=1))
@@ -170,6 +185,7 @@ class LayerwiseStudy:
         study = cls._from_rows(rows, path)
         study.layer_weights = {t: {layer: float(w) for layer, w in pairs}
                                for t, pairs in data.get("layer_weights", {}).items()}
+        study.screening = data.get("screening")
         return study
 
     @classmethod
@@ -183,11 +199,14 @@ class LayerwiseStudy:
 def run_layerwise_study(features: Mapping[str, Mapping[object, TaskFeatures]], config: ProbeConfig | None = None,
                         method: str = "batched", progress: bool = True,
                         callback: Callable[[str, object, ProbeResult], None] | None = None,
-                        weighted_sum: bool = False) -> LayerwiseStudy:
+                        weighted_sum: bool = False, screening: Screening | None = None) -> LayerwiseStudy:
     """Probe every (task, layer) feature set. `callback(task, layer, result)` runs after each probe.
 
     ``weighted_sum``: also probe each task's learned weighted sum of all its layers (row
-    ``WEIGHTED_SUM_LAYER``, after the layers); refused up front when a task's layers differ in width."""
+    ``WEIGHTED_SUM_LAYER``, after the layers); refused up front when a task's layers differ in width.
+    ``config.stack_layers``: consecutive equal-width layers of a task train as one program (exact).
+    ``screening``: cheaper approximate probes for the layers (:mod:`.screening`; recorded in
+    ``study.screening``); the weighted-sum row always runs the full protocol."""
     from tqdm.auto import tqdm
 
     if not features:
@@ -205,25 +224,42 @@ def run_layerwise_study(features: Mapping[str, Mapping[object, TaskFeatures]], c
         if weighted_sum:
             check_equal_widths(per_layer, f"task {task!r}")
             jobs.append((task, WEIGHTED_SUM_LAYER))
-    study = LayerwiseStudy()
-    for task, layer in tqdm(jobs, desc="layer-wise probe", disable=not progress):
-        if layer == WEIGHTED_SUM_LAYER:
-            per_layer = features[task]
-            res = weighted_sum_probe({l: per_layer[l] for l in sorted(per_layer, key=layer_sort_key)}, config)
-            study.layer_weights[task] = res.weights_by_layer()
-        else:
-            res = linear_probe(features[task][layer], config, method=method)
-        common = {"layer": layer, "task": task, "lr": res.lr, "num_seeds": len(res.seeds), "dim": res.dim}
-        study.rows.append({**common, "fold": "" if res.per_fold is None else FOLD_MEAN, "accuracy": res.accuracy,
-                           "valid_accuracy": res.valid_mean, "std": res.std})
-        for fold, test in (res.per_fold or {}).items():
-            valid = res.per_fold_valid[fold]
-            study.fold_rows.append({**common, "fold": fold, "accuracy": float(np.mean(test)),
-                                    "valid_accuracy": float(np.mean(valid)), "std": float(np.std(test))})
-        study.results[(task, layer)] = res
-        if callback is not None:
-            callback(task, layer, res)
+    cfg = probe_config(config)
+    screening = screening if screening is not None and screening.active else None
+    probe_cfg = cfg if screening is None else screening.config(cfg)
+    stack = 1 if method != "batched" else cfg.stack_layers
+    study = LayerwiseStudy(screening=None if screening is None else screening.to_dict())
+    with tqdm(total=len(jobs), desc="layer-wise probe", disable=not progress) as bar:
+        for task, layers in _stacks(features, jobs, stack):
+            if layers == [WEIGHTED_SUM_LAYER]:  # a baseline row: the full protocol
+                per_layer = features[task]
+                res = weighted_sum_probe({l: per_layer[l] for l in sorted(per_layer, key=layer_sort_key)}, cfg)
+                study.layer_weights[task] = res.weights_by_layer()
+                results = [res]
+            elif len(layers) == 1 and screening is None:
+                results = [linear_probe(features[task][layers[0]], probe_cfg, method=method)]
+            else:
+                results = linear_probe_stacked([features[task][l] for l in layers], probe_cfg, screening=screening)
+            for layer, res in zip(layers, results):
+                study.add(task, layer, res)
+                if callback is not None:
+                    callback(task, layer, res)
+            bar.update(len(layers))
     return study
+
+
+def _stacks(features, jobs, size: int):
+    """Yield (task, [layers]) in job order: runs of consecutive layers of one task and one width, at most
+    ``size`` long (the weighted-sum row alone)."""
+    run: list = []
+    for task, layer in jobs + [(None, None)]:
+        fits = (run and task == run[0][0] and layer != WEIGHTED_SUM_LAYER and run[0][1] != WEIGHTED_SUM_LAYER
+                and len(run) < size and features[task][layer].dim == features[task][run[0][1]].dim)
+        if run and not fits:
+            yield run[0][0], [l for _, l in run]
+            run = []
+        if task is not None:
+            run.append((task, layer))
 
 
 def plot_heatmap(study: LayerwiseStudy, path, groups: Mapping[str, Sequence[str]] | None = None,
