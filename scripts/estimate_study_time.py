@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from hf_fusion.protocol import PROBE_PRECISIONS  # noqa: E402
 
 #: (clips, clip seconds, classes, folds) of the paper's tasks (DESIGN.md section 5; counts are the public
 #: datasets' totals as used by EVAR: ESC-50 2000, US8K 8732, SPCV2 105829, VoxCeleb1 iden 153516,
@@ -65,7 +66,7 @@ DEFAULT_EPOCHS = 75.0
 DEFAULT_HALVING_SHARE = 0.45
 #: assumed: sustained dense GEMM TFLOP/s of one data-centre GPU (H100/H200 class) per probe precision
 #: (about 40-45 % of the datasheet's dense peaks: fp32 67, tf32 495, bf16 989)
-DEFAULT_GPU_TFLOPS = {"fp32": 30.0, "tf32": 200.0, "bf16": 400.0}
+DEFAULT_GPU_TFLOPS = dict(zip(PROBE_PRECISIONS, (30.0, 200.0, 400.0)))
 #: assumed: sustained HBM bandwidth in TB/s (datasheet 3.35-4.8)
 DEFAULT_GPU_TBPS = 2.5
 #: screening options the estimate combines: (name, seeds kept of 3, lr halving, max training clips)
@@ -243,7 +244,7 @@ def main(argv=None) -> None:
     print("| layer-wise probes: precision, screening | layer-wise | evaluation (full fp32) | of which VC1 | whole study | target |")
     print("|---|---:|---:|---:|---:|---|")
     meets = []
-    for precision in ("fp32", "tf32", "bf16"):
+    for precision in PROBE_PRECISIONS:
         for name, seeds, halving, max_train in SCREENINGS:
             lw, ev, vc1 = probes(precision, seeds, halving, max_train)
             total = extraction + lw + ev
@@ -253,10 +254,12 @@ def main(argv=None) -> None:
             print(f"| {precision}, {name} | {fmt(lw)} | {fmt(ev)} | {fmt(vc1)} | {fmt(total)} | "
                   f"{'meets' if ok else 'misses'} |")
     if meets:
-        precision, name, total = min(meets, key=lambda m: (("fp32", "tf32", "bf16").index(m[0]) + [s[0] for s in SCREENINGS].index(m[1]), m[2]))
+        # the least approximate: the fewest screening options first, then the most precise products
+        names = [sc[0] for sc in SCREENINGS]
+        precision, name, total = min(meets, key=lambda m: (names.index(m[1]), PROBE_PRECISIONS.index(m[0])))
         print(f"\ntarget: the whole study in under {args.target_hours:g} h on one modern GPU -> met by layer-wise probes "
               f"{precision}, {name} ({fmt(total)}), the final evaluation at the full fp32 protocol; "
-              f"{len(meets)} of {3 * len(SCREENINGS)} combinations meet it.")
+              f"{len(meets)} of {len(PROBE_PRECISIONS) * len(SCREENINGS)} combinations meet it.")
     else:
         print(f"\ntarget: the whole study in under {args.target_hours:g} h -> no combination meets it")
     print("unmeasured (assumed): the GPU's sustained GEMM rates and HBM bandwidth, the backbones' sustained rate, "

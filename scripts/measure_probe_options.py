@@ -6,7 +6,9 @@ Feature sets:
   demo        the demo's features (CREPE-tiny, real weights, every layer, the synthetic suite at its default
               size): extracted into the feature cache the first time, as ``hf-fusion demo`` does;
   many-class  a synthetic task with ``--classes`` classes (Gaussian blobs, ``--per-class`` training clips per
-              class) seen through three "layers" of decreasing class signal, at ``--dim`` dimensions.
+              class) seen through three "layers" of decreasing class signal, at ``--dim`` dimensions;
+  large       the same construction with 100 classes and ``--large-per-class`` training clips per class
+              (a task where the training set, not the class count, is the cost: the subsample's target).
 
 Each option runs the layer-wise study of every feature set and is compared with the fp32 full protocol:
 test accuracy difference per (task, layer) in points (mean, mean |d|, worst), whether the demo's M/L choice
@@ -36,9 +38,11 @@ OPTIONS = {
     "bf16": ("bf16", None),
     "screen-seeds-1": ("fp32", Screening(seeds=1)),
     "screen-halving-10": ("fp32", Screening(halving_epochs=10)),
-    "screen-max-train-half": ("fp32", "half"),  # at most half of each task's training clips
-    "combined": ("bf16", "combined"),  # bf16 + 1 seed + halving every 10 epochs
+    "screen-max-train": ("fp32", "max-train"),  # demo: half its smallest training split; large: a quarter
+    "combined": ("bf16", "combined"),  # bf16 + 1 seed + halving every 10 epochs (+ the large set's subsample)
 }
+#: training-clip cap of the subsample option per feature set (None: not applied, e.g. 6 clips per class)
+MAX_TRAIN = {"demo": 90, "many-class": None, "large": 5000}
 
 
 def demo_features(cache_dir: str | None, work: pathlib.Path) -> dict:
@@ -54,8 +58,8 @@ def demo_features(cache_dir: str | None, work: pathlib.Path) -> dict:
             for task, cache in caches.items()}
 
 
-def many_class_features(classes: int, per_class: int, dim: int, seed: int = 0) -> dict:
-    """{"many_class": {1: ..., 2: ..., 3: ...}}: one task, three feature sets of decreasing class signal."""
+def many_class_features(classes: int, per_class: int, dim: int, seed: int = 0, name: str = "many_class") -> dict:
+    """{name: {1: ..., 2: ..., 3: ...}}: one task, three feature sets of decreasing class signal."""
     rng = np.random.default_rng(seed)
     centers = rng.normal(size=(classes, dim)).astype(np.float32)
     sizes = {"train": per_class * classes, "valid": 2 * classes, "test": 2 * classes}
@@ -65,17 +69,17 @@ def many_class_features(classes: int, per_class: int, dim: int, seed: int = 0) -
     for layer, signal in zip((1, 2, 3), (0.9, 0.7, 0.5)):
         splits = {k: (signal * centers[labels[k]] + noise[k], labels[k]) for k in sizes}
         out[layer] = TaskFeatures.from_splits(splits["train"], splits["valid"], splits["test"], num_classes=classes,
-                                              name="many_class")
-    return {"many_class": out}
+                                              name=name)
+    return {name: out}
 
 
-def screening_for(spec, features: dict) -> Screening | None:
-    if spec == "half":
-        n = min(t.splits["train"][1].shape[0] if t.splits else len(t.folds[1]) for per in features.values()
-                for t in per.values())
-        return Screening(max_train=max(1, n // 2))
+def screening_for(spec, set_name: str) -> Screening | None | str:
+    """The option's Screening on a feature set ("skip" where it does not apply)."""
+    cap = MAX_TRAIN[set_name]
+    if spec == "max-train":
+        return Screening(max_train=cap) if cap else "skip"
     if spec == "combined":
-        return Screening(seeds=1, halving_epochs=10)
+        return Screening(seeds=1, halving_epochs=10, max_train=cap if set_name == "large" else None)
     return spec
 
 
@@ -119,11 +123,12 @@ def main(argv=None):
     p.add_argument("--cache-dir", help="feature cache (default: the package's, shared with the demo)")
     p.add_argument("--work", type=pathlib.Path, default=pathlib.Path("hf_fusion_out/measure_probe_options"))
     p.add_argument("--classes", type=int, default=1000)
-    p.add_argument("--per-class", type=int, default=6)
-    p.add_argument("--dim", type=int, default=64)
+    p.add_argument("--per-class", type=int, default=5)
+    p.add_argument("--dim", type=int, default=32)
     p.add_argument("--stack-layers", type=int, default=1, help="exact: equal-width layers trained as one program")
+    p.add_argument("--large-per-class", type=int, default=200)
     p.add_argument("--options", nargs="+", default=list(OPTIONS), choices=list(OPTIONS))
-    p.add_argument("--sets", nargs="+", default=["demo", "many-class"], choices=["demo", "many-class"])
+    p.add_argument("--sets", nargs="+", default=["demo", "many-class", "large"], choices=["demo", "many-class", "large"])
     p.add_argument("--json", type=pathlib.Path)
     args = p.parse_args(argv)
 
@@ -132,6 +137,8 @@ def main(argv=None):
         sets["demo"] = demo_features(args.cache_dir, args.work)
     if "many-class" in args.sets:
         sets["many-class"] = many_class_features(args.classes, args.per_class, args.dim)
+    if "large" in args.sets:
+        sets["large"] = many_class_features(100, args.large_per_class, args.dim, name="large")
     out = {}
     for set_name, features in sets.items():
         ref, ref_s = run(features, "fp32", None, args.stack_layers)
@@ -139,8 +146,10 @@ def main(argv=None):
         rows = []
         for name in args.options:
             precision, spec = OPTIONS[name]
-            study, seconds = (ref, ref_s) if name == "fp32" else run(features, precision, screening_for(spec, features),
-                                                                      args.stack_layers)
+            screening = screening_for(spec, set_name)
+            if screening == "skip":
+                continue
+            study, seconds = (ref, ref_s) if name == "fp32" else run(features, precision, screening, args.stack_layers)
             rows.append(compare(name, ref, study, features, seconds, ref_work, set_name == "demo"))
             print(f"{set_name} {name}: {json.dumps(rows[-1])}", flush=True)
         out[set_name] = rows

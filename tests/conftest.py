@@ -60,3 +60,32 @@ def _session_cache_root(tmp_path_factory):
         yield
     finally:
         os.environ.pop("HF_FUSION_CACHE", None)
+
+
+@pytest.fixture(scope="session")
+def documented_demo(tmp_path_factory):
+    """`hf-fusion demo` as documented (default size and protocol, real CREPE-tiny weights), run once per
+    session through the console command in a fresh working folder with its own feature cache.
+
+    Returns {"work": folder it ran in, "cache": its HF_FUSION_CACHE, "env": the environment, "demo": the
+    CompletedProcess}; `hf-fusion` resolves to this checkout's CLI. The README walkthrough and the
+    demo-choice tests start from it (one extraction of the demo's features per session)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    work = tmp_path_factory.mktemp("clone")  # stands for the clone's root: nothing else is in it
+    tools = tmp_path_factory.mktemp("bin")
+    cache = tmp_path_factory.mktemp("demo_cache")
+    shim = tools / "hf-fusion"
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m hf_fusion.app.cli "$@"\n')
+    shim.chmod(0o755)
+    env = {**os.environ, "PATH": f"{tools}{os.pathsep}{os.environ['PATH']}", "HF_FUSION_CACHE": str(cache),
+           "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+           "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
+    demo = subprocess.run(["bash", "-euo", "pipefail", "-c", "hf-fusion demo"], cwd=work, env=env, capture_output=True,
+                          text=True, timeout=1800)
+    assert demo.returncode == 0, demo.stderr[-3000:]
+    return {"work": work, "cache": cache, "env": env, "demo": demo}

@@ -107,14 +107,3 @@ def test_helpful_errors(argv, message, capsys, tmp_path, monkeypatch):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert re.search(message, err, re.IGNORECASE), err
-
-
-@pytest.mark.slow
-def test_demo_main_job_small(tmp_path):
-    out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--n-per-class", "5", *FAST_PROBE]) == 0
-    for path in ("layerwise/layerwise.csv", "layerwise/layerwise.png", "selection.json",
-                 "evaluation/table.md", "evaluation/results.csv", "leaderboard.jsonl"):
-        assert (out / path).is_file(), path
-    choice = json.loads((out / "selection.json").read_text())
-    assert (out / f"crepe-fusion-{choice['middle']}-{choice['late']}" / "model.safetensors").is_file()

@@ -1,23 +1,20 @@
 """The README's "Command line walkthrough" runs as written.
 
-The test reads the bash code blocks of that README section and runs them with bash, unchanged, in a fresh
-working folder after a demo. The demo is the documented `hf-fusion demo` made smaller with its own
-documented flags (`--n-per-class`, the probe grid): it writes the same `hf_fusion_out/demo/` layout the
-walkthrough starts from. `hf-fusion` resolves to this checkout's CLI (`python -m hf_fusion.app.cli`).
+The test reads the bash code blocks of that README section and runs them with bash, unchanged, in the
+working folder of the documented `hf-fusion demo` (the session's `documented_demo`), which wrote the
+`hf_fusion_out/demo/` layout the walkthrough starts from. `hf-fusion` resolves to this checkout's CLI
+(`python -m hf_fusion.app.cli`).
 """
 
 import csv
 import json
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL_DEMO = ["--n-per-class", "5", "--lrs", "1e-3", "1e-2", "--seeds", "0", "--max-epochs", "40", "--patience", "10"]
 
 
 def readme_section_blocks(title: str = "## Command line walkthrough") -> list[str]:
@@ -37,18 +34,8 @@ def _run(command: str, cwd: Path, env: dict) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def walkthrough(tmp_path_factory):
-    work = tmp_path_factory.mktemp("clone")  # stands for the clone's root: nothing else is in it
-    tools = tmp_path_factory.mktemp("bin")
-    cache = tmp_path_factory.mktemp("cache")
-    shim = tools / "hf-fusion"
-    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m hf_fusion.app.cli "$@"\n')
-    shim.chmod(0o755)
-    env = {**os.environ, "PATH": f"{tools}{os.pathsep}{os.environ['PATH']}", "HF_FUSION_CACHE": str(cache),
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
-           "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
-    demo = _run("hf-fusion demo " + " ".join(SMALL_DEMO), work, env)
-    assert demo.returncode == 0, demo.stderr[-3000:]
+def walkthrough(documented_demo):
+    work, cache, env, demo = (documented_demo[k] for k in ("work", "cache", "env", "demo"))
     features = cache / "features"
     before = {p: p.stat().st_mtime_ns for p in features.rglob("*.arrow")}
     blocks = readme_section_blocks()

@@ -214,3 +214,40 @@ def test_bench_pipeline_runs_and_reports_every_stage(capsys):
         assert row in out, row
     assert "decode: 1 worker / in process throughput" in out and "per round" in out
     assert "crepe: " in out and "bounds it at" in out and "length bucketing" in out
+
+
+def _script(name: str):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    scripts = Path(__file__).resolve().parents[1] / "scripts"
+    sys.path.insert(0, str(scripts))
+    spec = importlib.util.spec_from_file_location(name, scripts / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_probe_runs_and_compares_every_trainer(capsys):
+    """scripts/bench_probe.py at a tiny size (a smoke run, no timing asserted): every trainer, including the
+    baseline revision from git when the checkout has it, gives the same validation counts, predictions and
+    epochs, and the floor share is printed."""
+    out = _script("bench_probe").main(["--n", "300", "--dim", "32", "--classes", "4", "--per-decade", "1",
+                                       "--seeds", "2", "--max-epochs", "8", "--patience", "3", "--layers", "2",
+                                       "--repeats", "1", "--device", "cpu"])
+    same = next(v for k, v in out.items() if k.startswith("same_results_as_"))
+    assert same and all(same.values()), same
+    assert {"batched", "foreach-adam", "sequential", "stacked", "matmul_floor"} <= set(out["wall_s"])
+    assert 0 < out["matmul_share_of_batched"] and "of the floor ceiling" in capsys.readouterr().out
+
+
+def test_study_estimate_names_the_options_that_meet_the_hour(capsys):
+    """scripts/estimate_study_time.py prints one row per (precision, screening) combination, the one that
+    meets the target, and what stays assumed."""
+    _script("estimate_study_time").main([])
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith(("| fp32, ", "| tf32, ", "| bf16, "))]
+    assert len(rows) == 15 and rows[0].startswith("| fp32, full |")
+    assert "-> met by layer-wise probes" in out or "no combination meets it" in out
+    assert "unmeasured (assumed): the GPU's sustained GEMM rates" in out

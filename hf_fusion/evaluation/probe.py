@@ -447,14 +447,14 @@ def train_batched(Xtr, ytr, Xva, yva, Xte, yte, num_classes: int, lrs: Sequence[
     Xflat = Xtr.reshape(G * n, D)
     offsets = (torch.arange(G, device=device) * n).view(G, 1, 1)
     history, buffers = [], {}
+    minus_one = torch.full((1, 1, 1, 1, 1), -1.0, dtype=dtype, device=device)
     with mp.context():
         for epoch in range(1, max_epochs + 1):
             W, b = adam.params
             Lc = W.shape[1]
             perms = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(device)  # [S, n]
             rows_of = (perms[None] + offsets).view(M, n)  # member m's epoch order as rows of Xflat
-            # the epoch's targets as one-hot columns [S, C, n] (broadcast over feature sets and lr columns)
-            onehot = F.one_hot(ytr[perms], C).to(dtype).transpose(1, 2).contiguous()
+            targets = ytr[perms]  # [S, n] the epoch's labels in each seed's order
             for start in range(0, n, batch_size):
                 idx = rows_of[:, start:start + batch_size].reshape(-1)  # [G*S*B]
                 B = idx.shape[0] // M
@@ -471,7 +471,9 @@ def train_batched(Xtr, ytr, Xva, yva, Xte, yte, num_classes: int, lrs: Sequence[
                 # d(mean cross-entropy)/d logits = (softmax - onehot) / B for every member at once; the 1/B is
                 # applied by the weight-gradient GEMM (alpha) and to the small bias gradient
                 grad = torch.softmax(logits.view(M, Lc, C, B), dim=2, dtype=dtype)
-                grad.view(G, S, Lc, C, B).sub_(onehot[None, :, None, :, start:start + batch_size])
+                # minus the one-hot targets: -1 at each clip's class (no [n, C] one-hot matrix is built)
+                ys = targets[:, start:start + batch_size].view(1, S, 1, 1, B).expand(G, S, Lc, 1, B)
+                grad.view(G, S, Lc, C, B).scatter_add_(3, ys, minus_one.expand(G, S, Lc, 1, B))
                 gW = torch.baddbmm(buffers["gW"], mp.operand(grad.view(M, Lc * C, B)), xb, beta=0, alpha=1 / B,
                                    out=buffers["gW"])  # [M, Lc*C, D]
                 gb = torch.sum(grad, -1, out=buffers["gb"]).div_(B)  # [M, Lc, C]
