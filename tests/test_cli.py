@@ -74,6 +74,19 @@ def test_layerwise_select_evaluate_leaderboard(tmp_path, task_dirs, cache_dir, c
     assert f"crepe-fusion-{m}-{l}" in board and "synth_pitch" in board
 
 
+def test_layerwise_screening_and_probe_dtype_flags_reach_the_study(tmp_path, task_dirs, cache_dir, capsys):
+    out = tmp_path / "screened"
+    assert main(["layerwise", "--model", "crepe-tiny", *_task_args(task_dirs), "--cache-dir", cache_dir, "--out", str(out),
+                 *FAST_PROBE, "--probe-dtype", "bf16", "--stack-layers", "7", "--screen-halving", "5",
+                 "--screen-max-train", "30"]) == 0
+    printed = capsys.readouterr().out
+    assert "layer-wise screening (approximate): lr halving every 5 epochs, at most 30 training clips" in printed
+    study = json.loads((out / "layerwise.json").read_text())
+    assert study["screening"] == {"seeds": None, "halving_epochs": 5, "max_train": 30, "seed": 0}
+    assert {(r["layer"], r["task"]) for r in study["rows"]} == {(l, t) for l in range(1, 8)
+                                                                for t in ("synth_pitch", "synth_events")}
+
+
 @pytest.mark.slow
 def test_evaluate_reuses_the_cache_without_a_model_pass(tmp_path, task_dirs, cache_dir, monkeypatch):
     """After extraction, evaluating another fusion of the same backbone never runs the model."""

@@ -248,6 +248,6 @@ def test_study_estimate_names_the_options_that_meet_the_hour(capsys):
     _script("estimate_study_time").main([])
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith(("| fp32, ", "| tf32, ", "| bf16, "))]
-    assert len(rows) == 15 and rows[0].startswith("| fp32, full |")
+    assert len(rows) == 15 and rows[0].startswith("| fp32, full |") and "whole study (evaluation tf32)" in out
     assert "-> met by layer-wise probes" in out or "no combination meets it" in out
     assert "unmeasured (assumed): the GPU's sustained GEMM rates" in out
