@@ -190,3 +190,15 @@ def test_sequential_unchanged_reference_for_the_batched_trainer():
     b, s = train_batched(Xtr, ytr, Xva, yva, Xte, yte, **kw), train_sequential(Xtr, ytr, Xva, yva, Xte, yte, **kw)
     torch.testing.assert_close(b.weight, s.weight, rtol=1e-4, atol=1e-5)
     assert np.array_equal(b.epochs_run, s.epochs_run)
+
+
+def test_cuda_tf32_context_restores_the_matmul_precision():
+    from hf_fusion.evaluation.probe import MatmulPrecision
+
+    before = torch.get_float32_matmul_precision()
+    cuda = MatmulPrecision("tf32", torch.device("cuda"), torch.float32)  # built without a GPU: only the switch
+    assert not cuda.emulate_tf32 and cuda.features(torch.ones(2)).dtype == torch.float32
+    with cuda.context():
+        assert torch.get_float32_matmul_precision() == "high"
+    assert torch.get_float32_matmul_precision() == before
+    assert MatmulPrecision("tf32", torch.device("cpu"), torch.float32).emulate_tf32

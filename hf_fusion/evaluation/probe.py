@@ -360,7 +360,7 @@ class MatmulPrecision:
     "fp32" (default): in the master dtype (float32 or float64), exact.
     "bf16": features stored in bfloat16, weights cast to bfloat16 per step, products accumulate in float32
         and return bfloat16 (autocast's rule); gradients reach Adam in float32.
-    "tf32": on CUDA, cuBLAS TF32 tensor-core GEMMs (``torch.backends.cuda.matmul.allow_tf32``); on the
+    "tf32": on CUDA, TF32 tensor-core GEMMs (``torch.set_float32_matmul_precision("high")``); on the
         CPU emulated: both operands rounded to TF32 (:func:`round_to_tf32`), float32 accumulation. The
         emulation measures the accuracy effect, not the speed.
     """
@@ -393,12 +393,13 @@ class MatmulPrecision:
 
 @contextlib.contextmanager
 def _cuda_tf32():
-    before = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = True
+    """float32 products on TF32 tensor cores ("high" matmul precision), the previous setting restored after."""
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high")
     try:
         yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32 = before
+        torch.set_float32_matmul_precision(before)
 
 
 def train_batched(Xtr, ytr, Xva, yva, Xte, yte, num_classes: int, lrs: Sequence[float], seeds: Sequence[int],
