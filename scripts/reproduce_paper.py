@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 
 from hf_fusion.app import workflow
-from hf_fusion.app.cli import add_screening_args, parse_ast_frames, parse_folds, screening_from_args
+from hf_fusion.app.cli import (add_probe_speed_args, add_screening_args, parse_ast_frames, parse_folds,
+                               screening_from_args)
 from hf_fusion.evaluation import ProbeConfig, choose_layers, write_study
 from hf_fusion.hub.presets import convert_checkpoint, get_preset
 from hf_fusion import protocol
@@ -79,9 +80,7 @@ def main(argv=None) -> int:
                         help="AST fbank statistics: the task's (the authors', default), AudioSet's, or the model's saved ones")
     parser.add_argument("--max-epochs", type=int, default=protocol.PROBE_MAX_EPOCHS, help="probe epochs (the paper's 200)")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(protocol.PAPER_SEEDS), help="probe seeds (paper: 3 runs)")
-    parser.add_argument("--probe-dtype", choices=protocol.PROBE_PRECISIONS, default=protocol.PROBE_PRECISIONS[0],
-                        help="precision of the probes' matrix products (fp32 = exact; see hf-fusion layerwise --help)")
-    parser.add_argument("--stack-layers", type=int, default=1, help="--layerwise: equal-width layers per probe program")
+    add_probe_speed_args(parser)
     add_screening_args(parser)
     args = parser.parse_args(argv)
 

@@ -127,6 +127,9 @@ def test_probe_options_refuse_bad_values():
         ProbeConfig(stack_layers=0)
     with pytest.raises(ValueError, match="Screening.seeds"):
         Screening(seeds=0)
+    with pytest.raises(ValueError, match="screening runs on the batched trainer"):
+        run_layerwise_study({"task": {1: layers_of_one_task(G=1)[0]}}, ProbeConfig(**FAST), method="sequential",
+                            progress=False, screening=Screening(seeds=1))
 
 
 def test_screening_subsample_is_stratified_and_seeded():

@@ -95,6 +95,11 @@ def _add_probe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--patience", type=int, default=protocol.PROBE_PATIENCE,
                    help="early stopping: epochs without a better validation accuracy before the probe stops")
     p.add_argument("--device", default=None, help="probe device (default: cuda if available, else cpu)")
+    add_probe_speed_args(p)
+
+
+def add_probe_speed_args(p: argparse.ArgumentParser) -> None:
+    """--probe-dtype and --stack-layers (the CLI's probe options and scripts/reproduce_paper.py)."""
     p.add_argument("--probe-dtype", choices=protocol.PROBE_PRECISIONS, default=protocol.PROBE_PRECISIONS[0],
                    help="precision of the probes' matrix products: fp32 (exact) or the tensor-core tf32 / bf16 "
                         "(approximate; docs/performance.md, 'Probe precision')")
@@ -129,8 +134,7 @@ def screening_from_args(args):
     """The layer-wise study's screening options from the command line (None: the full protocol)."""
     from hf_fusion.evaluation import Screening
 
-    screening = Screening(seeds=getattr(args, "screen_seeds", None), halving_epochs=getattr(args, "screen_halving", None),
-                          max_train=getattr(args, "screen_max_train", None))
+    screening = Screening(seeds=args.screen_seeds, halving_epochs=args.screen_halving, max_train=args.screen_max_train)
     if not screening.active:
         return None
     print(f"layer-wise screening (approximate): {screening.describe()}")

@@ -74,10 +74,7 @@ class ProbeConfig:
             raise ValueError(f"ProbeConfig.metric must be 'evaluate' or 'torch', got {self.metric!r}")
         if self.dtype not in (torch.float32, torch.float64):
             raise ValueError(f"ProbeConfig.dtype must be torch.float32 or torch.float64, got {self.dtype}")
-        if self.precision not in PROBE_PRECISIONS:
-            raise ValueError(f"ProbeConfig.precision must be one of {list(PROBE_PRECISIONS)}, got {self.precision!r}")
-        if self.precision != "fp32" and self.dtype != torch.float32:
-            raise ValueError(f"ProbeConfig.precision {self.precision!r} runs on float32 weights, not {self.dtype}")
+        MatmulPrecision.check(self.precision, self.dtype)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -366,13 +363,18 @@ class MatmulPrecision:
     """
 
     def __init__(self, name: str, device: torch.device, master: torch.dtype):
-        if name not in PROBE_PRECISIONS:
-            raise ValueError(f"probe precision must be one of {list(PROBE_PRECISIONS)}, got {name!r}")
-        if name != "fp32" and master != torch.float32:
-            raise ValueError(f"probe precision {name!r} needs float32 master weights, got {master}")
+        self.check(name, master)
         self.name, self.master = name, master
         self.emulate_tf32 = name == "tf32" and device.type != "cuda"
         self.store = torch.bfloat16 if name == "bf16" else master  # dtype of features and cast weights
+
+    @staticmethod
+    def check(name: str, master: torch.dtype) -> None:
+        """Refuse an unknown precision, or a low precision on other than float32 master weights."""
+        if name not in PROBE_PRECISIONS:
+            raise ValueError(f"probe precision must be one of {list(PROBE_PRECISIONS)}, got {name!r}")
+        if name != "fp32" and master != torch.float32:
+            raise ValueError(f"probe precision {name!r} runs on float32 weights, not {master}")
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Features [n, D] (master dtype) as the products read them."""
@@ -414,9 +416,9 @@ def train_batched(Xtr, ytr, Xva, yva, Xte, yte, num_classes: int, lrs: Sequence[
     Weights are stacked as [G*S, L, C, D] (transposed, W^T per member) so that one bmm of the per-member
     minibatch [G*S, B, D] with W viewed [G*S, L*C, D] gives every member's logits and the weight
     gradient is one bmm grad^T @ x; :class:`BatchedAdam` (torch's fused kernel where it runs) updates
-    every member with its column's lr; the minibatch gather is one index_select into a reused buffer
-    (``reuse_buffers``: the step's products and gathers write into buffers allocated once per live
-    column count instead of fresh memory). :class:`EarlyStopping` keeps the per-member state; an lr
+    every member with its column's lr; the minibatch gather is one index_select; the gather and the
+    step's products write into buffers allocated once per (live columns, batch size) instead of fresh
+    memory. :class:`EarlyStopping` keeps the per-member state; an lr
     column is dropped once every member of it stopped. ``precision``: :class:`MatmulPrecision`;
     ``halving_epochs``: successive halving over the lr grid (:class:`EarlyStopping`; approximate).
     """
@@ -464,7 +466,9 @@ def train_batched(Xtr, ytr, Xva, yva, Xte, yte, num_classes: int, lrs: Sequence[
                                "logits": torch.empty(M, Lc * C, B, dtype=mp.store, device=device),
                                "gW": torch.empty(M, Lc * C, D, dtype=mp.store, device=device),
                                "gb": torch.empty(M, Lc, C, dtype=dtype, device=device),
-                               "W": torch.empty(M, Lc * C, D, dtype=mp.store, device=device) if mp.store != dtype else None}
+                               "W": torch.empty(M, Lc * C, D, dtype=mp.store, device=device) if mp.store != dtype else None,
+                               # the weight gradient in the master dtype for Adam (bf16 products only)
+                               "gW_master": torch.empty(M, Lc, C, D, dtype=dtype, device=device) if mp.store != dtype else None}
                 xb = torch.index_select(Xflat, 0, idx, out=buffers["x"]).view(M, B, D)  # one gather, every member
                 Wm = mp.operand(W.view(M, Lc * C, D), buffers["W"])
                 # logits transposed, [M, Lc*C, B]: the softmax over classes then runs along B-long rows
@@ -478,7 +482,10 @@ def train_batched(Xtr, ytr, Xva, yva, Xte, yte, num_classes: int, lrs: Sequence[
                 gW = torch.baddbmm(buffers["gW"], mp.operand(grad.view(M, Lc * C, B)), xb, beta=0, alpha=1 / B,
                                    out=buffers["gW"])  # [M, Lc*C, D]
                 gb = torch.sum(grad, -1, out=buffers["gb"]).div_(B)  # [M, Lc, C]
-                adam.step([gW.view(M, Lc, C, D).to(dtype), gb])  # updates W and b in place
+                gW = gW.view(M, Lc, C, D)
+                if buffers["gW_master"] is not None:  # bf16 products: Adam reads a float32 copy, same buffer each step
+                    gW = buffers["gW_master"].copy_(gW)
+                adam.step([gW, gb])  # updates W and b in place
             correct_c = _correct_counts(Xva, yva, W, b, mp)
             if stopper.end_epoch(epoch, correct_c, adam, history if record_history else None):
                 break

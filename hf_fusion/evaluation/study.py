@@ -226,6 +226,8 @@ def run_layerwise_study(features: Mapping[str, Mapping[object, TaskFeatures]], c
             jobs.append((task, WEIGHTED_SUM_LAYER))
     cfg = probe_config(config)
     screening = screening if screening is not None and screening.active else None
+    if screening is not None and method != "batched":
+        raise ValueError(f"run_layerwise_study: screening runs on the batched trainer, not method {method!r}")
     probe_cfg = cfg if screening is None else screening.config(cfg)
     stack = 1 if method != "batched" else cfg.stack_layers
     study = LayerwiseStudy(screening=None if screening is None else screening.to_dict())
@@ -236,9 +238,9 @@ def run_layerwise_study(features: Mapping[str, Mapping[object, TaskFeatures]], c
                 res = weighted_sum_probe({l: per_layer[l] for l in sorted(per_layer, key=layer_sort_key)}, cfg)
                 study.layer_weights[task] = res.weights_by_layer()
                 results = [res]
-            elif len(layers) == 1 and screening is None:
+            elif method != "batched":
                 results = [linear_probe(features[task][layers[0]], probe_cfg, method=method)]
-            else:
+            else:  # one layer or a stack of them, one program
                 results = linear_probe_stacked([features[task][l] for l in layers], probe_cfg, screening=screening)
             for layer, res in zip(layers, results):
                 study.add(task, layer, res)
