@@ -191,6 +191,8 @@ def _pct(x: float) -> str:
 
 
 def cmd_extract(args) -> int:
+    from hf_fusion.app import workflow
+
     loaded, tasks = _load(args)
     caches = _extract(args, loaded, tasks, "all" if not args.fusion_only else "fusion")
     from accelerate import PartialState  # set up by extraction's Accelerator (accelerate launch: one per process)
@@ -201,7 +203,9 @@ def cmd_extract(args) -> int:
     print(f"\n{'task':16s} {'split':8s} {'clips':>6s} {'skipped':>8s}  layers")
     for name, cache in caches.items():
         dims = cache.layer_dims
-        entry = summary["tasks"][name] = {"layer_dims": {str(l): dims[l] for l in cache.layers},
+        seconds = workflow.task_clip_samples(tasks[name]) / loaded.feature_extractor.sampling_rate
+        entry = summary["tasks"][name] = {"clip_seconds": round(seconds, 6),
+                                          "layer_dims": {str(l): dims[l] for l in cache.layers},
                                           "model_key": cache.model_info.get("model_key"), "splits": {}}
         for split in cache.splits:
             n = len(cache.load(cache.layers[0], split)[1])
@@ -467,6 +471,39 @@ def _subparser(sub, name: str, **kwargs) -> argparse.ArgumentParser:
 # ------------------------------------------------------------------ parser
 
 
+def cmd_prepare(args) -> int:
+    from hf_fusion.tasks import prepare_task, read_task_info
+
+    folder = prepare_task(args.task, args.download, args.out, splits=args.splits, allow_partial=args.allow_partial,
+                          fetch=not args.no_fetch, audio_copies=args.audio_copies)
+    info = read_task_info(folder)
+    kind = info["split_kind"]
+    print(f"{info['task']}: {sum(info['counts'].values()):,} clips, {len(info['classes'])} classes, "
+          f"clip length {info['clip_seconds']:g} s -> {folder / 'metadata.csv'}, {folder / 'task.json'}")
+    for key in sorted(info["counts"], key=lambda k: (int(k), "") if k.isdigit() else (0, ("train", "valid", "test").index(k))):
+        n, official = info["counts"][key], info["official_counts"].get(key)
+        print(f"  {kind} {key}: {n:,}" + (f" (official {official:,})" if official is not None else ""))
+    for why, n in info["left_out"].items():
+        print(f"  left out as EVAR does: {n:,} file(s) {why}")
+    definition = info["split_definition"]
+    for record in definition if isinstance(definition, list) else []:
+        same = {True: "the published file", False: "DIFFERS from the published file", None: "no published hash"}
+        print(f"  split file {record['file']}: {record['obtained']} {record['path']} "
+              f"({same[record.get('matches_published')]})")
+    if not info["complete"]:
+        print(f"  partial: {len(info['gaps'])} gap(s) against the official task, recorded in task.json")
+    if args.push:
+        from hf_fusion.tasks.hub_dataset import export_prepared
+
+        target = Path(args.push_out) if args.push_out else Path(args.out) / f"{info['task']}_hub"
+        done = export_prepared(folder, args.push, out=target, dry_run=args.dry_run,
+                               private=True if args.private else None)
+        where = f"written to {done['folder']} (dry run)" if args.dry_run else "pushed"
+        print(f"  dataset {args.push} ({'private' if done['private'] else 'public'}) {where}: {done['splits']}")
+    print(f"next: hf-fusion layerwise --model MODEL --task {info['task']} --task-root {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hf-fusion", description=__doc__.splitlines()[0],
                                      formatter_class=_HelpFormatter)
@@ -483,6 +520,25 @@ def build_parser() -> argparse.ArgumentParser:
     add_screening_args(p)
     _add_selection_args(p)
     p.set_defaults(func=cmd_demo)
+
+    p = _subparser(sub, "prepare", help="an official download -> a task folder with EVAR's split (metadata.csv, task.json)")
+    p.add_argument("task", choices=protocol.PAPER_TASKS, metavar="TASK",
+                   help=f"one of the paper's tasks: {', '.join(protocol.PAPER_TASKS)}")
+    p.add_argument("download", metavar="DOWNLOAD_DIR", help="the official download (its top folder or the folder holding it)")
+    p.add_argument("--out", required=True, metavar="ROOT", help="task root: writes ROOT/<task>/metadata.csv and task.json")
+    p.add_argument("--splits", metavar="PATH", help="a local copy of the task's split file, or the folder holding "
+                   "its files as published (works offline; docs/downloads.md lists them)")
+    p.add_argument("--no-fetch", action="store_true", help="never download a missing split file")
+    p.add_argument("--allow-partial", action="store_true",
+                   help="prepare what the download holds when files are missing; the gap is recorded in task.json")
+    p.add_argument("--audio-copies", type=int, metavar="HZ",
+                   help="also write mono WAV copies at this rate under ROOT/<task>/audio/ (resumable; EVAR uses 16000)")
+    p.add_argument("--push", metavar="ORG/NAME", help="upload the prepared task as a Hub dataset (Audio, ClassLabel, "
+                   "split or fold) with a dataset card; tasks whose terms forbid redistribution only as private")
+    p.add_argument("--private", action="store_true", help="--push: private even where the terms allow a public copy")
+    p.add_argument("--dry-run", action="store_true", help="--push: write the dataset and its card to --push-out instead")
+    p.add_argument("--push-out", metavar="DIR", help="--push --dry-run: the folder (default ROOT/<task>_hub)")
+    p.set_defaults(func=cmd_prepare)
 
     p = _subparser(sub, "extract", help="cache every tappable layer's Eq.1+Eq.3 vectors for the tasks")
     _add_model_args(p)

@@ -147,32 +147,39 @@ def with_fusion_layers(model, fusion_layers: Sequence[int]):
     return other.eval()
 
 
-def task_clip_seconds(task_dir: Path) -> float:
-    """Clip length of a task folder: ``task.json``'s ``clip_seconds`` if present, else the median duration
-    of its audio files (EVAR cuts or pads every clip of a task to one length)."""
-    info = task_dir / "task.json"
-    if info.is_file():
-        value = json.loads(info.read_text()).get("clip_seconds")
-        if value:
-            return float(value)
-    from ..tasks import read_metadata
+def task_clip_seconds(task_dir: Path) -> tuple[float, str]:
+    """Clip length of a task folder and where it comes from: a registered task's length from the registry
+    (named by ``task.json``'s ``task``, or by the folder's name), else ``task.json``'s ``clip_seconds``, else
+    the median duration of its audio files (EVAR cuts or pads every clip of a task to one length)."""
+    from ..tasks import PAPER_TASK_SPECS, SYNTHETIC_TASKS, read_metadata, read_task_info
 
+    info = read_task_info(task_dir)
+    registered = {**PAPER_TASK_SPECS, **SYNTHETIC_TASKS}
+    for name, why in ((info.get("task"), "its task.json"), (task_dir.name.lower(), "the folder's name")):
+        if name in registered and registered[name].clip_seconds:
+            return float(registered[name].clip_seconds), f"the registered length of {name} ({why})"
+    if info.get("clip_seconds"):
+        return float(info["clip_seconds"]), "task.json"
     rows, _ = read_metadata(task_dir / "metadata.csv")
+    root = Path(info["audio_root"]) if info.get("audio_root") else task_dir
     durations = []
     for name in (row["file_name"] for row in rows):
         try:
-            durations.append(sf.info(str(task_dir / name)).duration)
+            durations.append(sf.info(str(root / name)).duration)
         except Exception:  # unreadable files are reported by the loader / extraction with their names
             continue
     if not durations:
         raise ValueError(f"{task_dir}: no readable audio to infer a clip length from; pass --clip-seconds")
-    return round(statistics.median(durations), 3)
+    return round(statistics.median(durations), 3), "the median duration of its files"
 
 
 def load_tasks(names: Sequence[str], dirs: Sequence[str], sampling_rate: int, root: str | None = None,
                clip_seconds: float | None = None, seed: int = 0, allow_outside: bool = False,
-               on_error: str = "raise", cache_dir=None, decode_workers: int = 0) -> dict:
+               on_error: str = "raise", cache_dir=None, decode_workers: int = 0, log=print) -> dict:
     """{task name: DatasetDict with a fixed-length ``input_values`` column} for registered names and folders.
+
+    A registered task's clip length is the registry's on every path (``--task NAME``, and a ``--task-dir`` whose
+    ``task.json`` or folder name names it; :func:`task_clip_seconds`) unless ``clip_seconds`` is given.
 
     The cropped clips are memory-mapped arrow files under ``cache_dir/clips`` (the feature-cache root,
     default ``$HF_FUSION_CACHE``), reused by a later run on the same files: memory does not grow with
@@ -215,7 +222,8 @@ def load_tasks(names: Sequence[str], dirs: Sequence[str], sampling_rate: int, ro
             path = Path(d).expanduser()
             if not (path / "metadata.csv").is_file():
                 raise FileNotFoundError(f"--task-dir {d}: no metadata.csv there (columns file_name,label,split|fold)")
-            seconds = clip_seconds or task_clip_seconds(path)
+            seconds, why = (clip_seconds, "--clip-seconds") if clip_seconds else task_clip_seconds(path)
+            log(f"  {path.name}: clips cut or padded to {seconds:g} s ({why})")
             name = path.name
             if name in tasks:
                 raise ValueError(f"two tasks are named {name!r}; give the folders distinct names")

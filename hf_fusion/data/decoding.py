@@ -9,11 +9,13 @@ calling it needs the ``if __name__ == "__main__":`` guard (docs/extraction.md).
 
 from __future__ import annotations
 
+import io
 import multiprocessing
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 import numpy as np
+import soundfile as sf
 import torch
 from datasets import Audio, Dataset
 
@@ -37,7 +39,7 @@ def decode_audio(value: dict, row: int, decoder: Audio) -> np.ndarray:
     if value.get("bytes") is None and value.get("path") is None:
         raise AudioDecodeError(name, "neither a path nor bytes")
     try:
-        decoded = decoder.decode_example(value)
+        decoded = decoder.decode_example(_through_libsndfile(value))
         array = np.asarray(decoded["array"], dtype=np.float32)
     except Exception as err:  # torchcodec raises RuntimeError/ValueError/OSError on broken files
         raise AudioDecodeError(name, f"{type(err).__name__}: {err}") from err
@@ -49,6 +51,32 @@ def decode_audio(value: dict, row: int, decoder: Audio) -> np.ndarray:
         bad = int(np.count_nonzero(~np.isfinite(array)))
         raise AudioDecodeError(name, f"{bad} of {array.size} samples are NaN or infinite")
     return array
+
+
+#: libsndfile subtypes that ffmpeg (torchcodec) decodes differently: IMA/MS ADPCM WAVs (UrbanSound8K holds
+#: some) come out with a fraction of their frames and wrong samples; Ogg Vorbis (Surge) keeps the decoder's
+#: tail past the stream's end (docs/downloads.md, "Decoding")
+LIBSNDFILE_SUBTYPES = frozenset({"IMA_ADPCM", "MS_ADPCM", "VORBIS"})
+
+
+def _through_libsndfile(value: dict) -> dict:
+    """``value`` itself, or, for a file of a :data:`LIBSNDFILE_SUBTYPES` subtype, its samples as libsndfile
+    reads them re-wrapped as an in-memory float WAV: the decoder then only resamples and mixes, as for any
+    other file."""
+    source = value.get("path") if value.get("bytes") is None else io.BytesIO(value["bytes"])
+    if source is None:
+        return value
+    try:
+        if sf.info(source).subtype not in LIBSNDFILE_SUBTYPES:
+            return value
+        if isinstance(source, io.BytesIO):
+            source.seek(0)
+        samples, rate = sf.read(source, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
+        return value  # a format libsndfile does not read (MP3 in old builds, video, ...): ffmpeg decides
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, rate, format="WAV", subtype="FLOAT")
+    return {"path": value.get("path"), "bytes": buffer.getvalue()}
 
 
 def check_on_error(on_error: str) -> None:

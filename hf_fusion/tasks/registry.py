@@ -3,13 +3,14 @@
 A :class:`TaskSpec` states what the linear evaluation needs to know about a task: class count,
 clip length (seconds; clips are cropped or zero-padded to it), how the data is split, and which
 layer group the paper found best for it ("late" for ESC-50/US8K/GTZAN, "middle" for the rest).
-Where a public copy exists on the Hugging Face Hub, ``hub`` documents its id and column mapping;
-``None`` means no copy we could vouch for (use an EVAR folder via ``root=`` instead).
+Where a public copy exists on the Hugging Face Hub that loads with today's ``datasets`` and follows the
+paper's split, ``hub`` documents its id and column mapping; ``None`` means none we could vouch for: prepare
+the official download (``hf-fusion prepare``) and load it with ``root=``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Mapping, Optional, Sequence
 
 from ..protocol import PAPER_LATE_TASKS, PAPER_TASKS
@@ -64,6 +65,11 @@ class TaskSpec:
         hub: documented public Hub copy and its column mapping, or None.
         sampling_rate: native rate of the synthetic tasks (None for paper tasks: many rates).
         description: one line about the data and its split.
+        license: the data's license or terms, as its publisher states them.
+        redistributable: whether those terms allow a public copy (``hf-fusion prepare --push`` pushes the
+            others only as private datasets).
+        counts: the official clip count per split ("train"/"valid"/"test") or per fold (1..n_folds) of the
+            paper's split; ``hf_fusion.tasks.prepare`` checks a download against it (empty: not published).
     """
 
     name: str
@@ -74,6 +80,9 @@ class TaskSpec:
     hub: Optional[HubSource] = None
     sampling_rate: Optional[int] = None
     description: str = ""
+    counts: Mapping = field(default_factory=dict, hash=False)
+    license: str = ""
+    redistributable: bool = True
 
     def __post_init__(self):
         if self.split_kind not in ("split", "fold"):
@@ -104,6 +113,8 @@ PAPER_TASK_SPECS: dict[str, TaskSpec] = {
             # int id of "category". ClassLabel names are the category strings, sorted.
             hub=HubSource("ashraq/esc50", label_column="category", fold_column="fold"),
             description="ESC-50 environmental sounds, 5 official folds",
+            counts={fold: 400 for fold in range(1, 6)},
+            license="CC BY-NC 3.0",
         ),
         TaskSpec(
             "us8k", 10, 4.0, "fold", n_folds=10,
@@ -111,45 +122,60 @@ PAPER_TASK_SPECS: dict[str, TaskSpec] = {
             # slice_file_name, fold, classID, class. Mixed native rates / channel counts.
             hub=HubSource("danavery/urbansound8K", label_column="class", fold_column="fold"),
             description="UrbanSound8K, 10 official folds",
+            counts=dict(zip(range(1, 11), (873, 888, 925, 990, 936, 823, 838, 806, 816, 837))),
+            license="CC BY-NC 3.0",
         ),
         TaskSpec(
             "spcv2", 35, 1.0, "split",
-            # The canonical copy, config "v0.02": splits train/validation/test, 16 kHz, label is a
-            # ClassLabel of 35 words + "_silence_" (background-noise chunks, not an EVAR class).
-            # It is a loading-script repo: datasets>=4 cannot run scripts, so it may need the
-            # Hub's parquet conversion (revision="refs/convert/parquet"); not verified offline.
-            hub=HubSource("google/speech_commands", config="v0.02", drop_labels=("_silence_",)),
+            # google/speech_commands is a loading-script repo (datasets >= 4 refuses it) and its test split
+            # is the separate 12-class test archive, not testing_list.txt: prepare the download instead
+            hub=None,
             description="Speech Commands v2, official train/validation/test lists",
+            counts={"train": 84843, "valid": 9981, "test": 11005},
+            license="CC BY 4.0",
         ),
         TaskSpec(
             "vc1", 1251, 8.2, "split",
             hub=None,  # VoxCeleb1 is gated (terms of use); no public copy to vouch for.
             description="VoxCeleb1 speaker identification, official iden split",
+            counts={"train": 138361, "valid": 6904, "test": 8251},
+            license="CC BY-SA 4.0 (metadata); the audio is from YouTube videos and may not be redistributed",
+            redistributable=False,
         ),
         TaskSpec(
             "voxforge", 6, 5.8, "split",
             hub=None,  # EVAR builds its own speaker-disjoint split; no Hub copy known with it.
             description="VoxForge language identification, train/valid/test by speaker",
+            license="GPL 3.0",
         ),
         TaskSpec(
             "cremad", 6, 2.5, "split",
             hub=None,  # Copies exist but none with EVAR's speaker-disjoint split to vouch for.
             description="CREMA-D emotion, speaker-disjoint train/valid/test",
+            counts={"train": 5155, "valid": 732, "test": 1551},
+            license="Open Database License 1.0 (ODbL) + Database Contents License",
         ),
         TaskSpec(
             "gtzan", 10, 30.0, "split",
             hub=None,  # Hub copies are loading scripts without the fault-filtered split.
             description="GTZAN genres, fault-filtered train/valid/test",
+            counts={"train": 443, "valid": 197, "test": 290},
+            license="no license: excerpts of commercial recordings, for research use",
+            redistributable=False,
         ),
         TaskSpec(
             "nsynth", 11, 4.0, "split",
             hub=None,  # No parquet copy with the official splits that we could verify.
             description="NSynth instrument family, official train/valid/test",
+            counts={"train": 289205, "valid": 12678, "test": 4096},
+            license="CC BY 4.0",
         ),
         TaskSpec(
             "surge", 88, 4.0, "split",
             hub=None,  # Surge synthesizer pitch set (EVAR); no Hub copy known.
             description="Surge synthesizer pitch (88 notes), split by tone preset",
+            license="as stated on Zenodo record 4677097 (not checked: kept private)",
+            redistributable=False,
         ),
     ]
 }

@@ -12,6 +12,7 @@ Sources: an EVAR-style folder (:func:`load_task_dir`, a ``metadata.csv`` with
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import warnings
@@ -46,6 +47,7 @@ SPLIT_ALIASES = {
     "test": "test", "testing": "test",
 }
 METADATA_NAME = "metadata.csv"
+INFO_NAME = "task.json"
 _INT_RE = re.compile(r"^[+-]?\d+$")
 
 
@@ -110,6 +112,14 @@ def read_metadata(csv_path: PathLike) -> tuple[list[dict], str]:
     if not rows:
         raise ValueError(f"{csv_path}: no rows")
     kind = "split" if has_split else "fold"
+    if kind == "split":
+        unsplit = [i + 2 for i, r in enumerate(rows) if not r["split"]]
+        if unsplit:  # EVAR's convention (GTZAN: the files outside the fault-filtered lists)
+            warnings.warn(f"{csv_path}: {len(unsplit)} row(s) with an empty split are not in the task (lines "
+                          f"{unsplit[:10]}{' ...' if len(unsplit) > 10 else ''})")
+            rows = [r for r in rows if r["split"]]
+            if not rows:
+                raise ValueError(f"{csv_path}: every row has an empty split")
     bad = []
     for i, r in enumerate(rows):
         if kind == "split":
@@ -153,8 +163,10 @@ def load_task_dir(
             length ``input_values`` column via :func:`hf_fusion.tasks.clips.crop_clips`
             (random crops for train/valid, start 0 for test, zero padding); needs ``sampling_rate``
             and, for fold data, ``test_fold``.
-        root: folder the ``file_name`` paths are relative to (default: ``task_dir``).
-        metadata: explicit CSV path (default ``task_dir/metadata.csv``).
+        root: folder the ``file_name`` paths are relative to (default: ``task.json``'s ``audio_root`` for a
+            prepared task, else ``task_dir``; with ``metadata``, the CSV's folder).
+        metadata: explicit CSV path (default ``task_dir/metadata.csv``), e.g. EVAR's ``evar/metadata/<task>.csv``
+            with ``root`` its audio folder (``work/16k/<task>``).
         test_fold: for fold data, return train/valid/test with this fold held out.
         valid_fraction: the validation share carved from fold data (see ``fold_splits``).
         seed: the seed of that carving.
@@ -173,6 +185,8 @@ def load_task_dir(
     task_dir = Path(task_dir)
     csv_path = Path(metadata) if metadata is not None else task_dir / METADATA_NAME
     rows, kind = read_metadata(csv_path)
+    if root is None and metadata is None:
+        root = read_task_info(task_dir).get("audio_root")  # a prepared task: the audio stays in the download
     root = Path(root) if root is not None else (task_dir if metadata is None else csv_path.parent)
     paths = [str((root / r["file_name"]).resolve()) for r in rows]
     if not allow_outside_root:
@@ -509,10 +523,25 @@ def load_hub_task(
         raw = load_dataset(str(source), name=config, revision=revision,
                            cache_dir=str(cache_dir) if cache_dir else None, **load_kwargs)
         desc = f"dataset {source}"
+    parts = raw if isinstance(raw, DatasetDict) else {ALL_SPLIT: raw}
+    if not {"split_column", "fold_column"} & set(mapping) and len(parts) == 1 and \
+            "fold" in next(iter(parts.values())).column_names:
+        mapping["fold_column"] = "fold"  # one split with a fold column: a fold task (hf-fusion prepare --push)
     return _normalize_and_finish(raw, clip_seconds, split, sampling_rate=sampling_rate, source=desc, **mapping)
 
 
 # ----------------------------------------------------------------------------- dispatcher
+
+
+def read_task_info(folder: PathLike) -> dict:
+    """A task folder's ``task.json`` (written by ``hf-fusion prepare``; {} when there is none)."""
+    path = Path(folder) / INFO_NAME
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from err
 
 
 def _looks_evar(task_dir: Path) -> bool:
@@ -584,16 +613,23 @@ def load_task(
         return load_synthetic_task(spec.name, sampling_rate=sampling_rate, clip_seconds=clip_seconds,
                                    crop_seed=seed, test_fold=test_fold, valid_fraction=valid_fraction, on_error=on_error,
                                    crop_cache_dir=crop_cache_dir, decode_workers=decode_workers, **kwargs)
-    if root is not None:
+    if root is not None and kwargs.get("metadata") is not None:
+        metadata = Path(kwargs.pop("metadata"))  # EVAR's own CSV, its audio under root (honoured, not ignored)
+        data = load_task_dir(metadata.parent, sampling_rate, clip_seconds, root=root, metadata=metadata, **common,
+                             **kwargs)
+    elif root is not None:
         root = Path(root)
         task_dir = root / spec.name if not (root / METADATA_NAME).is_file() else root
         data = load_task_dir(task_dir, sampling_rate, clip_seconds, **common, **kwargs)
     else:
         hub = spec.hub
         if source is None and hub is None:
-            raise ValueError(f"task {spec.name!r} has no documented Hub copy; pass root= (an EVAR folder with "
-                             "metadata.csv) or source= (a Hub id / save_to_disk folder) with its column mapping")
-        mapping = hub.mapping_kwargs() if hub is not None else {}
+            raise ValueError(f"task {spec.name!r} has no Hub copy that follows the paper's split: prepare the official "
+                             f"download (hf-fusion prepare {spec.name} DOWNLOAD_DIR --out ROOT, or "
+                             "hf_fusion.tasks.prepare_task) and load ROOT (root=ROOT; on the command line --task-root "
+                             "ROOT), or give a Hub id / save_to_disk folder (source=; --task-dir for a folder)")
+        own_copy = source is not None and (hub is None or str(source) != hub.dataset_id)
+        mapping = hub.mapping_kwargs() if hub is not None and not own_copy else {}
         mapping.update(kwargs)
         data = load_hub_task(source if source is not None else hub.dataset_id, sampling_rate, clip_seconds,
                              **common, **mapping)
