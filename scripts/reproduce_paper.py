@@ -1,10 +1,12 @@
 """Reproduce the paper's Table III: three fused models (paper layers) x nine tasks, fusion vs last layer.
 
-Needs the nine tasks as EVAR folders (``ROOT/<task>/metadata.csv``, see docs/tasks.md) and
-the three original checkpoints. Everything is checked first; the script stops with one list of what is
-missing before any model runs. Features are cached (``--cache-dir``), so an interrupted run resumes.
+Needs the nine tasks, either prepared folders (``ROOT/<task>/metadata.csv``: ``hf-fusion prepare``, or EVAR's
+output, see docs/downloads.md) or the official downloads (``--downloads DIR`` with one folder per task, named
+by its id: ``DIR/esc50``, ``DIR/us8k``, ...; each is prepared into ``--data-root``), and the three original
+checkpoints. Everything is checked first; the script stops with one list of every missing task, split file
+and checkpoint before any model runs. Features are cached (``--cache-dir``), so an interrupted run resumes.
 
-    python scripts/reproduce_paper.py --data-root /data/evar \
+    python scripts/reproduce_paper.py --downloads /data/downloads --data-root /data/tasks \
         --vggish-checkpoint vggish-10086976.pth --cnn14-checkpoint Cnn14_16k_mAP=0.438.pth \
         --ast-checkpoint MIT/ast-finetuned-audioset-10-10-0.4593 --out paper_out [--layerwise]
 """
@@ -24,18 +26,27 @@ from hf_fusion.hub.presets import convert_checkpoint, get_preset
 from hf_fusion import protocol
 from hf_fusion.models.backbone_ast import TIMM_LAYER_NORM_EPS
 from hf_fusion.protocol import PAPER_TABLE_III, PAPER_TASKS
+from hf_fusion.tasks import prepare_task
+from hf_fusion.tasks.prepare import download_problems
 
 
 def preflight(args) -> list[str]:
     """Everything that is missing, as human-readable lines (empty = ready)."""
     missing = []
     root = Path(args.data_root) if args.data_root else None
+    downloads = Path(args.downloads) if args.downloads else None
     for task in args.tasks:
         if task not in PAPER_TASKS:
             missing.append(f"task {task!r}: not one of the paper's tasks {list(PAPER_TASKS)}")
-        elif root is None or not (root / task / "metadata.csv").is_file():
-            where = root / task / "metadata.csv" if root else "--data-root/<task>/metadata.csv"
-            missing.append(f"task {task}: no EVAR folder ({where} not found)")
+        elif root is not None and (root / task / "metadata.csv").is_file():
+            missing += prepared_folder_problems(task, root / task)
+        elif downloads is not None and (downloads / task).is_dir():
+            missing += download_problems(task, downloads / task, allow_partial=args.allow_partial,
+                                         fetch=not args.no_fetch)
+        else:
+            where = [str(root / task / "metadata.csv") if root else "--data-root ROOT/<task>/metadata.csv",
+                     str(downloads / task) if downloads else "--downloads DIR/<task>"]
+            missing.append(f"task {task}: neither a prepared folder nor a download ({' nor '.join(where)} found)")
     for backbone in args.backbones:
         checkpoint = getattr(args, f"{backbone}_checkpoint")
         if backbone == "ast" and checkpoint and Path(checkpoint).is_dir():
@@ -53,13 +64,50 @@ def preflight(args) -> list[str]:
     return missing
 
 
+def prepared_folder_problems(task: str, folder: Path) -> list[str]:
+    """What the loader would refuse in a prepared (or EVAR) task folder: bad columns or split values, an empty
+    split, listed audio files that are not there."""
+    from hf_fusion.tasks import read_metadata, read_task_info
+
+    try:
+        rows, kind = read_metadata(folder / "metadata.csv")
+    except ValueError as err:
+        return [f"task {task}: {err}"]
+    problems = []
+    if kind == "split":
+        empty = [s for s in protocol.SPLITS if not any(r["split"] == s for r in rows)]
+        if empty:
+            problems.append(f"task {task}: {folder / 'metadata.csv'} has no row of split(s) {empty}")
+    audio = Path(read_task_info(folder).get("audio_root") or folder)
+    absent = [r["file_name"] for r in rows if not (audio / r["file_name"]).is_file()]
+    if absent:
+        problems.append(f"task {task}: {len(absent):,} listed audio file(s) not found under {audio}, e.g. {absent[:3]}")
+    return problems
+
+
+def prepare_downloads(args) -> None:
+    """Prepare every task that has a download and no prepared folder yet (after the preflight passed)."""
+    root = Path(args.data_root)
+    for task in args.tasks:
+        if not (root / task / "metadata.csv").is_file():
+            folder = prepare_task(task, Path(args.downloads) / task, root, allow_partial=args.allow_partial,
+                                  fetch=not args.no_fetch)
+            print(f"prepared {task} from {Path(args.downloads) / task} -> {folder}")
+
+
 def _preset(backbone: str) -> str:
     return next(name for name in PAPER_TABLE_III if get_preset(name).backbone == backbone)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-root", help="folder with one EVAR task folder per task")
+    parser.add_argument("--data-root", help="folder with one prepared (or EVAR) task folder per task; with "
+                        "--downloads, where they are prepared (default OUT/tasks)")
+    parser.add_argument("--downloads", help="folder with the official downloads, one folder per task named by its id "
+                        "(DIR/esc50, DIR/us8k, ...; split files beside them or fetched): prepared into --data-root")
+    parser.add_argument("--allow-partial", action="store_true", help="--downloads: prepare incomplete downloads "
+                        "(the gap is recorded) instead of stopping")
+    parser.add_argument("--no-fetch", action="store_true", help="--downloads: never download a missing split file")
     parser.add_argument("--tasks", nargs="+", default=list(PAPER_TASKS))
     parser.add_argument("--backbones", nargs="+", default=["vggish", "cnn14", "ast"], choices=["vggish", "cnn14", "ast"])
     parser.add_argument("--vggish-checkpoint")
@@ -84,10 +132,14 @@ def main(argv=None) -> int:
     add_screening_args(parser)
     args = parser.parse_args(argv)
 
+    if args.downloads and not args.data_root:
+        args.data_root = str(Path(args.out) / "tasks")
     missing = preflight(args)
     if missing:
         print("reproduce_paper: cannot start, missing:\n  - " + "\n  - ".join(missing), file=sys.stderr)
         return 2
+    if args.downloads:
+        prepare_downloads(args)
     out = Path(args.out)
     # the paper's protocol: up to 200 epochs, patience 20, lr grid in [1e-5, 1e-2], 3 seeds
     config = ProbeConfig(max_epochs=args.max_epochs, seeds=tuple(args.seeds), precision=args.probe_dtype,

@@ -122,14 +122,16 @@ def test_repo_saved_by_the_flat_v0_1_layout_loads_unchanged(tmp_path):
     model = AutoModel.from_pretrained(SAVED_V0_1).eval()
     assert type(model) is AudioFusionModel
     fe = AutoFeatureExtractor.from_pretrained(SAVED_V0_1)
-    np.testing.assert_allclose(_reference(model, fe, make_clips((1.0,))), expected, rtol=1e-6, atol=1e-7)
+    # the vector was stored on an AVX-512 x86-64; an AVX2-only CPU takes other float kernels and differs by up
+    # to 7.7e-7 absolute (2.4e-5 relative on a 0.03 entry), deterministically: atol 5e-6 leaves 6x margin
+    np.testing.assert_allclose(_reference(model, fe, make_clips((1.0,))), expected, rtol=1e-5, atol=5e-6)
     for block in ("", "1"):
         env = {"HF_HOME": str(tmp_path / f"home{block}"), "HF_HUB_OFFLINE": "1"}
         if block:
             env["BLOCK_HF_FUSION"] = "1"
         emb, stdout, _ = _run_loader(tmp_path, str(SAVED_V0_1), env)
         assert ("transformers_modules" in stdout.split()[0]) == bool(block)
-        np.testing.assert_allclose(emb[:1], expected, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(emb[:1], expected, rtol=1e-5, atol=5e-6)  # the same measured margin
 
 
 def test_saved_repo_holds_exactly_the_models_folder(tmp_path, tiny_ast_model):

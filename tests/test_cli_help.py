@@ -49,7 +49,8 @@ def test_parser_and_help_import_no_heavy_library_and_every_option_has_help():
     assert report["after_help"] == [], f"--help / argument errors imported {report['after_help']}"
     assert report["missing_help"] == []
     helps = {k: " ".join(v.split()) for k, v in report["help"].items()}  # undo argparse's line wrapping
-    assert set(helps) == {"-", "demo", "extract", "layerwise", "select", "evaluate", "leaderboard", "push"}
+    assert set(helps) == {"-", "demo", "prepare", "extract", "layerwise", "select", "evaluate", "leaderboard",
+                          "push"}
     assert all(text.startswith("usage: hf-fusion") for text in helps.values())
     # defaults are shown
     assert "(default: 16)" in helps["extract"] and "(default: 200)" in helps["layerwise"]

@@ -23,5 +23,8 @@ def test_wheel_ships_card_templates_metric_and_every_module(tmp_path):
     modules = {p.relative_to(ROOT).as_posix() for p in (ROOT / "hf_fusion").rglob("*.py") if "__pycache__" not in p.parts}
     assert modules - names == set(), "add the missing subpackage to [tool.setuptools] packages in pyproject.toml"
     assert "hf_fusion/evaluation/metrics/accuracy/accuracy.py" in names
+    split_files = {p.relative_to(ROOT).as_posix() for p in (ROOT / "hf_fusion" / "tasks" / "split_files").rglob("*")
+                   if p.is_file()}
+    assert "hf_fusion/tasks/split_files/gtzan/LICENSE" in split_files and split_files <= names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "hf-fusion = hf_fusion.app.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

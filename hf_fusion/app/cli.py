@@ -480,7 +480,7 @@ def cmd_prepare(args) -> int:
     kind = info["split_kind"]
     print(f"{info['task']}: {sum(info['counts'].values()):,} clips, {len(info['classes'])} classes, "
           f"clip length {info['clip_seconds']:g} s -> {folder / 'metadata.csv'}, {folder / 'task.json'}")
-    for key in sorted(info["counts"], key=lambda k: (int(k), "") if k.isdigit() else (0, ("train", "valid", "test").index(k))):
+    for key in sorted(info["counts"], key=lambda k: (int(k), "") if k.isdigit() else (0, protocol.SPLITS.index(k))):
         n, official = info["counts"][key], info["official_counts"].get(key)
         print(f"  {kind} {key}: {n:,}" + (f" (official {official:,})" if official is not None else ""))
     for why, n in info["left_out"].items():

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
+from ..protocol import SPLITS
+
 #: Speech Commands v0.02's 35 words (the folders EVAR's ``[a-z]*/*.wav`` glob finds in the official archive)
 SPCV2_WORDS = (
     "backward", "bed", "bird", "cat", "dog", "down", "eight", "five", "follow", "forward", "four", "go", "happy",
@@ -144,8 +146,11 @@ def _lines(path: Path) -> list[str]:
 
 
 def read_spcv2(download: Path, split_files: dict) -> Listing:
-    root = locate(download, "_background_noise_", "the Speech Commands v0.02 archive (<word>/*.wav, "
-                                                  "_background_noise_/, validation_list.txt, testing_list.txt)")
+    what = "the Speech Commands v0.02 archive (<word>/*.wav, _background_noise_/, validation_list.txt, testing_list.txt)"
+    try:
+        root = locate(download, "testing_list.txt", what)
+    except DownloadLayoutError:
+        root = locate(download, "_background_noise_", what)
     valid = set(_lines(split_files["validation_list.txt"]))
     test = set(_lines(split_files["testing_list.txt"]))
     listing = Listing("spcv2", root, "split", layout="<word>/<speaker>_nohash_<n>.wav; validation_list.txt, "
@@ -235,7 +240,7 @@ def read_gtzan(download: Path, split_files: dict) -> Listing:
         for name in _files(root, f"genres/*/*{ext}"):
             on_disk.setdefault(name[len("genres/"):-len(ext)], name)
     seen = set()
-    for split in ("train", "valid", "test"):
+    for split in SPLITS:
         for entry in _lines(split_files[f"{split}_filtered.txt"]):
             stem = entry.rsplit(".", 1)[0] if entry.endswith(GTZAN_EXTENSIONS) else entry
             seen.add(stem)
@@ -252,7 +257,7 @@ def read_gtzan(download: Path, split_files: dict) -> Listing:
 def read_nsynth(download: Path, split_files: dict) -> Listing:
     root = find_with(download, "nsynth-*/examples.json", "nsynth-{train,valid,test}/examples.json + audio/")
     listing = Listing("nsynth", root, "split", layout="nsynth-{train,valid,test}/examples.json + audio/<note_str>.wav")
-    for split in ("train", "valid", "test"):
+    for split in SPLITS:
         meta = root / f"nsynth-{split}" / "examples.json"
         if not meta.is_file():
             listing.missing[split] = [f"nsynth-{split}/ (the whole archive: examples.json not found)"]
@@ -261,7 +266,7 @@ def read_nsynth(download: Path, split_files: dict) -> Listing:
         _split_present(listing, [{"file_name": f"nsynth-{split}/audio/{key}.wav",
                                   "label": value["instrument_family_str"], "split": split}
                                  for key, value in examples.items()], "split")
-    _extra(listing, [f for s in ("train", "valid", "test") for f in _files(root, f"nsynth-{s}/audio/*.wav")])
+    _extra(listing, [f for s in SPLITS for f in _files(root, f"nsynth-{s}/audio/*.wav")])
     return listing
 
 

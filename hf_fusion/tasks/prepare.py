@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..data.storage import atomic_write_json
+from ..protocol import SPLITS
 from .downloads import Listing, read_download
 from .registry import PAPER_TASK_SPECS, TaskSpec, get_task
 from .sources import INFO_NAME, METADATA_NAME, sorted_label_names
@@ -74,6 +75,26 @@ def describe_gap(gap: dict, kind: str) -> str:
     return line
 
 
+def download_problems(task: str, download: os.PathLike, *, splits: Optional[os.PathLike] = None,
+                      allow_partial: bool = False, fetch: bool = True) -> list[str]:
+    """What would stop :func:`prepare_task` on this download, as lines (empty: it would prepare); nothing is
+    written. For checking every task before a long run starts (``scripts/reproduce_paper.py --downloads``)."""
+    from .downloads import DownloadLayoutError
+    from .split_definitions import MissingSplitDefinition
+
+    spec = get_task(task)
+    try:
+        split_files, _ = resolve_split_files(spec.name, splits, download, fetch=fetch)
+        listing = read_download(spec.name, download, split_files)
+    except (MissingSplitDefinition, DownloadLayoutError, ValueError) as err:
+        return [str(err)]
+    gaps = download_gaps(spec, listing)
+    lines = [] if allow_partial else [f"{spec.name}: {describe_gap(g, listing.kind)}" for g in gaps]
+    if not listing.rows:
+        lines.append(f"{spec.name}: no file of the task is present in {download}")
+    return lines
+
+
 def prepare_task(task: str, download: os.PathLike, out: os.PathLike, *, splits: Optional[os.PathLike] = None,
                  allow_partial: bool = False, fetch: bool = True, audio_copies: Optional[int] = None,
                  progress: bool = True) -> Path:
@@ -100,7 +121,7 @@ def prepare_task(task: str, download: os.PathLike, out: os.PathLike, *, splits: 
     split_files, provenance = resolve_split_files(spec.name, splits, download, fetch=fetch)
     listing = read_download(spec.name, download, split_files)
     gaps = download_gaps(spec, listing)
-    empty = [s for s in ("train", "valid", "test") if listing.kind == "split"
+    empty = [s for s in SPLITS if listing.kind == "split"
              and not any(r["split"] == s for r in listing.rows)]
     if (gaps and not allow_partial) or not listing.rows or empty:
         lines = [describe_gap(g, listing.kind) for g in gaps]

@@ -524,8 +524,12 @@ def load_hub_task(
                            cache_dir=str(cache_dir) if cache_dir else None, **load_kwargs)
         desc = f"dataset {source}"
     parts = raw if isinstance(raw, DatasetDict) else {ALL_SPLIT: raw}
-    if not {"split_column", "fold_column"} & set(mapping) and len(parts) == 1 and \
-            "fold" in next(iter(parts.values())).column_names:
+    columns = next(iter(parts.values())).column_names
+    for key, plain in (("audio_column", "audio"), ("label_column", "label")):
+        if mapping.get(key) and mapping[key] not in columns and plain in columns:
+            mapping[key] = plain  # a copy in the task layout (hf-fusion prepare --push) under a registered name
+    if not ({"split_column", "fold_column"} & {k for k, v in mapping.items() if v}) and len(parts) == 1 and \
+            "fold" in columns:
         mapping["fold_column"] = "fold"  # one split with a fold column: a fold task (hf-fusion prepare --push)
     return _normalize_and_finish(raw, clip_seconds, split, sampling_rate=sampling_rate, source=desc, **mapping)
 
@@ -628,8 +632,7 @@ def load_task(
                              f"download (hf-fusion prepare {spec.name} DOWNLOAD_DIR --out ROOT, or "
                              "hf_fusion.tasks.prepare_task) and load ROOT (root=ROOT; on the command line --task-root "
                              "ROOT), or give a Hub id / save_to_disk folder (source=; --task-dir for a folder)")
-        own_copy = source is not None and (hub is None or str(source) != hub.dataset_id)
-        mapping = hub.mapping_kwargs() if hub is not None and not own_copy else {}
+        mapping = hub.mapping_kwargs() if hub is not None else {}
         mapping.update(kwargs)
         data = load_hub_task(source if source is not None else hub.dataset_id, sampling_rate, clip_seconds,
                              **common, **mapping)

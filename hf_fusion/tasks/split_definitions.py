@@ -1,17 +1,10 @@
-"""Where each paper task's split comes from: shipped with the package, inside the download, or fetched.
+"""Where each paper task's split comes from: the download itself, shipped here, or fetched from a pinned source.
 
-The paper's numbers depend on EVAR's exact splits. Some come with the official download (Speech Commands'
-two lists, ESC-50's and UrbanSound8K's folds, NSynth's three folders); the others are published files:
-
-* GTZAN's fault-filtered lists (jongpillee/music_dataset_split, MIT): small, shipped in ``split_files/``;
-* CREMA-D's speakers, VoxForge's sessions and Surge's presets: random draws EVAR stores in its own
-  repository, under an evaluation-only license that does not allow redistribution: fetched from a pinned
-  commit and checked against its git blob hash;
-* VoxCeleb1's ``iden_split.txt`` (the dataset's own metadata, under its terms of use): fetched from the
-  dataset's site, its line count checked.
-
-``--splits PATH`` (a file, or a folder holding the files as published) gives a local copy, so preparation
-works offline; its hashes are recorded, and whether it equals the published file. docs/downloads.md.
+GTZAN's fault-filtered lists (MIT) are shipped in ``split_files/``; EVAR's stored random draws (CREMA-D
+speakers, VoxForge sessions, Surge presets; an evaluation-only license, no redistribution) are fetched from
+a pinned commit and checked against their git blob hash; VoxCeleb1's ``iden_split.txt`` is fetched from the
+dataset's site, its line count checked. ``--splits PATH`` gives a local copy (offline); its hashes are
+recorded, and whether it equals the published file. The choice per file: docs/downloads.md.
 """
 
 from __future__ import annotations
