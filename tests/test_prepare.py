@@ -183,6 +183,27 @@ def test_every_prepared_task_loads_with_the_registered_length(prepared):
         assert data[split].features["input_values"].length == round(PAPER_TASK_SPECS[task].clip_seconds * 16000)
 
 
+def test_audio_copies_are_16k_mono_and_a_rerun_keeps_them(downloads, tmp_path):
+    folder = prepare_task("us8k", downloads["us8k"][0], tmp_path, allow_partial=True, audio_copies=16000,
+                          progress=False)
+    info = read_task_info(folder)
+    assert info["audio_root"] is None and info["audio_copies"] == {"sampling_rate": 16000, "channels": 1}
+    rows = rows_of(folder)
+    sources = sorted((downloads["us8k"][0] / "UrbanSound8K").glob("audio/fold*/*.wav"))
+    assert [r["file_name"] for r in rows] == [f"audio/{p.relative_to(p.parents[2]).as_posix()}" for p in sources]
+    for r, source in zip(rows, sources):
+        copy = sf.info(folder / r["file_name"])
+        assert (copy.samplerate, copy.channels) == (16000, 1)
+        assert abs(copy.duration - sf.info(source).duration) < 1e-3  # ADPCM: libsndfile's padded block included
+    stamps = {r["file_name"]: (folder / r["file_name"]).stat().st_mtime_ns for r in rows}
+    (folder / rows[0]["file_name"]).unlink()  # an interrupted run: one copy missing
+    prepare_task("us8k", downloads["us8k"][0], tmp_path, allow_partial=True, audio_copies=16000, progress=False)
+    again = {r["file_name"]: (folder / r["file_name"]).stat().st_mtime_ns for r in rows}
+    assert {k for k in stamps if again[k] != stamps[k]} == {rows[0]["file_name"]}
+    data = load_task_dir(folder, 16000)
+    assert len(data["all"]) == len(rows) and not list(folder.rglob("*.part"))
+
+
 # ----------------------------------------------------------------------------- counts, partial downloads
 
 
