@@ -172,7 +172,8 @@ def main(argv=None) -> int:
             choice.to_json(out / preset.name / "selection.json")
             print(f"{preset.name}: layer-wise choice M={choice.middle} L={choice.late} (paper: {preset.fusion_layers})")
         results = workflow.evaluate_fusion(loaded, caches, config, folds=args.folds)
-        workflow.write_results(loaded, results, out / preset.name / "evaluation", out / "leaderboard.jsonl")
+        workflow.write_results(loaded, results, out / preset.name / "evaluation", out / "leaderboard.jsonl",
+                               partial=workflow.partial_tasks(tasks))
         ours = {task: 100 * res.accuracy for task, res in results[loaded.name][1].items()}
         paper = dict(zip(PAPER_TASKS, PAPER_TABLE_III[preset.name]))
         summary[preset.name] = {t: {"ours": ours[t], "paper": paper[t]} for t in ours}

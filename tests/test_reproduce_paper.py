@@ -105,3 +105,7 @@ def test_end_to_end_from_an_official_download(tmp_path, monkeypatch, capsys):
     info = json.loads((out / "tasks" / "spcv2" / "task.json").read_text())
     assert info["counts"] == {"train": 6, "valid": 3, "test": 3} and info["complete"] is False
     assert "spcv2" in json.loads((out / "paper_comparison.json").read_text())["ast-fusion-5-12"]
+    results = json.loads((out / "ast-fusion-5-12" / "evaluation" / "results.json").read_text())
+    gaps = results["ast-fusion-5-12"]["tasks"]["spcv2"]["partial"]  # the gap recorded by prepare, in the results
+    assert {g["split"] for g in gaps} == {"train", "valid", "test", "classes"}
+    assert "spcv2: a partial download (4 gap(s) against the official task" in capsys.readouterr().out

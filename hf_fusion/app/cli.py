@@ -344,7 +344,8 @@ def cmd_evaluate(args) -> int:
                                        keep_weights=bool(args.save_classifier))
     out = Path(args.out)
     leaderboard = Path(args.leaderboard) if args.leaderboard else out / "leaderboard.jsonl"
-    paths = workflow.write_results(loaded, results, out, leaderboard, skipped=workflow.skipped_files(caches))
+    paths = workflow.write_results(loaded, results, out, leaderboard, skipped=workflow.skipped_files(caches),
+                                   partial=workflow.partial_tasks(tasks))
     print("\n" + paths["table"].read_text())
     print(f"wrote {paths['results']}, {paths['table']} (+ .csv/.json); appended to {leaderboard}")
     if args.save_classifier:

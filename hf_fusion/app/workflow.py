@@ -197,7 +197,7 @@ def load_tasks(names: Sequence[str], dirs: Sequence[str], sampling_rate: int, ro
     import contextlib
 
     from .launch import launched_processes
-    from ..tasks import get_task, load_task
+    from ..tasks import get_task, load_task, read_task_info
 
     from ..data.storage import default_cache_root
 
@@ -231,7 +231,25 @@ def load_tasks(names: Sequence[str], dirs: Sequence[str], sampling_rate: int, ro
                                     on_error=on_error, crop_cache_dir=crops, decode_workers=decode_workers, **outside)
     if not tasks:
         raise ValueError("no task given: use --task NAME and/or --task-dir DIR")
+    folders = {get_task(n).name: (Path(root) / get_task(n).name if not (Path(root) / "metadata.csv").is_file()
+                                  else Path(root)) for n in names} if root is not None else {}
+    folders.update({Path(d).expanduser().name: Path(d).expanduser() for d in dirs})
+    for name, folder in folders.items():
+        gaps = read_task_info(folder).get("gaps") or []
+        if gaps:
+            setattr(tasks[name], PARTIAL_ATTR, gaps)
+            log(f"  {name}: a partial download ({len(gaps)} gap(s) against the official task, in {folder / 'task.json'}): "
+                "its numbers are not comparable with the paper's")
     return tasks
+
+
+#: the attribute of a loaded task that holds the gaps of a partial download (``task.json``'s ``gaps``)
+PARTIAL_ATTR = "_hf_fusion_partial"
+
+
+def partial_tasks(tasks: dict) -> dict[str, list[dict]]:
+    """{task: gaps} of the tasks prepared from partial downloads (``hf-fusion prepare --allow-partial``)."""
+    return {name: getattr(data, PARTIAL_ATTR) for name, data in tasks.items() if getattr(data, PARTIAL_ATTR, None)}
 
 
 def extract_tasks(loaded: LoadedModel, tasks: dict, layers="all", cache_dir=None, batch_size: int = 16,
@@ -500,7 +518,7 @@ RESULTS_COLUMNS = ["model", "task", "accuracy", "std", "lr", "layers", "valid_ac
 
 
 def write_results(loaded: LoadedModel, results: dict, out: Path, leaderboard: Path | None = None,
-                  skipped: dict[str, dict[str, list[str]]] | None = None) -> dict:
+                  skipped: dict[str, dict[str, list[str]]] | None = None, partial: dict | None = None) -> dict:
     """results.csv, results.json, the Table III files, and leaderboard rows.
 
     results.csv: model,task,accuracy,std,lr,layers,valid_accuracy,fold (fractions in [0, 1]); a fold task has
@@ -508,7 +526,8 @@ def write_results(loaded: LoadedModel, results: dict, out: Path, leaderboard: Pa
     over seeds). results.json: every ProbeResult in full (grids, per-seed and per-fold numbers).
     ``results`` is :func:`evaluate_fusion`'s {model name: (layers, {task: ProbeResult})}; ``skipped``
     ({task: {split: [files]}}, :func:`skipped_files`) goes into each task's entry of results.json as
-    ``"skipped"`` (unreadable files left out of that task's numbers)."""
+    ``"skipped"`` (unreadable files left out of that task's numbers); ``partial`` ({task: gaps},
+    :func:`partial_tasks`) as ``"partial"`` (a task prepared from an incomplete download)."""
     import csv
 
     import numpy as np
@@ -528,7 +547,8 @@ def write_results(loaded: LoadedModel, results: dict, out: Path, leaderboard: Pa
                     writer.writerow([model_name, task, f"{np.mean(test):.6f}", f"{np.std(test):.6f}", res.lr, names,
                                      f"{np.mean(res.per_fold_valid[fold]):.6f}", fold])
     (out / "results.json").write_text(json.dumps(
-        {model_name: {"layers": list(layers), "tasks": {task: {**res.to_dict(), "skipped": (skipped or {}).get(task, {})}
+        {model_name: {"layers": list(layers), "tasks": {task: {**res.to_dict(), "skipped": (skipped or {}).get(task, {}),
+                                                              "partial": (partial or {}).get(task, [])}
                                                         for task, res in per_task.items()}}
          for model_name, (layers, per_task) in results.items()}, indent=1, default=float))
     baseline_name = loaded.layer_name(loaded.last_layer)
