@@ -30,6 +30,7 @@ from hf_fusion.tasks import (
     read_task_info,
 )
 from hf_fusion.tasks import split_definitions
+from hf_fusion.tasks.prepare import download_problems
 from hf_fusion.tasks.hub_dataset import export_prepared
 
 from . import official_downloads as official
@@ -261,6 +262,9 @@ def test_a_split_with_no_file_is_refused_even_when_partial(downloads, tmp_path):
         f.unlink()
     with pytest.raises(IncompleteDownloadError, match=r"no file of split\(s\) \['test'\] is present"):
         prepare_task("vc1", download, tmp_path / "out", splits=downloads["vc1"][1], allow_partial=True, progress=False)
+    # the preflight of a long run (reproduce_paper --downloads) refuses it too, before anything is written
+    assert download_problems("vc1", download, splits=downloads["vc1"][1], allow_partial=True) == [
+        "vc1: no file of split(s) ['test'] is present: the task cannot be evaluated"]
 
 
 def test_a_wrong_folder_names_the_layout_it_expected(tmp_path):

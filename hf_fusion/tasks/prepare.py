@@ -34,13 +34,23 @@ def _key_label(kind: str, key) -> str:
     return f"fold {key}" if kind == "fold" else f"split {key}"
 
 
+def _key_name(kind: str) -> str:
+    return "fold" if kind == "fold" else "split"
+
+
+def _rows_per_key(rows: list[dict], kind: str) -> dict:
+    """{split or fold: rows}, in first-seen order."""
+    key_name, found = _key_name(kind), {}
+    for row in rows:
+        found[row[key_name]] = found.get(row[key_name], 0) + 1
+    return found
+
+
 def download_gaps(spec: TaskSpec, listing: Listing) -> list[dict]:
     """One record per split or fold whose files differ from the official count or listing, plus one for files
     no listing knows (``"extra"``) and one for the class count; empty for a complete download."""
-    key_name = "fold" if listing.kind == "fold" else "split"
-    found: dict = {}
-    for row in listing.rows:
-        found[row[key_name]] = found.get(row[key_name], 0) + 1
+    key_name = _key_name(listing.kind)
+    found = _rows_per_key(listing.rows, listing.kind)
     keys = list(spec.counts) + [k for k in {*found, *listing.missing} if k not in spec.counts]
     gaps = []
     for key in keys:
@@ -75,6 +85,18 @@ def describe_gap(gap: dict, kind: str) -> str:
     return line
 
 
+def _blocking(spec: TaskSpec, listing: Listing, allow_partial: bool) -> tuple[list[dict], list[str], bool]:
+    """(gaps, lines, fatal): the download's gaps, what stops preparing it (one line each; empty: it prepares),
+    and whether ``allow_partial`` could not help (no file at all, or a split with none)."""
+    gaps = download_gaps(spec, listing)
+    found = _rows_per_key(listing.rows, listing.kind)
+    empty = [s for s in SPLITS if listing.kind == "split" and s not in found]
+    fatal = ["no file of the task is present"] if not listing.rows else \
+        [f"no file of split(s) {empty} is present: the task cannot be evaluated"] if empty else []
+    lines = ([] if allow_partial else [describe_gap(g, listing.kind) for g in gaps]) + fatal
+    return gaps, lines, bool(fatal)
+
+
 def download_problems(task: str, download: os.PathLike, *, splits: Optional[os.PathLike] = None,
                       allow_partial: bool = False, fetch: bool = True) -> list[str]:
     """What would stop :func:`prepare_task` on this download, as lines (empty: it would prepare); nothing is
@@ -88,11 +110,7 @@ def download_problems(task: str, download: os.PathLike, *, splits: Optional[os.P
         listing = read_download(spec.name, download, split_files)
     except (MissingSplitDefinition, DownloadLayoutError, ValueError) as err:
         return [str(err)]
-    gaps = download_gaps(spec, listing)
-    lines = [] if allow_partial else [f"{spec.name}: {describe_gap(g, listing.kind)}" for g in gaps]
-    if not listing.rows:
-        lines.append(f"{spec.name}: no file of the task is present in {download}")
-    return lines
+    return [f"{spec.name}: {line}" for line in _blocking(spec, listing, allow_partial)[1]]
 
 
 def prepare_task(task: str, download: os.PathLike, out: os.PathLike, *, splits: Optional[os.PathLike] = None,
@@ -120,14 +138,9 @@ def prepare_task(task: str, download: os.PathLike, out: os.PathLike, *, splits: 
                          f"{spec.name!r} is not one")
     split_files, provenance = resolve_split_files(spec.name, splits, download, fetch=fetch)
     listing = read_download(spec.name, download, split_files)
-    gaps = download_gaps(spec, listing)
-    empty = [s for s in SPLITS if listing.kind == "split"
-             and not any(r["split"] == s for r in listing.rows)]
-    if (gaps and not allow_partial) or not listing.rows or empty:
-        lines = [describe_gap(g, listing.kind) for g in gaps]
-        if empty:
-            lines.append(f"no file of split(s) {empty} is present: the task cannot be evaluated")
-        hint = "" if allow_partial or empty else "; --allow-partial (allow_partial=True) prepares what is there"
+    gaps, lines, fatal = _blocking(spec, listing, allow_partial)
+    if lines:
+        hint = "" if allow_partial or fatal else "; --allow-partial (allow_partial=True) prepares what is there"
         raise IncompleteDownloadError(f"{spec.name}: the download at {download} does not match the official "
                                       f"task{hint}:\n  " + "\n  ".join(lines))
     folder = Path(out).expanduser() / spec.name
@@ -138,10 +151,7 @@ def prepare_task(task: str, download: os.PathLike, out: os.PathLike, *, splits: 
         rows = write_audio_copies(listing, folder / "audio", int(audio_copies), progress=progress)
         audio_root = None
     _write_metadata(folder / METADATA_NAME, rows, listing.kind)
-    key = "fold" if listing.kind == "fold" else "split"
-    found: dict = {}
-    for row in rows:
-        found[row[key]] = found.get(row[key], 0) + 1
+    found = _rows_per_key(rows, listing.kind)
     order = [k for k in spec.counts if k in found] + sorted((k for k in found if k not in spec.counts), key=str)
     counts = {str(k): found[k] for k in order}
     info = {
@@ -165,7 +175,7 @@ def prepare_task(task: str, download: os.PathLike, out: os.PathLike, *, splits: 
 
 
 def _write_metadata(path: Path, rows: list[dict], kind: str) -> None:
-    key = "fold" if kind == "fold" else "split"
+    key = _key_name(kind)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["file_name", "label", key])
