@@ -253,6 +253,8 @@ def test_allow_partial_records_the_gap(downloads, tmp_path):
     gaps = {g["split"]: g for g in read_task_info(folder)["gaps"]}
     assert gaps["train"] == {"split": "train", "expected": 84843, "found": 6, "missing": 84837, "missing_examples": []}
     assert gaps["classes"] == {"split": "classes", "expected": 35, "found": 3}
+    loaded = {"spcv2": load_task_dir(folder)}  # the loader carries the gaps to the results
+    assert workflow.partial_tasks(loaded) == {"spcv2": read_task_info(folder)["gaps"]}
 
 
 def test_a_split_with_no_file_is_refused_even_when_partial(downloads, tmp_path):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import soundfile as sf
 
+from ..data.columns import PARTIAL_ATTR
 from ..models.configuration_fusion import fusion_model_name
 from ..protocol import TASK_STATS_BATCH_SIZE, TASK_STATS_MAX_CLIPS, TASK_STATS_SEED
 
@@ -197,7 +198,7 @@ def load_tasks(names: Sequence[str], dirs: Sequence[str], sampling_rate: int, ro
     import contextlib
 
     from .launch import launched_processes
-    from ..tasks import get_task, load_task, read_task_info
+    from ..tasks import get_task, load_task
 
     from ..data.storage import default_cache_root
 
@@ -231,24 +232,15 @@ def load_tasks(names: Sequence[str], dirs: Sequence[str], sampling_rate: int, ro
                                     on_error=on_error, crop_cache_dir=crops, decode_workers=decode_workers, **outside)
     if not tasks:
         raise ValueError("no task given: use --task NAME and/or --task-dir DIR")
-    folders = {get_task(n).name: (Path(root) / get_task(n).name if not (Path(root) / "metadata.csv").is_file()
-                                  else Path(root)) for n in names} if root is not None else {}
-    folders.update({Path(d).expanduser().name: Path(d).expanduser() for d in dirs})
-    for name, folder in folders.items():
-        gaps = read_task_info(folder).get("gaps") or []
-        if gaps:
-            setattr(tasks[name], PARTIAL_ATTR, gaps)
-            log(f"  {name}: a partial download ({len(gaps)} gap(s) against the official task, in {folder / 'task.json'}): "
-                "its numbers are not comparable with the paper's")
+    for name, gaps in partial_tasks(tasks).items():
+        log(f"  {name}: a partial download ({len(gaps)} gap(s) against the official task, in its task.json): "
+            "its numbers are not comparable with the paper's")
     return tasks
 
 
-#: the attribute of a loaded task that holds the gaps of a partial download (``task.json``'s ``gaps``)
-PARTIAL_ATTR = "_hf_fusion_partial"
-
-
 def partial_tasks(tasks: dict) -> dict[str, list[dict]]:
-    """{task: gaps} of the tasks prepared from partial downloads (``hf-fusion prepare --allow-partial``)."""
+    """{task: gaps} of the tasks prepared from partial downloads (``hf-fusion prepare --allow-partial``; the
+    loader keeps ``task.json``'s gaps on the data it returns)."""
     return {name: getattr(data, PARTIAL_ATTR) for name, data in tasks.items() if getattr(data, PARTIAL_ATTR, None)}
 
 

@@ -10,6 +10,8 @@ TRAIN_CROPS_SPLIT = "all_train_crops"
 SOURCE_ROW = "source_row"
 #: the attribute of a loaded DatasetDict listing the files skipped at load ({split: [files]})
 SKIPPED_ATTR = "skipped_files"
+#: the attribute of a loaded DatasetDict holding the gaps of a partial download (``task.json``'s ``gaps``)
+PARTIAL_ATTR = "partial_download_gaps"
 
 
 def skipped_at_load(data) -> dict[str, list[str]]:

@@ -32,7 +32,7 @@ from datasets import (
     load_from_disk,
 )
 
-from ..data.columns import ALL_SPLIT, SKIPPED_ATTR, SOURCE_ROW, TRAIN_CROPS_SPLIT
+from ..data.columns import ALL_SPLIT, PARTIAL_ATTR, SKIPPED_ATTR, SOURCE_ROW, TRAIN_CROPS_SPLIT
 from ..protocol import SPLITS, VALID_FRACTION
 from .clips import crop_clips, crop_fold_clips, with_row_column
 from .folds import fold_splits, stratified_valid_indices
@@ -185,8 +185,9 @@ def load_task_dir(
     task_dir = Path(task_dir)
     csv_path = Path(metadata) if metadata is not None else task_dir / METADATA_NAME
     rows, kind = read_metadata(csv_path)
-    if root is None and metadata is None:
-        root = read_task_info(task_dir).get("audio_root")  # a prepared task: the audio stays in the download
+    info = read_task_info(task_dir) if metadata is None else {}
+    if root is None:
+        root = info.get("audio_root")  # a prepared task: the audio stays in the download
     root = Path(root) if root is not None else (task_dir if metadata is None else csv_path.parent)
     paths = [str((root / r["file_name"]).resolve()) for r in rows]
     if not allow_outside_root:
@@ -234,7 +235,10 @@ def load_task_dir(
         data = DatasetDict({s: build(sel) for s, sel in parts.items()})
     else:
         data = DatasetDict({ALL_SPLIT: build(range(len(rows)))})
-    return _finish(data, clip_seconds, test_fold, valid_fraction, seed, on_error, crop_cache_dir, decode_workers)
+    data = _finish(data, clip_seconds, test_fold, valid_fraction, seed, on_error, crop_cache_dir, decode_workers)
+    if info.get("gaps"):
+        setattr(data, PARTIAL_ATTR, info["gaps"])
+    return data
 
 
 # ----------------------------------------------------------------------------- shared normalisation
