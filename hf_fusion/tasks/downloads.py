@@ -225,7 +225,8 @@ def read_cremad(download: Path, split_files: dict) -> Listing:
                              f"its file name ({emotion!r})")
         listed.append({"file_name": f"AudioWAV/{name}", "label": emotion, "split": r["split"]})
     _split_present(listing, listed, "split")
-    unlisted = [f for f in _files(root, "AudioWAV/*.wav") if f not in {r["file_name"] for r in listed}]
+    known = {r["file_name"] for r in listed}
+    unlisted = [f for f in _files(root, "AudioWAV/*.wav") if f not in known]
     if unlisted:
         listing.left_out["not in EVAR's list (the release's known bad files)"] = len(unlisted)
     return listing
