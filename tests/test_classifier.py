@@ -231,6 +231,7 @@ def test_push_dry_run_card_reports_the_probe_run(evaluated, tmp_path, no_hub, ca
     assert f"| seed | {probe['seed']} (the seed with the best validation accuracy" in card.text
     assert f"| learning rate | {probe['lr']} " in card.text and f"`{TASK}`" in card.text
     assert f"**{100 * probe['test_accuracy']:.1f} %** on {probe['num_test_clips']} test clips" in card.text
+    assert "incomplete download" not in card.text and "partial" not in result.dataset_name
     summary = json.loads((out / "results.json").read_text())
     assert summary["results"][0]["accuracy"] == probe["test_accuracy"] and summary["kind"] == "audio-classification"
     assert json.loads((out / "probe.json").read_text()) == probe
@@ -242,6 +243,30 @@ def test_push_dry_run_card_reports_the_probe_run(evaluated, tmp_path, no_hub, ca
     argv = ["--model", evaluated["classifier"], "--repo-id", "org/x", "--dry-run", "--out", tmp_path / "r2",
             "--results", evaluated["root"] / "out" / "results.csv"]
     assert _cli(argv) == 2 and "reports its own probe run" in capsys.readouterr().err
+
+
+def test_a_classifier_of_a_partial_download_says_so_on_its_card(evaluated):
+    """A task prepared with --allow-partial: save_task_classifier records the gaps, the card and model-index show them."""
+    from transformers import AutoConfig
+
+    from hf_fusion.app import workflow
+    from hf_fusion.data.columns import PARTIAL_ATTR
+    from hf_fusion.hub.classifier_card import render_classifier_card
+    from hf_fusion.tasks.sources import load_task_dir
+
+    config = AutoConfig.from_pretrained(evaluated["classifier"])
+    gaps = [{"split": "test", "expected": 11005, "found": 10990, "missing": 15, "missing_examples": ["a/x.wav"]}]
+    test = load_task_dir(evaluated["task_dir"], SR, clip_seconds=CLIP_SECONDS)["test"]
+    data = type("LoadedTask", (dict,), {})(test=test)  # what load_task_dir returns for a partial download
+    setattr(data, PARTIAL_ATTR, gaps)
+    with pytest.MonkeyPatch.context() as mp:  # the probe record only: no probe weights to rebuild here
+        mp.setattr("hf_fusion.evaluation.classifier_from_probe", lambda *a, **k: type("C", (), {"config": config})())
+        mp.setattr("hf_fusion.evaluation.save_classifier", lambda classifier, folder: classifier.config)
+        saved = workflow.save_task_classifier(type("Loaded", (), {"model": None})(), data, None, None)
+    assert saved.probe["partial"] == "split test: 11,005 expected, 10,990 found, 15 missing"
+    card = render_classifier_card(saved, "org/x")
+    assert "**Evaluated on an incomplete download**" in card.text and "10,990 found, 15 missing." in card.text
+    assert card.data.eval_results[0].dataset_name.endswith("(partial download)")
 
 
 # ---------------------------------------------------------------- CLI choices and errors

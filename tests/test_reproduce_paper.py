@@ -109,3 +109,19 @@ def test_end_to_end_from_an_official_download(tmp_path, monkeypatch, capsys):
     gaps = results["ast-fusion-5-12"]["tasks"]["spcv2"]["partial"]  # the gap recorded by prepare, in the results
     assert {g["split"] for g in gaps} == {"train", "valid", "test", "classes"}
     assert "spcv2: a partial download (4 gap(s) against the official task" in capsys.readouterr().out
+
+    # ... in results.csv, and from there on the model card that `push --results` writes
+    from hf_fusion.app.cli import main
+
+    rows = list(csv.DictReader(open(out / "ast-fusion-5-12" / "evaluation" / "results.csv")))
+    assert rows and all(r["partial"].startswith("split train: 84,843 expected, 6 found") for r in rows)
+    repo = tmp_path / "repo"
+    assert main(["push", "--preset", "ast-fusion-5-12", "--checkpoint", str(ckpt), "--repo-id", "org/ast-fusion-5-12",
+                 "--results", str(out / "ast-fusion-5-12" / "evaluation" / "results.csv"), "--dry-run",
+                 "--out", str(repo)]) == 0
+    card = (repo / "README.md").read_text()
+    assert "| Speech Commands V2 † |" in card and "- Speech Commands V2: split train: 84,843 expected, 6 found" in card
+    from huggingface_hub import ModelCard
+
+    names = [r.dataset_name for r in ModelCard(card).data.eval_results]
+    assert names == ["Speech Commands V2 (partial download)"]

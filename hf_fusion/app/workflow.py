@@ -494,28 +494,34 @@ def evaluate_fusion(loaded: LoadedModel, caches: dict, probe_config=None, single
 
 def save_task_classifier(task_loaded: LoadedModel, data, result, folder: Path, fold: int | None = None) -> Path:
     """Save the audio classifier of one task's fusion probe (``result``, kept weights) to ``folder``: the task's
-    model (``task_models`` of :func:`extract_tasks`), the task's class names and clip length (the test crop)."""
+    model (``task_models`` of :func:`extract_tasks`), the task's class names and clip length (the test crop);
+    a task prepared from an incomplete download records its gaps as ``probe["partial"]``."""
     from ..evaluation import classifier_from_probe, save_classifier
 
     split = next(iter(data))
     labels = getattr(data[split].features["label"], "names", None)
     if not labels:
         raise ValueError(f"{result.task}: the label column has no class names (a ClassLabel), needed for id2label")
+    from ..tasks.prepare import gaps_summary
+
     classifier = classifier_from_probe(task_loaded.model, result, labels, fold=fold,
                                        clip_samples=task_clip_samples(data))
+    if getattr(data, PARTIAL_ATTR, None):  # the card says the number is not the official task's
+        classifier.config.probe["partial"] = gaps_summary(getattr(data, PARTIAL_ATTR))
     return save_classifier(classifier, folder)
 
 
-RESULTS_COLUMNS = ["model", "task", "accuracy", "std", "lr", "layers", "valid_accuracy", "fold"]
+RESULTS_COLUMNS = ["model", "task", "accuracy", "std", "lr", "layers", "valid_accuracy", "fold", "partial"]
 
 
 def write_results(loaded: LoadedModel, results: dict, out: Path, leaderboard: Path | None = None,
                   skipped: dict[str, dict[str, list[str]]] | None = None, partial: dict | None = None) -> dict:
     """results.csv, results.json, the Table III files, and leaderboard rows.
 
-    results.csv: model,task,accuracy,std,lr,layers,valid_accuracy,fold (fractions in [0, 1]); a fold task has
-    its fold-averaged row (fold = "mean") followed by one row per held-out fold (fold = its number; std
-    over seeds). results.json: every ProbeResult in full (grids, per-seed and per-fold numbers).
+    results.csv: model,task,accuracy,std,lr,layers,valid_accuracy,fold,partial (fractions in [0, 1]); a fold
+    task has its fold-averaged row (fold = "mean") followed by one row per held-out fold (fold = its number;
+    std over seeds); ``partial`` is empty, or the gaps of a task prepared from an incomplete download.
+    results.json: every ProbeResult in full (grids, per-seed and per-fold numbers).
     ``results`` is :func:`evaluate_fusion`'s {model name: (layers, {task: ProbeResult})}; ``skipped``
     ({task: {split: [files]}}, :func:`skipped_files`) goes into each task's entry of results.json as
     ``"skipped"`` (unreadable files left out of that task's numbers); ``partial`` ({task: gaps},
@@ -525,6 +531,7 @@ def write_results(loaded: LoadedModel, results: dict, out: Path, leaderboard: Pa
     import numpy as np
 
     from ..evaluation import LeaderboardEntry, append_entries, fused_table
+    from ..tasks.prepare import gaps_summary
 
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "results.csv", "w", newline="") as f:
@@ -533,11 +540,12 @@ def write_results(loaded: LoadedModel, results: dict, out: Path, leaderboard: Pa
         for model_name, (layers, per_task) in results.items():
             names = " ".join(map(str, layers))
             for task, res in per_task.items():
+                gaps = gaps_summary((partial or {}).get(task, []))
                 writer.writerow([model_name, task, f"{res.accuracy:.6f}", f"{res.std:.6f}", res.lr, names,
-                                 f"{res.valid_mean:.6f}", "" if res.per_fold is None else "mean"])
+                                 f"{res.valid_mean:.6f}", "" if res.per_fold is None else "mean", gaps])
                 for fold, test in (res.per_fold or {}).items():
                     writer.writerow([model_name, task, f"{np.mean(test):.6f}", f"{np.std(test):.6f}", res.lr, names,
-                                     f"{np.mean(res.per_fold_valid[fold]):.6f}", fold])
+                                     f"{np.mean(res.per_fold_valid[fold]):.6f}", fold, gaps])
     (out / "results.json").write_text(json.dumps(
         {model_name: {"layers": list(layers), "tasks": {task: {**res.to_dict(), "skipped": (skipped or {}).get(task, {}),
                                                               "partial": (partial or {}).get(task, [])}
@@ -551,7 +559,8 @@ def write_results(loaded: LoadedModel, results: dict, out: Path, leaderboard: Pa
     table.to_json(out / "table.json")
     if leaderboard is not None:
         entries = [
-            LeaderboardEntry.from_probe(model_name, layers, res, source=loaded.source)
+            LeaderboardEntry.from_probe(model_name, layers, res, source=loaded.source,
+                                        **({"partial": g} if (g := gaps_summary((partial or {}).get(res.task, []))) else {}))
             for model_name, (layers, per_task) in results.items() for res in per_task.values()
         ]
         append_entries(leaderboard, entries)

@@ -27,6 +27,8 @@ GENERIC_TEMPLATE = "hf_encoder.md"
 TASK_DISPLAY_NAMES = PAPER_TASK_NAMES
 METRIC_NAME = "Accuracy (linear probe)"
 TEMPLATES_ENV = "HF_FUSION_CARD_TEMPLATES"
+#: appended to a task's name in the model-index when it was evaluated on an incomplete download
+PARTIAL_SUFFIX = " (partial download)"
 
 
 def templates_dir() -> Path:
@@ -133,10 +135,11 @@ def _filter_model(entries, model_names: list[str], what: str, explicit: bool):
 
 
 def read_results(source, model_names: str | list[str] | None = None) -> list[dict[str, Any]]:
-    """``results.csv`` (``model,task,accuracy,std``) or rows -> [{task, accuracy, std}] for one model.
+    """``results.csv`` (``model,task,accuracy,std``) or rows -> [{task, accuracy, std, partial}] for one model.
 
     ``model_names``: the ``model`` values that denote this model (rows of other models are dropped); a file
-    without a ``model`` column is taken whole. One row per task; accuracy/std are fractions in [0, 1].
+    without a ``model`` column is taken whole. One row per task; accuracy/std are fractions in [0, 1];
+    ``partial`` (optional column): the gaps of a task prepared from an incomplete download, else None.
     """
     names = [model_names] if isinstance(model_names, str) else list(model_names or [])
     entries = _read_rows(source, ("task", "accuracy"), "results")
@@ -154,6 +157,7 @@ def read_results(source, model_names: str | list[str] | None = None) -> list[dic
                 "task": task,
                 "accuracy": _fraction(row["accuracy"], origin, i, "accuracy"),
                 "std": _fraction(row.get("std"), origin, i, "std", allow_empty=True),
+                "partial": str(row.get("partial") or "").strip() or None,
             }
         )
     return out
@@ -230,14 +234,15 @@ def hub_dataset(task: str):
 
 def eval_results_for(model_name: str, results: list[dict[str, Any]]) -> list[EvalResult]:
     """One ``EvalResult`` per task: audio-classification, accuracy as a fraction, test split; the dataset is
-    the registry's Hub dataset id (and config) where it has one, else the short task name."""
+    the registry's Hub dataset id (and config) where it has one, else the short task name. A task evaluated
+    on an incomplete download keeps its number, its dataset name marked with :data:`PARTIAL_SUFFIX`."""
     sources = {r["task"]: hub_dataset(r["task"]) for r in results}
     return [
         EvalResult(
             task_type="audio-classification",
             task_name="Audio Classification",
             dataset_type=sources[r["task"]].dataset_id if sources[r["task"]] else r["task"],
-            dataset_name=TASK_DISPLAY_NAMES.get(r["task"], r["task"]),
+            dataset_name=TASK_DISPLAY_NAMES.get(r["task"], r["task"]) + (PARTIAL_SUFFIX if r.get("partial") else ""),
             dataset_config=sources[r["task"]].config if sources[r["task"]] else None,
             dataset_split="test",
             metric_type="accuracy",
@@ -397,9 +402,12 @@ def card_context(
         "source_checkpoint": source_checkpoint,
         "results_model": results_model,
         "results_rows": [
-            {"dataset_name": TASK_DISPLAY_NAMES.get(r["task"], r["task"]), "accuracy": _pct(r["accuracy"], r["std"])}
+            {"dataset_name": TASK_DISPLAY_NAMES.get(r["task"], r["task"]) + (" †" if r.get("partial") else ""),
+             "accuracy": _pct(r["accuracy"], r["std"])}
             for r in results
         ],
+        "partial_rows": [(TASK_DISPLAY_NAMES.get(r["task"], r["task"]), r["partial"]) for r in results
+                         if r.get("partial")],
         "results_average": _pct(sum(r["accuracy"] for r in results) / len(results)) if results else None,
         "hub_dataset_tasks": [(TASK_DISPLAY_NAMES.get(r["task"], r["task"]), hub_dataset(r["task"]).dataset_id)
                               for r in results if hub_dataset(r["task"])],

@@ -12,7 +12,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .cards import TASK_DISPLAY_NAMES, backbone_license, _looks_like_hub_id, _pct, _tidy, card_context, hub_dataset
+from .cards import PARTIAL_SUFFIX, TASK_DISPLAY_NAMES, backbone_license, _looks_like_hub_id, _pct, _tidy, card_context, hub_dataset
 from .cards import templates_dir
 
 TEMPLATE = "classifier.md"
@@ -49,7 +49,7 @@ def classifier_eval_result(config) -> EvalResult:
         task_type="audio-classification",
         task_name="Audio Classification",
         dataset_type=source.dataset_id if source else task,
-        dataset_name=TASK_DISPLAY_NAMES.get(task, task),
+        dataset_name=TASK_DISPLAY_NAMES.get(task, task) + (PARTIAL_SUFFIX if probe.get("partial") else ""),
         dataset_config=source.config if source else None,
         dataset_split="test" if fold is None else f"fold {fold}",
         metric_type="accuracy",
@@ -91,7 +91,7 @@ def render_classifier_card(config, repo_id: str, *, license: str | None = None, 
     per_seed = probe.get("test_accuracy_per_seed") or []
     clip = probe.get("clip_samples")
     context.update({
-        "probe": {"fold": None, "lrs": [probe["lr"]], "seeds": [probe["seed"]], "best_epoch": "-",
+        "probe": {"fold": None, "lrs": [probe["lr"]], "seeds": [probe["seed"]], "best_epoch": "-", "partial": None,
                   "feature_set": config.fusion_name, **probe},
         "task_display": TASK_DISPLAY_NAMES.get(probe["task"], probe["task"]),
         "num_labels": config.num_labels,

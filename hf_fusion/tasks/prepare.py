@@ -67,22 +67,29 @@ def download_gaps(spec: TaskSpec, listing: Listing) -> list[dict]:
     return gaps
 
 
-def describe_gap(gap: dict, kind: str) -> str:
-    """One line of the incomplete-download error."""
+def describe_gap(gap: dict, kind: str, examples: bool = True) -> str:
+    """One line of the incomplete-download error (``examples=False``: without the first file names)."""
     key = gap.get("fold", gap.get("split"))
     if key == "extra":
-        return (f"{gap['found']} file(s) match the download's layout but no listing of the task: "
-                f"{', '.join(gap['extra_examples'])}{' ...' if gap['found'] > EXAMPLES else ''}")
+        line = f"{gap['found']} file(s) match the download's layout but no listing of the task"
+        if not examples:
+            return line
+        return f"{line}: {', '.join(gap['extra_examples'])}{' ...' if gap['found'] > EXAMPLES else ''}"
     if key == "classes":
         return f"classes: {gap['expected']} expected, {gap['found']} found"
     line = f"{_key_label(kind, key)}: {gap['expected']:,} expected, {gap['found']:,} found"
     if gap["missing"]:
         line += f", {gap['missing']:,} missing"
-        if gap["missing_examples"]:
+        if examples and gap["missing_examples"]:
             line += f" (first: {', '.join(gap['missing_examples'])})"
     elif gap["found"] > gap["expected"]:
         line += f", {gap['found'] - gap['expected']:,} more than the official count"
     return line
+
+
+def gaps_summary(gaps: list[dict]) -> str:
+    """One line for results tables and model cards: each gap of ``task.json`` without file names ("" if none)."""
+    return "; ".join(describe_gap(g, "fold" if "fold" in g else "split", examples=False) for g in gaps)
 
 
 def _blocking(spec: TaskSpec, listing: Listing, allow_partial: bool) -> tuple[list[dict], list[str], bool]:
