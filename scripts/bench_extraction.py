@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hf_fusion.conversion import build_crepe_fusion_model  # noqa: E402
 from hf_fusion.extraction import extract_features  # noqa: E402
-from hf_fusion.extraction.extract import _pool_one  # noqa: E402
+from hf_fusion.extraction.extract import pool_one  # noqa: E402
 
 
 def load_data(task: str, clips: int, work: Path):
@@ -75,7 +75,7 @@ def time_bare(model, batches, layers):
         for x in batches:
             taps = model.tap(x, layers)
             for z in taps.values():
-                _pool_one(model, z)
+                pool_one(model, z)
     return time.perf_counter() - start
 
 

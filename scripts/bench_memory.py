@@ -9,9 +9,9 @@ Python + torch + the clip itself), so the numbers include a baseline of imports 
 (its size on the measured machine: docs/performance.md, "Memory").
 A whole-clip run is skipped when its peak, extrapolated linearly from the 10 s run, would exceed 60 % of
 MemAvailable. Where both ran, the max |windowed - whole| of the Eq.3 vectors (all layers, relative to
-the vector's max) is printed too. Window context: CREPE 512 samples (its half frame: exact), VGGish one
-0.96 s example (windows on example boundaries; its last frame reads 240 samples past an example),
-CNN14 2 s (its conv receptive field crosses window edges).
+the vector's max) is printed too. Window grid and context are each backbone's window rule, as the
+extraction uses them (CREPE: half a frame, exact; VGGish: whole 0.96 s examples; CNN14: its conv
+receptive field).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CONTEXT = {"vggish": 0, "cnn14": 32000, "crepe": 512}
 
 
 def _child(backbone: str, seconds: float, mode: str, window_s: float, threads: int) -> dict:
@@ -36,19 +35,12 @@ def _child(backbone: str, seconds: float, mode: str, window_s: float, threads: i
     sys.path.insert(0, str(ROOT))
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    import hf_fusion
-    from hf_fusion.extraction.extract import _pool_one
+    from hf_fusion.catalog import build_paper_size
+    from hf_fusion.extraction.extract import pool_one
     from hf_fusion.extraction.windows import frame_hop, windowed_embedding
 
-    if backbone == "crepe":
-        from hf_fusion.conversion import build_crepe_fusion_model
-
-        model, fe = build_crepe_fusion_model("tiny")
-    else:
-        config = hf_fusion.AudioFusionConfig(backbone=backbone)
-        model = hf_fusion.AudioFusionModel(config).eval()
-        fe = hf_fusion.FusedAudioFeatureExtractor.from_fusion_config(config)
-    model.eval()
+    model, fe, _ = build_paper_size(backbone)
+    rule = model.config.backbone_class.window_rule(dict(model.config.frontend))
     layers = list(model.config.backbone_class.tappable_layers(model.config.backbone_config))
     sr = int(fe.sampling_rate)
     wave = (0.1 * np.random.default_rng(0).standard_normal(int(seconds * sr))).astype(np.float32)
@@ -56,13 +48,12 @@ def _child(backbone: str, seconds: float, mode: str, window_s: float, threads: i
         with torch.inference_mode():
             x = fe([wave], sampling_rate=sr, return_tensors="pt")
             taps = model.tap(x["input_values"], layers)
-            vec = {layer: _pool_one(model, taps[layer])[0] for layer in layers}
+            vec = {layer: pool_one(model, taps[layer])[0] for layer in layers}
     else:
         hop = frame_hop(model, fe)
         window = int(round(window_s * sr))
-        if backbone == "vggish":
-            window = max(15360, window // 15360 * 15360)  # whole 0.96 s examples
-        vec = windowed_embedding(model, fe, wave, layers, window=window // hop * hop, context=CONTEXT[backbone])
+        window = max(rule.grid, window // rule.grid * rule.grid)  # window starts on the backbone's grid
+        vec = windowed_embedding(model, fe, wave, layers, window=window // hop * hop, context=rule.context)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"peak_mib": peak, "vectors": {str(k): v.float().tolist() for k, v in vec.items()}}
 
@@ -101,8 +92,16 @@ def main() -> None:
     p.add_argument("--full", action="store_true", help="10 s, 10 min and 1 h clips (default 10 s, 30 s, 60 s)")
     p.add_argument("--window", type=float, default=10.0, help="window length in seconds (default 10)")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--backbones", nargs="+", default=["vggish", "cnn14", "crepe"])
+    p.add_argument("--backbones", nargs="+", default=None,
+                   help="default: every standalone backbone with a window rule (long clips are windowed)")
     args = p.parse_args()
+    if args.backbones is None:
+        from hf_fusion.catalog import standalone_backbones
+        from hf_fusion.models.backbones import get_backbone_class
+
+        args.backbones = [name for name in standalone_backbones()
+                          if get_backbone_class(name).window_rule(get_backbone_class(name).default_frontend(
+                              get_backbone_class(name).normalize_backbone_config(None))) is not None]
     lengths = [10.0, 600.0, 3600.0] if args.full else [10.0, 30.0, 60.0]
     budget = 0.6 * _available_mib()
     print(f"peak RSS (MiB, whole process) per clip; window {args.window:g} s; MemAvailable budget {budget:.0f} MiB")

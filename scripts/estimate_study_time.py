@@ -81,10 +81,9 @@ def model_for(backbone: str, seconds: float):
     import torch
 
     import hf_fusion
-    from hf_fusion.models.backbone_ast import ASTBackbone
+    from hf_fusion.catalog import paper_size_config
 
-    extra = {"max_length": ASTBackbone.input_frames_for_seconds(seconds)} if backbone == "ast" else None
-    cfg = hf_fusion.AudioFusionConfig(backbone=backbone, backbone_config=extra)
+    cfg = paper_size_config(backbone, seconds)  # a resizable input (AST) sized for the task's clips
     fe = hf_fusion.FusedAudioFeatureExtractor.from_fusion_config(cfg)
     shape = tuple(fe([torch.zeros(int(seconds * 16000))], sampling_rate=16000, return_tensors="pt")["input_values"].shape)
     with torch.device("meta"):

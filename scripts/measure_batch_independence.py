@@ -14,7 +14,7 @@ import torch
 
 sys.path.insert(0, str(Path.cwd()))
 from tests.test_batch_independence import (  # noqa: E402
-    BACKBONES, ORDER, SECONDS, SR, _audio_dataset, build, relative_difference,
+    BACKBONES, ORDER, SECONDS, SR, audio_dataset, build, relative_difference,
 )
 from tests.conftest import make_clips  # noqa: E402
 
@@ -37,7 +37,7 @@ def measure(name, clips, folder):
         out = model(**batch).pooler_output.numpy()
     call = max(relative_difference(out[i], alone[i]) for i in range(len(clips)))
     (folder / "audio").mkdir()
-    cache = extract_features(model, fe, _audio_dataset(folder / "audio", clips), "mixed", layers=layers,
+    cache = extract_features(model, fe, audio_dataset(folder / "audio", clips), "mixed", layers=layers,
                              batch_size=len(clips), cache_dir=folder / "cache", progress=False)
     extraction = max(
         relative_difference(X[i], alone_layers[layer][i])

@@ -85,7 +85,8 @@ def main(argv=None) -> None:
 
     if args.backbones:
         import hf_fusion
-        from hf_fusion.extraction.extract import _pool_one
+        from hf_fusion.catalog import paper_size_config
+        from hf_fusion.extraction.extract import pool_one
         from hf_fusion.extraction.precision import backbone_autocast
 
         data = tasks[next(iter(tasks))]["test"].with_format("numpy")
@@ -95,8 +96,7 @@ def main(argv=None) -> None:
         print("|---|---|---:|---:|")
         for name in args.backbones:
             torch.manual_seed(0)
-            extra = {"max_length": 98} if name == "ast" else None  # the 1 s task length, as the authors
-            cfg = hf_fusion.AudioFusionConfig(backbone=name, backbone_config=extra)
+            cfg = paper_size_config(name, 1.0)  # a resizable input (AST) sized for the 1 s task, as the authors
             model = hf_fusion.AudioFusionModel(cfg).eval()
             fe = hf_fusion.FusedAudioFeatureExtractor.from_fusion_config(cfg)
             all_layers = list(cfg.backbone_class.tappable_layers(cfg.backbone_config))
@@ -110,7 +110,7 @@ def main(argv=None) -> None:
                         taps = model.tap(x["input_values"], all_layers, attention_mask=mask)
                         fm = None if mask is None else model.frame_mask(mask)
                         for layer in all_layers:
-                            vec[dtype][layer].append(_pool_one(model, taps[layer].float(), fm).numpy())
+                            vec[dtype][layer].append(pool_one(model, taps[layer].float(), fm).numpy())
             for layer in all_layers:
                 rel = per_clip_rel(np.concatenate(vec[args.dtype][layer]), np.concatenate(vec["fp32"][layer]))
                 print(f"| {name} | {layer} | {np.median(rel):.1e} | {rel.max():.1e} |")

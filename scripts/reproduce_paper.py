@@ -25,6 +25,7 @@ from hf_fusion.evaluation import ProbeConfig, choose_layers, write_study
 from hf_fusion.hub.presets import convert_checkpoint, get_preset
 from hf_fusion import protocol
 from hf_fusion.models.backbone_ast import TIMM_LAYER_NORM_EPS
+from hf_fusion.models.backbones import get_backbone_class
 from hf_fusion.protocol import PAPER_TABLE_III, PAPER_TASKS
 from hf_fusion.tasks import prepare_task
 from hf_fusion.tasks.prepare import download_problems
@@ -49,16 +50,17 @@ def preflight(args) -> list[str]:
             missing.append(f"task {task}: neither a prepared folder nor a download ({' nor '.join(where)} found)")
     for backbone in args.backbones:
         checkpoint = getattr(args, f"{backbone}_checkpoint")
-        if backbone == "ast" and checkpoint and Path(checkpoint).is_dir():
-            continue  # a local transformers checkpoint folder
-        if backbone == "ast" and checkpoint:
+        if checkpoint and Path(checkpoint).exists():
+            continue  # a local file or checkpoint folder
+        if checkpoint and checkpoint.count("/") == 1:  # a Hub id
             try:
                 from huggingface_hub import HfApi
 
                 HfApi().model_info(checkpoint)
             except Exception as err:  # offline, unknown id, no access
-                missing.append(f"AST checkpoint {checkpoint}: not a local folder and the Hub cannot serve it ({type(err).__name__})")
-        elif not checkpoint or not Path(checkpoint).is_file():
+                missing.append(f"{backbone} checkpoint {checkpoint}: not a local file or folder and the Hub cannot "
+                               f"serve it ({type(err).__name__})")
+        else:
             missing.append(f"{backbone} checkpoint: give --{backbone}-checkpoint PATH "
                            f"({get_preset(_preset(backbone)).checkpoint_help})")
     return missing
@@ -109,10 +111,13 @@ def main(argv=None) -> int:
                         "(the gap is recorded) instead of stopping")
     parser.add_argument("--no-fetch", action="store_true", help="--downloads: never download a missing split file")
     parser.add_argument("--tasks", nargs="+", default=list(PAPER_TASKS))
-    parser.add_argument("--backbones", nargs="+", default=["vggish", "cnn14", "ast"], choices=["vggish", "cnn14", "ast"])
-    parser.add_argument("--vggish-checkpoint")
-    parser.add_argument("--cnn14-checkpoint")
-    parser.add_argument("--ast-checkpoint", default=get_preset(_preset("ast")).default_checkpoint)
+    paper_backbones = [get_preset(name).backbone for name in PAPER_TABLE_III]
+    parser.add_argument("--backbones", nargs="+", default=paper_backbones, choices=paper_backbones)
+    for backbone in paper_backbones:
+        preset = get_preset(_preset(backbone))
+        parser.add_argument(f"--{backbone}-checkpoint", default=preset.default_checkpoint,
+                            help=f"{preset.checkpoint_help}" + (f" (default {preset.default_checkpoint})"
+                                                                if preset.default_checkpoint else ""))
     parser.add_argument("--out", default="paper_out")
     parser.add_argument("--cache-dir")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -148,10 +153,11 @@ def main(argv=None) -> int:
     print("protocol: fold tasks hold out each fold in turn (validation: a stratified 10% of the other folds), "
           "results averaged over folds; clips cut/padded to the task's length (random crop for train/valid, "
           f"from 0 for test); layer choice on {args.select_on} accuracy")
-    if "ast" in args.backbones:
+    resized = [b for b in args.backbones if get_backbone_class(b).resizable_input]
+    if resized:
         frames = "each task's clip length" if args.ast_frames == "task" else f"{args.ast_frames} frames"
-        print(f"protocol (AST): input {frames}, fbank normalised with the {args.ast_normalization} statistics, "
-              f"LayerNorm eps {TIMM_LAYER_NORM_EPS:g} (timm's, the original model)")
+        print(f"protocol ({', '.join(resized)}): input {frames}, normalised with the {args.ast_normalization} "
+              f"statistics, LayerNorm eps {TIMM_LAYER_NORM_EPS:g} (timm's, the original model)")
     summary = {}
     for backbone in args.backbones:
         preset = get_preset(_preset(backbone))

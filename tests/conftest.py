@@ -4,14 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-TINY_AST = dict(
-    hidden_size=16,
-    num_hidden_layers=12,
-    num_attention_heads=2,
-    intermediate_size=32,
-    max_length=64,
-    num_mel_bins=32,
-)
+from hf_fusion.catalog.ast import TINY_AST  # noqa: F401  (the tiny AST of the backbone's entry)
 
 
 @pytest.fixture

@@ -23,12 +23,20 @@ from huggingface_hub import ModelCard
 import hf_fusion.models.backbones as registry
 from hf_fusion import AudioFusionConfig, AudioFusionModel, FusedAudioFeatureExtractor
 
-from .toy_backbone import HOP, ToyBackbone
+from .toy_backbone import HOP, TOY_ENTRY, ToyBackbone
 
 PACKAGE = Path(__file__).resolve().parents[1] / "hf_fusion"
 
 
+#: the modules of the backbone catalog that are not one backbone's entry
+CATALOG_INFRASTRUCTURE = {"__init__.py", "entry.py", "cli_names.py", "repo_names.py"}
+
+
 def _allowed(path: Path) -> bool:
+    """A backbone's own module (``models/backbone_<name>.py``, the ``models/backbones.py`` list) or its entry
+    (``catalog/<name>.py``)."""
+    if path.parent == PACKAGE / "catalog":
+        return path.name not in CATALOG_INFRASTRUCTURE
     return path.parent == PACKAGE / "models" and (path.name.startswith("backbone_") or path.name == "backbones.py")
 
 
@@ -56,13 +64,28 @@ def per_backbone_tables(source: str, names: set[str]) -> list[tuple[int, list[st
 
 
 def test_no_per_backbone_table_outside_the_backbone_modules():
+    """Neither the package nor the scripts keep a table or if-chain of backbones (tests run over the catalog)."""
     names = set(registry.BACKBONES)
     assert {"ast", "vggish", "cnn14", "crepe", "hf"} <= names
-    modules = [p for p in PACKAGE.rglob("*.py") if not _allowed(p)]
-    assert len(modules) > 30
+    modules = [p for p in PACKAGE.rglob("*.py") if not _allowed(p)] + sorted((PACKAGE.parent / "scripts").glob("*.py"))
+    assert len(modules) > 50
     found = [f"{path.relative_to(PACKAGE.parent)}:{line}: {hits}" for path in modules
              for line, hits in per_backbone_tables(path.read_text(), names)]
-    assert found == [], "per-backbone tables or if-chains outside backbone_*.py / backbones.py:\n" + "\n".join(found)
+    assert found == [], "per-backbone tables or if-chains outside a backbone's module or entry:\n" + "\n".join(found)
+
+
+def underscore_imports(source: str) -> list[tuple[int, list[str]]]:
+    """(line, names) of every ``from X import _name``: a private name used across modules."""
+    return [(node.lineno, names) for node in ast.walk(ast.parse(source)) if isinstance(node, ast.ImportFrom)
+            and (names := [a.name for a in node.names if a.name.startswith("_") and not a.name.startswith("__")])]
+
+
+def test_no_private_name_is_imported_across_modules():
+    assert underscore_imports("from a import _x, y\nfrom b import __version__\n") == [(1, ["_x"])]
+    files = [*PACKAGE.rglob("*.py"), *sorted((PACKAGE.parent / "scripts").glob("*.py"))]
+    found = [f"{path.relative_to(PACKAGE.parent)}:{line}: {names}" for path in files
+             for line, names in underscore_imports(path.read_text())]
+    assert found == [], "make the name public (or move the code next to it):\n" + "\n".join(found)
 
 
 def test_the_checker_finds_each_kind_of_table():
@@ -72,24 +95,71 @@ def test_the_checker_finds_each_kind_of_table():
 
 
 def test_every_backbone_declares_its_facts():
-    from hf_fusion.conversion import CONVERTERS
+    from hf_fusion.catalog import entries
+    from hf_fusion.hub.cards import templates_dir
 
-    for name, cls in registry.BACKBONES.items():
+    for name, entry in entries().items():
+        cls = registry.BACKBONES[name]
+        assert entry.backbone is cls
         config = cls.normalize_backbone_config(None) if name != "hf" else None
         if config is not None:  # the hf backbone needs a wrapped model's config (tests/test_backbone_contract.py)
             assert set(cls.layer_dims(config, cls.default_frontend(config))) == set(cls.tappable_layers(config))
             assert cls.frontend_spec.name == cls.default_frontend(config)["name"]
-        assert callable(cls.frontend_spec.function) and cls.card_template.endswith(".md")
-        assert cls in CONVERTERS, f"backbone {name!r} has no registered converter"
-    assert registry.BACKBONES["vggish"].paper_layers == (10, 15)
+            if entry.preset() is not None:  # the published preset is what a config without layers gets
+                assert tuple(cls.default_fusion_layers(config)) == entry.preset(), name
+        assert callable(cls.frontend_spec.function) and (templates_dir() / entry.card_template).is_file()
+        assert entry.converter is not None, f"backbone {name!r} has no converter in its entry"
+        assert entry.tiny, f"backbone {name!r} declares no tiny variant for the registry-wide tests"
+        assert entry.parity_tests and all((PACKAGE.parent / t).is_file() for t in entry.parity_tests), name
+    assert entries()["vggish"].paper_layers == (10, 15)
     assert registry.BACKBONES["cnn14"].frame_hop({"hop_size": 160, "sampling_rate": 16000}) == 5120
     assert [c.name for c in registry.BACKBONES.values() if c.resizable_input] == ["ast"]
 
 
+#: the members of the shipped base class: the module contract only (provenance and CLI live in the catalog)
+SHIPPED_MEMBERS = {
+    "name", "has_time_axis", "supports_attention_mask", "resizable_input", "frontend_spec", "default_layers",
+    "window_rule", "frame_hop", "frame_centres", "tap_template", "tap_description", "resolve_layers",
+    "embedding_pooling", "default_backbone_config", "normalize_backbone_config", "known_config_keys",
+    "tappable_layers", "layer_dims", "default_frontend", "resolve_frontend", "check_frontend",
+    "default_fusion_layers", "check_layers", "check_attention_mask", "forward", "frame_mask", "mask_lengths",
+    "tap_module", "capture_taps", "set_layer_norm_eps", "init_weights",
+}
+RESIZABLE_MEMBERS = {"resizable_input", "length_key", "mean_key", "std_key", "input_normalizations", "input_hop",
+                     "input_length", "input_frames_for_samples", "input_frames_for_seconds", "with_input_length",
+                     "set_input_length"}
+
+
+def test_the_shipped_classes_declare_the_module_contract_only():
+    """``TappedBackbone`` and ``ResizableInput`` (copied into every Hub repo) hold no provenance or CLI member:
+    no converter, checkpoint, card, license, repo words, CLI names or presets."""
+    from hf_fusion.models.backbone_base import ResizableInput, TappedBackbone
+
+    def own(cls):
+        return {m for m in vars(cls) if not (m.startswith("__") and m.endswith("__"))}
+
+    assert own(TappedBackbone) == SHIPPED_MEMBERS
+    assert own(ResizableInput) == RESIZABLE_MEMBERS
+    import hf_fusion.models as shipped
+
+    text = "\n".join(p.read_text() for p in Path(shipped.__file__).parent.glob("*.py"))
+    for word in ("card_template", "repo_words", "repo_aliases", "parse_cli_name", "cli_names", "paper_layers",
+                 "repo_name_conflicts", "default_checkpoint", "checkpoint_help"):
+        assert word not in text, f"{word} is provenance: it belongs to the backbone's catalog entry"
+
+
 @pytest.fixture
-def toy(monkeypatch):
-    monkeypatch.setitem(registry.BACKBONES, "toy", ToyBackbone)
-    registry.register_backbone(ToyBackbone)  # idempotent for the same class
+def toy():
+    """The toy backbone registered from outside the package: its module and its entry, nothing else."""
+    from hf_fusion.catalog import ENTRIES, register_entry
+
+    register_entry(TOY_ENTRY)
+    yield _toy_model()
+    ENTRIES.pop("toy", None)
+    registry.BACKBONES.pop("toy", None)
+
+
+def _toy_model():
     torch.manual_seed(0)
     model = AudioFusionModel(AudioFusionConfig(backbone="toy")).eval()
     return model, FusedAudioFeatureExtractor.from_fusion_config(model.config)

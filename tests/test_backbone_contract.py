@@ -1,5 +1,5 @@
-"""The contract every registered backbone keeps, on a tiny random-initialised model each (the toy
-backbone of tests/toy_backbone.py included): declared layer dims = forward shapes, a clip alone = the
+"""The contract every registered backbone keeps, on each tiny variant its entry declares (the toy backbone
+of tests/toy_backbone.py, registered from outside the package, included): declared layer dims = forward shapes, a clip alone = the
 same clip in a batch (with the extractor's mask), bitwise save/load, strict loading, a clear error for a
 malformed input, and loading through the repo's own remote code in an interpreter without hf_fusion.
 Reference parity lives in the per-backbone files (test_vggish.py, test_cnn14.py, ...)."""
@@ -17,58 +17,42 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import hf_fusion.models.backbones as registry
-from hf_fusion import AudioFusionConfig, AudioFusionModel, FusedAudioFeatureExtractor
+from hf_fusion import AudioFusionModel, FusedAudioFeatureExtractor
 
-from .conftest import TINY_AST, make_clips
-from .toy_backbone import ToyBackbone
+from hf_fusion.catalog import ENTRIES, build_tiny, register_entry, tiny_variants
 
-
-def _hf_config(tmp):
-    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
-
-    from hf_fusion.conversion import convert_hf_encoder
-
-    config = Wav2Vec2Config(hidden_size=16, num_hidden_layers=4, num_attention_heads=2, intermediate_size=32,
-                            conv_dim=(8, 8, 8), conv_stride=(5, 4, 2), conv_kernel=(10, 8, 4),
-                            num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
-    Wav2Vec2Model(config).save_pretrained(tmp / "wav2vec2")
-    Wav2Vec2FeatureExtractor(do_normalize=True).save_pretrained(tmp / "wav2vec2")
-    return convert_hf_encoder(f"hf:{tmp / 'wav2vec2'}", fusion_layers=[2, 4])[0].config
+from .conftest import make_clips
+from .toy_backbone import TOY_ENTRY
 
 
-#: a tiny config per registered backbone (a function of a scratch folder); a new backbone needs an entry
-CASES = {
-    "ast": lambda tmp: AudioFusionConfig(backbone="ast", backbone_config=dict(TINY_AST), fusion_layers=[5, 12]),
-    "vggish": lambda tmp: AudioFusionConfig(backbone="vggish", fusion_layers=[10, 15]),
-    "cnn14": lambda tmp: AudioFusionConfig(backbone="cnn14", backbone_config={"channels": [4, 8, 8, 8, 8, 8]}),
-    "crepe": lambda tmp: AudioFusionConfig(backbone="crepe", backbone_config={"capacity": "tiny"}),
-    "hf": _hf_config,
-    "toy": lambda tmp: AudioFusionConfig(backbone="toy"),
-}
-#: backbones whose code is not in the package's closure, so a saved repo cannot carry it
-NOT_SHIPPED = {"toy"}
+#: every tiny variant of every entry (a backbone's entry declares them), and the toy registered from outside
+VARIANTS = {name: (entry.name, variant) for name, (entry, variant) in tiny_variants().items()}
+VARIANTS.update({variant.name: (TOY_ENTRY.name, variant) for variant in TOY_ENTRY.tiny})
+CASES = sorted(VARIANTS)
+#: variants whose backbone code is not in the package's closure, so a saved repo cannot carry it
+NOT_SHIPPED = {name for name, (backbone, _) in VARIANTS.items() if backbone == TOY_ENTRY.name}
 #: clip lengths (s): different, so a batch pads and masks
 LENGTHS = (1.1, 0.5, 1.6)
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _toy_registered():
-    registry.register_backbone(ToyBackbone)
+    register_entry(TOY_ENTRY)
     yield
+    ENTRIES.pop("toy", None)
     registry.BACKBONES.pop("toy", None)
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    """name -> (model, extractor, clips), built once per module."""
+    """variant name -> (model, extractor, clips), built once per module."""
     cache = {}
 
     def get(name):
         if name not in cache:
             torch.manual_seed(0)
-            config = CASES[name](tmp_path_factory.mktemp(name))
-            model = AudioFusionModel(config).eval()
-            fe = FusedAudioFeatureExtractor.from_fusion_config(config)
+            backbone, variant = VARIANTS[name]
+            model, fe = build_tiny(variant, backbone, tmp_path_factory.mktemp(name))
             cache[name] = model, fe, make_clips(LENGTHS, sr=fe.sampling_rate, seed=3)
         return cache[name]
 
@@ -80,8 +64,9 @@ def _embed(model, fe, clips):
         return model(**fe(clips, sampling_rate=fe.sampling_rate, return_tensors="pt")).pooler_output
 
 
-def test_cases_cover_every_registered_backbone():
-    assert set(CASES) == set(registry.BACKBONES), "add a tiny config for each registered backbone to CASES"
+def test_every_registered_backbone_has_a_tiny_variant():
+    covered = {backbone for backbone, _ in VARIANTS.values()}
+    assert covered == set(registry.BACKBONES), "declare a TinyVariant in each backbone's entry (hf_fusion.catalog)"
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -141,7 +126,7 @@ def test_loading_is_strict(built, name, tmp_path):
     # the message names the key as the model calls it (a saved AST keeps transformers' older key names)
     with pytest.raises(ValueError, match=r"do not match its config.json.*1 missing keys \(e.g. backbone\."):
         AudioFusionModel.from_pretrained(tmp_path)
-    assert AudioFusionModel.from_pretrained(tmp_path, allow_missing_weights=True).config.backbone == name
+    assert AudioFusionModel.from_pretrained(tmp_path, allow_missing_weights=True).config.backbone == VARIANTS[name][0]
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

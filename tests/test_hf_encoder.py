@@ -14,7 +14,8 @@ from transformers import (
 )
 
 from hf_fusion import AudioFusionConfig, AudioFusionModel
-from hf_fusion.conversion import BackboneSpec, convert_hf_encoder, resolve_backbone_spec
+from hf_fusion.catalog.cli_names import BackboneSpec, build_from_spec, resolve_backbone_spec
+from hf_fusion.conversion import convert_hf_encoder
 
 from .conftest import make_clips
 
@@ -123,7 +124,6 @@ def test_errors_and_specs(wav2vec2_dir):
     assert resolve_backbone_spec("ast:some/ast") == BackboneSpec("ast", "some/ast")
     with pytest.raises(ValueError, match="hf:<transformers model id or path>"):
         resolve_backbone_spec("vggishh")
-    from hf_fusion.conversion import build_from_spec
 
     built, built_fe = build_from_spec(f"hf:{wav2vec2_dir}", fusion_layers=[1])
     assert built.config.fusion_layers == [1] and built_fe.frontend["name"] == "hf"

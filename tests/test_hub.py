@@ -3,6 +3,7 @@
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -17,8 +18,6 @@ from transformers import (
     ASTFeatureExtractor,
     ASTForAudioClassification,
     ASTModel,
-    Wav2Vec2Config,
-    Wav2Vec2FeatureExtractor,
 )
 
 import hf_fusion
@@ -387,9 +386,9 @@ def test_templates_one_per_family_sharing_one_base():
     folder = cards.templates_dir()
     assert folder == Path(__file__).resolve().parents[1] / "hub_cards"
     base = (folder / "base.md").read_text()
-    from hf_fusion.models.backbones import BACKBONES
+    from hf_fusion.catalog import entries
 
-    families = {*(cls.card_template for cls in BACKBONES.values()), cards.GENERIC_TEMPLATE}
+    families = {*(entry.card_template for entry in entries().values()), cards.GENERIC_TEMPLATE}
     assert families == {"ast.md", "vggish.md", "cnn14.md", "crepe.md", "hf_encoder.md"}
     for name in families:
         text = (folder / name).read_text()
@@ -399,59 +398,54 @@ def test_templates_one_per_family_sharing_one_base():
     assert "trust_remote_code=True" in base and "2205.08138" in base
 
 
-class _ConfigDouble:
-    """The part of AudioFusionConfig a card reads, for families whose backbone is not in this checkout."""
+@pytest.fixture
+def with_toy():
+    """The toy backbone of tests/toy_backbone.py registered from outside the package, for one test."""
+    from hf_fusion.catalog import ENTRIES, register_entry
+    from hf_fusion.models.backbones import BACKBONES
 
-    def __init__(self, backbone, layers, dims, frontend, backbone_config=None):
-        self.backbone, self.fusion_layers, self.pooling = backbone, list(layers), "mean+max"
-        self.backbone_config = backbone_config or {}
-        self.frontend = frontend
-        self.layer_dims = dims
-        self.hidden_size = sum(dims[layer] for layer in layers)
-        self.sampling_rate = frontend["sampling_rate"]
-        self.fusion_name = fusion_model_name(backbone, layers)
-        self.backbone_class = type("B", (), {"tappable_layers": staticmethod(lambda cfg: tuple(sorted(dims)))})
+    from .toy_backbone import TOY_ENTRY
 
-
-FAMILY_CASES = {  # backbone: (paper layers, other layers, dims, front end, family marker text, backbone config)
-    "ast": ([5, 12], [4, 12], dict.fromkeys(range(1, 13), 768), {"name": "ast_fbank", "sampling_rate": 16000,
-            "num_mel_bins": 128, "max_length": 1024}, "Audio Spectrogram Transformer", None),
-    "vggish": ([10, 15], [8, 15], {2: 4096, 5: 4096, 8: 4096, 10: 4096, 13: 4096, 15: 4096, 18: 4096, 20: 4096,
-               22: 128}, {"name": "vggish_log_mel", "sampling_rate": 16000}, "Table I", None),
-    "cnn14": ([3, 6], [4, 6], {1: 2048, 2: 2048, 3: 2048, 4: 2048, 5: 2048, 6: 4096}, {"name": "panns_log_mel",
-              "sampling_rate": 32000, "window_size": 1024, "hop_size": 320, "mel_bins": 64, "fmin": 50,
-              "fmax": 14000}, "PANNs", None),
-    "crepe": (None, [3, 6], {k: 256 for k in range(1, 7)}, {"name": "crepe_frames", "sampling_rate": 16000,
-              "hop_length": 160}, "CREPE", {"capacity": "tiny"}),
-    "hf": (None, [6, 12], dict.fromkeys(range(1, 13), 768), {"name": "hf", "sampling_rate": 16000},
-           "pre-trained audio encoder", {"model_config": Wav2Vec2Config().to_dict(),
-                                         "feature_extractor": Wav2Vec2FeatureExtractor().to_dict()}),
-}
+    register_entry(TOY_ENTRY)
+    yield
+    ENTRIES.pop("toy", None)
+    BACKBONES.pop("toy", None)
 
 
-@pytest.mark.parametrize("backbone", sorted(FAMILY_CASES))
-def test_every_family_template_renders(tmp_path, backbone):
-    paper_layers, other_layers, dims, frontend, marker, backbone_config = FAMILY_CASES[backbone]
-    for layers in filter(None, (paper_layers, other_layers)):
-        config = _ConfigDouble(backbone, layers, dims, frontend, backbone_config)
-        if backbone in hf_fusion.models.backbones.BACKBONES:  # the real config where the backbone is available
-            config = hf_fusion.AudioFusionConfig(
-                backbone=backbone, fusion_layers=layers, frontend=frontend, backbone_config=backbone_config
-            )
-        name = fusion_model_name(backbone, layers)
-        rows = [{"model": name, "task": "esc50", "accuracy": 0.9, "std": 0.01}]
-        card = cards.render_model_card(config, f"org/{name}", results=rows)
-        card.save(tmp_path / "README.md")
-        loaded = ModelCard.load(tmp_path / "README.md")
-        assert loaded.data.eval_results[0].metric_value == 0.9 and loaded.data.model_name == name
-        text = loaded.text
-        assert marker in text and f"**{config.hidden_size}**" in text and f"{frontend['sampling_rate']} Hz" in text
-        assert f"| `sampling_rate` | `{frontend['sampling_rate']}` |" in text
-        assert ("Table III" in text) == (layers == paper_layers)  # the paper's numbers only for the paper's model
-        assert ("These are the paper's layers" in text) == (layers == paper_layers)
-        if paper_layers and layers != paper_layers:
-            assert f"The paper fused layers {paper_layers[0]} and {paper_layers[1]} of this backbone" in text
-        assert "\n\n\n" not in text
+def _family_marker(template: str, backbone: str) -> str:
+    """The family's own words for its backbone (its ``backbone_short`` block, as rendered)."""
+    text = (cards.templates_dir() / template).read_text()
+    found = re.search(r"{% block backbone_short %}(.*?){% endblock %}", text)
+    return found.group(1).replace("{{ backbone }}", backbone) if found else f"the `{backbone}` backbone"
+
+
+def test_every_family_template_renders(tmp_path, with_toy):
+    """Every registered backbone's card (its entry's template, paper layers and license) on a tiny model."""
+    from hf_fusion.catalog import build_tiny, entries
+
+    for name, entry in entries().items():
+        config = build_tiny(entry.tiny[0], name, tmp_path / name)[0].config
+        paper_layers = list(entry.paper_layers) if entry.paper_layers else None
+        tappable = config.backbone_class.tappable_layers(config.backbone_config)
+        frontend = config.frontend
+        for layers in [paper_layers or list(config.fusion_layers), [tappable[0], tappable[-1]]]:
+            config = hf_fusion.AudioFusionConfig(**{**config.to_dict(), "fusion_layers": layers})
+            model_name = fusion_model_name(name, layers)
+            rows = [{"model": model_name, "task": "esc50", "accuracy": 0.9, "std": 0.01}]
+            card = cards.render_model_card(config, f"org/{model_name}", results=rows)
+            card.save(tmp_path / "README.md")
+            loaded = ModelCard.load(tmp_path / "README.md")
+            assert loaded.data.eval_results[0].metric_value == 0.9 and loaded.data.model_name == model_name
+            assert loaded.data.license == entry.license
+            text = loaded.text
+            assert _family_marker(entry.card_template, name) in text, name
+            assert f"**{config.hidden_size}**" in text and f"{frontend['sampling_rate']} Hz" in text
+            assert f"| `sampling_rate` | `{frontend['sampling_rate']}` |" in text
+            assert ("Table III" in text) == (layers == paper_layers), name  # the paper's numbers: its model only
+            assert ("These are the paper's layers" in text) == (layers == paper_layers)
+            if paper_layers and layers != paper_layers:
+                assert f"The paper fused layers {paper_layers[0]} and {paper_layers[1]} of this backbone" in text
+            assert "\n\n\n" not in text
 
 
 def test_results_input_errors_are_clear(tmp_path, tiny_ast_config):

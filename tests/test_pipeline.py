@@ -1,6 +1,6 @@
 """The `feature-extraction` pipeline the cards declare: equal to calling the model, one clip and a batch of
-clips of different lengths (with the feature extractor's attention_mask), for AST, CREPE-tiny (real
-weights) and VGGish; from a saved folder via config.custom_pipelines + trust_remote_code, and via the
+clips of different lengths (with the feature extractor's attention_mask), for the first tiny variant of
+every backbone's entry; from a saved folder via config.custom_pipelines + trust_remote_code, and via the
 task `import hf_fusion` registers."""
 
 import json
@@ -10,27 +10,23 @@ import pytest
 import torch
 from transformers import pipeline
 
-from hf_fusion import AudioFusionConfig, AudioFusionModel, FusedAudioFeatureExtractor, FusedAudioFeaturePipeline
+from hf_fusion import FusedAudioFeaturePipeline
+from hf_fusion.catalog import build_tiny, entries
 
-from .conftest import TINY_AST, make_clips
+from .conftest import make_clips
 
 LENGTHS = (1.0, 0.55, 2.1)  # seconds, all different
 
 
-def _build(name):
+#: the first tiny variant of every backbone's entry
+VARIANTS = {entry.tiny[0].name: (entry.name, entry.tiny[0]) for entry in entries().values()}
+
+
+@pytest.fixture(scope="module", params=sorted(VARIANTS))
+def built(request, tmp_path_factory):
     torch.manual_seed(0)
-    if name == "crepe":
-        from hf_fusion.conversion import build_crepe_fusion_model
-
-        model, fe = build_crepe_fusion_model("tiny", hop_length=800)
-        return model.eval(), fe
-    config = AudioFusionConfig(backbone=name, backbone_config=dict(TINY_AST) if name == "ast" else None)
-    return AudioFusionModel(config).eval(), FusedAudioFeatureExtractor.from_fusion_config(config)
-
-
-@pytest.fixture(scope="module", params=["ast", "crepe", "vggish"])
-def built(request):
-    return (request.param, *_build(request.param))
+    backbone, variant = VARIANTS[request.param]
+    return (request.param, *build_tiny(variant, backbone, tmp_path_factory.mktemp(request.param)))
 
 
 def _direct(model, fe, clips):
@@ -67,7 +63,7 @@ def test_pipeline_equals_the_model_one_clip_and_a_batch(built):
     for got, (pooled, frames) in zip(batch, direct):
         _close(got["pooler_output"], pooled)
         _close(got["last_hidden_state"], frames)
-    if name != "ast":  # clips of different lengths keep their own frame counts
+    if model.config.backbone_class.has_time_axis:  # clips of different lengths keep their own frame counts
         assert len({len(got["last_hidden_state"]) for got in batch}) > 1
     # batch_size splits the list into several padded passes; numpy output and datasets audio dicts
     small = pipe([{"array": c, "sampling_rate": fe.sampling_rate} for c in clips], batch_size=2, return_tensors="np")
@@ -76,8 +72,13 @@ def test_pipeline_equals_the_model_one_clip_and_a_batch(built):
         np.testing.assert_allclose(got["pooler_output"], pooled.numpy(), rtol=1e-4, atol=1e-5)
 
 
-def test_wrong_rate_and_file_names_are_refused():
-    model, fe = _build("ast")
+def _build(name, folder):
+    torch.manual_seed(0)
+    return build_tiny(VARIANTS[name][1], VARIANTS[name][0], folder)
+
+
+def test_wrong_rate_and_file_names_are_refused(tmp_path):
+    model, fe = _build("ast", tmp_path)
     pipe = pipeline("fused-audio-feature-extraction", model=model, feature_extractor=fe)
     with pytest.raises(ValueError, match="Hz"):
         pipe(make_clips((0.5,))[0], sampling_rate=8000)
@@ -87,7 +88,7 @@ def test_wrong_rate_and_file_names_are_refused():
 
 @pytest.mark.parametrize("name", ["ast", "crepe"])
 def test_saved_folder_feature_extraction_pipeline(tmp_path, name):
-    model, fe = _build(name)
+    model, fe = _build(name, tmp_path / "built")
     folder = tmp_path / name
     model.save_pretrained(folder)
     fe.save_pretrained(folder)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from hf_fusion.models.naming import repo_name_conflicts
+from hf_fusion.catalog.repo_names import repo_name_conflicts
 from tests.test_hub import _cli
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from hf_fusion.conversion import build_crepe_fusion_model
-from hf_fusion.extraction.extract import _pool_one
+from hf_fusion.extraction.extract import pool_one
 from hf_fusion.extraction.windows import windowed_embedding
 
 
@@ -18,7 +18,7 @@ def _reference(model, fe, wave, layers):
     with torch.inference_mode():
         x = fe([wave], sampling_rate=16000, return_tensors="pt")
         taps = model.tap(x["input_values"], layers)
-        return {layer: _pool_one(model, taps[layer])[0] for layer in layers}
+        return {layer: pool_one(model, taps[layer])[0] for layer in layers}
 
 
 def test_crepe_windows_with_half_frame_context_equal_the_whole_clip(crepe):

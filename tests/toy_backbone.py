@@ -1,7 +1,8 @@
 """A toy backbone registered at run time by the tests: three per-frame linear layers over 10 ms frames.
 
 It proves that a backbone declared outside the package goes through everything (the contract in
-tests/test_backbone_contract.py, extraction, the study, a dry-run push) with no edit to hf_fusion.
+tests/test_backbone_contract.py, extraction, the study, a dry-run push) with no edit to hf_fusion: its
+module is this file, its registry entry :data:`TOY_ENTRY` (``hf_fusion.catalog.register_entry``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from hf_fusion.catalog import BackboneEntry, TinyVariant
 from hf_fusion.models.backbone_base import FrontEnd, TappedBackbone, WindowRule
 from hf_fusion.models.fusion import align_layer
 
@@ -34,8 +36,7 @@ class ToyBackbone(TappedBackbone):
     name = "toy"
     supports_attention_mask = True
     frontend_spec = FrontEnd("toy_frames", toy_frames, (toy_valid_frames, 1))
-    preset_layers = (1, 3)
-    license = "mit"
+    default_layers = (1, 3)
 
     @classmethod
     def default_backbone_config(cls) -> dict[str, Any]:
@@ -52,10 +53,6 @@ class ToyBackbone(TappedBackbone):
     @classmethod
     def default_frontend(cls, backbone_config):
         return {"name": cls.frontend_spec.name, "sampling_rate": 16000}
-
-    @classmethod
-    def default_fusion_layers(cls, backbone_config):
-        return list(cls.preset_layers)
 
     @classmethod
     def window_rule(cls, frontend):
@@ -84,3 +81,8 @@ class ToyBackbone(TappedBackbone):
     def init_weights(self, module):
         if isinstance(module, nn.Linear):
             module.reset_parameters()
+
+
+#: the toy's registry entry: a preset, a license for its card, one tiny variant for the registry-wide tests
+TOY_ENTRY = BackboneEntry(ToyBackbone, preset_layers=(1, 3), license="mit", repo_words=("toy",),
+                          tiny=(TinyVariant("toy", exact="all"),))

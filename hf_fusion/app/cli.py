@@ -183,7 +183,7 @@ def _describe_folds(tasks: dict, folds) -> None:
                   "the other folds); results averaged over them, per-fold numbers kept")
 
 
-def _pct(x: float) -> str:
+def percent_text(x: float) -> str:
     return f"{100 * x:.1f}"
 
 
@@ -240,7 +240,7 @@ def _write_study(study, out: Path, groups=None, model=None, choice=None) -> dict
     print("\nlayer-wise test accuracy (%; validation accuracies and per-fold rows are in layerwise.csv):")
     print("layer " + " ".join(f"{t[:12]:>12s}" for t in matrix))
     for layer in study.layers:
-        print(f"{layer!s:>5s} " + " ".join(f"{_pct(matrix[t][layer]):>12s}" for t in matrix))
+        print(f"{layer!s:>5s} " + " ".join(f"{percent_text(matrix[t][layer]):>12s}" for t in matrix))
     for task, weights in study.layer_weights.items():  # the weighted-sum row's learned weights
         print(f"wsum weights {task}: " + " ".join(f"{l}:{w:.3f}" for l, w in weights.items()))
     return paths
@@ -266,7 +266,7 @@ def _choose(study, args, caches=None):
     print("  layer  middle-avg  late-avg")
     for layer in choice.layers:
         mark = " <- M" if layer == choice.middle else (" <- L" if layer == choice.late else "")
-        print(f"  {layer!s:>5s}  {_pct(choice.middle_average[layer]):>10s}  {_pct(choice.late_average[layer]):>8s}{mark}")
+        print(f"  {layer!s:>5s}  {percent_text(choice.middle_average[layer]):>10s}  {percent_text(choice.late_average[layer]):>8s}{mark}")
     if getattr(args, "rule", protocol.SELECTION_RULES[0]) == "pairs":
         if caches is None:
             raise ValueError("--rule pairs probes fused candidates on the cached features: give --model and "
@@ -277,7 +277,7 @@ def _choose(study, args, caches=None):
         print(f"\npairs rule: {choice.pairs_cost['candidates']} fused candidates, {choice.pairs_cost['probes']} probes "
               f"in {choice.pairs_cost['seconds']:.1f} s (mean {what} accuracy over all tasks)")
         for pair, score in sorted(choice.pairs.items(), key=lambda kv: -kv[1]):
-            print(f"  {pair:>9s}  {_pct(score):>6s}")
+            print(f"  {pair:>9s}  {percent_text(score):>6s}")
         print(f"  -> M = {choice.middle}, L = {choice.late}")
     if choice.warning:
         print(f"\nwarning: {choice.warning}")
@@ -355,7 +355,7 @@ def cmd_evaluate(args) -> int:
         probe = json.loads((folder / "probe.json").read_text())
         where = f", fold {probe['fold']} held out" if probe["fold"] is not None else ""
         print(f"saved the {task} classifier ({loaded.name} + linear probe: lr {probe['lr']:g}, seed {probe['seed']} "
-              f"= best validation accuracy{where}; test accuracy {_pct(probe['test_accuracy'])}%) to {folder} "
+              f"= best validation accuracy{where}; test accuracy {percent_text(probe['test_accuracy'])}%) to {folder} "
               "(pipeline('audio-classification', model=...))")
     return 0
 

@@ -156,9 +156,9 @@ def _run_push(args: argparse.Namespace) -> int:
         raise PublishError("give --repo-id org/name (or --org ORG to use the fused model's name)")
     validate_hub_repo_id(repo_id)
     early_layers = layers or getattr(preset_for_backbone.get(backbone), "fusion_layers", None)
-    from ..models.backbones import get_backbone_class
+    from ..catalog import entry_for
 
-    knowable = backbone is not None and get_backbone_class(backbone).repo_aliases(None) is not None
+    knowable = backbone is not None and entry_for(backbone).aliases(None) is not None
     if not args.model and knowable and early_layers:  # before converting (a folder, or hf: once loaded)
         check_repo_name(repo_id, backbone, early_layers, force=args.force_name)
     token = None if args.dry_run else resolve_token(args.token)  # fail before any conversion or upload

@@ -20,8 +20,21 @@ from ..models.backbones import get_backbone_class
 from ..models.feature_extraction_fusion import FRONTEND_INFO_KEYS, FusedAudioFeatureExtractor
 from ..protocol import INPUT_NORMALIZATIONS, TASK_STATS_BATCH_SIZE, TASK_STATS_MAX_CLIPS
 
-#: the statistics of a front end's normalisation and their provenance (never part of its raw settings)
-NORMALIZATION_KEYS = ("mean", "std", *(key for key in FRONTEND_INFO_KEYS if key != "name"))
+#: the provenance of a front end's normalisation (with the backbone's mean and std keys: never raw settings)
+NORMALIZATION_INFO_KEYS = tuple(key for key in FRONTEND_INFO_KEYS if key != "name")
+
+
+def raw_frontend_settings(backbone_class, frontend: Mapping[str, Any]) -> dict[str, Any]:
+    """A resizable front end's settings without its normalisation (statistics and their provenance)."""
+    dropped = (backbone_class.mean_key, backbone_class.std_key, *NORMALIZATION_INFO_KEYS)
+    return {k: v for k, v in frontend.items() if k not in dropped}
+
+
+def _resizable(backbone_class):
+    """The class, checked to be a ``ResizableInput`` backbone (whose front-end keys this module reads)."""
+    if not backbone_class.resizable_input:
+        raise ValueError(f"backbone {backbone_class.name!r} has no resizable input with a mean/std normalisation")
+    return backbone_class
 
 
 class TaskModel(NamedTuple):
@@ -80,13 +93,14 @@ def input_statistics(clips: Iterable, feature_extractor: FusedAudioFeatureExtrac
     if statistic not in ("evar", "pooled"):
         raise ValueError(f"statistic must be 'evar' or 'pooled', got {statistic!r}")
     frontend = dict(feature_extractor.frontend)
-    if not all(key in frontend for key in ("mean", "std", "max_length")):
-        raise ValueError(f"front end {frontend.get('name')!r} has no mean/std normalisation of a fixed input length")
+    backbone_class = _resizable(get_backbone_class(feature_extractor.backbone))
+    keys = (backbone_class.mean_key, backbone_class.std_key, backbone_class.length_key)
+    if not all(key in frontend for key in keys):
+        raise ValueError(f"front end {frontend.get('name')!r} lacks the settings {list(keys)}")
     if max_clips < 1 or batch_size < 1:
         raise ValueError(f"max_clips and batch_size must be >= 1, got {max_clips}, {batch_size}")
-    backbone_class = get_backbone_class(feature_extractor.backbone)
     raw = FusedAudioFeatureExtractor(backbone=backbone_class.name, frontend={**frontend, "do_normalize": False})
-    frames = int(raw.frontend["max_length"])
+    frames = int(raw.frontend[backbone_class.length_key])
     rate = int(raw.sampling_rate)
     count = 0
     batch_means, batch_sq = [], []  # per batch: mean, mean squared deviation from the running mean
@@ -132,22 +146,23 @@ def set_input_normalization(model, normalization: str = "task", stats: Mapping[s
     in ``config.frontend`` as ``normalization`` (+ ``normalization_clips``, ``normalization_seed``), so
     ``save_pretrained`` keeps it.
     """
-    named = model.config.backbone_class.input_normalizations
+    backbone_class = _resizable(model.config.backbone_class)
+    named = backbone_class.input_normalizations
     if normalization != "task" and normalization not in named:
         raise ValueError(f"normalization must be 'task' or one of {sorted(named)}, got {normalization!r}")
-    frontend = {k: v for k, v in model.config.frontend.items() if k not in NORMALIZATION_KEYS}  # set again below
+    frontend = raw_frontend_settings(backbone_class, model.config.frontend)  # normalisation set again below
     if normalization != "task":
         if stats is not None:
             raise ValueError(f"normalization={normalization!r} uses fixed constants; pass stats= only with 'task'")
         mean, std = named[normalization]
-        frontend.update(mean=mean, std=std, normalization=normalization)
+        frontend.update({backbone_class.mean_key: mean, backbone_class.std_key: std, "normalization": normalization})
     else:
         if not stats or "mean" not in stats or "std" not in stats:
             raise ValueError("normalization='task' needs stats={'mean': ..., 'std': ...} (see input_statistics)")
         mean, std = float(stats["mean"]), float(stats["std"])
         if not (np.isfinite(mean) and np.isfinite(std) and std > 0):
             raise ValueError(f"task statistics must be finite with std > 0, got mean={mean}, std={std}")
-        frontend.update(mean=mean, std=std, normalization="task")
+        frontend.update({backbone_class.mean_key: mean, backbone_class.std_key: std, "normalization": "task"})
         if stats.get("num_clips") is not None:
             frontend["normalization_clips"] = int(stats["num_clips"])
         if stats.get("seed") is not None:

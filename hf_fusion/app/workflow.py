@@ -64,7 +64,7 @@ def load_model(spec: str, fusion_layers: Sequence[int] | None = None) -> LoadedM
     import hf_fusion  # noqa: F401  (Auto registration)
     from transformers import AutoFeatureExtractor, AutoModel
 
-    from ..conversion import build_from_spec, resolve_backbone_spec
+    from ..catalog.cli_names import build_from_spec, resolve_backbone_spec
 
     path = Path(spec).expanduser()
     from_backbone = False
@@ -364,12 +364,13 @@ def task_input_statistics(data, feature_extractor, cache_dir=None, seed: int | N
     from ..data.columns import ALL_SPLIT, TRAIN_CROPS_SPLIT
     from ..data.fingerprints import json_digest
     from ..data.storage import atomic_write_json, default_cache_root
-    from .task_model import NORMALIZATION_KEYS, input_statistics
+    from ..models.backbones import get_backbone_class
+    from .task_model import input_statistics, raw_frontend_settings
 
     names = ["train"] if "train" in data else [ALL_SPLIT] + ([TRAIN_CROPS_SPLIT] if TRAIN_CROPS_SPLIT in data else [])
     path = None
     if all(data[name].cache_files for name in names):
-        settings = {k: v for k, v in feature_extractor.frontend.items() if k not in NORMALIZATION_KEYS}
+        settings = raw_frontend_settings(get_backbone_class(feature_extractor.backbone), feature_extractor.frontend)
         key = {"version": TASK_STATS_VERSION, "data": [data[name]._fingerprint for name in names],
                "fbank": settings, "max_clips": TASK_STATS_MAX_CLIPS, "batch_size": TASK_STATS_BATCH_SIZE,
                "seed": seed}
@@ -410,11 +411,12 @@ def task_model(loaded: LoadedModel, data, input_frames: str | int = "task", norm
 
     model, fe, _ = prepare_task_model(loaded.model, seconds, input_frames=input_frames, normalization=normalization,
                                       statistics=statistics, layer_norm_eps=layer_norm_eps)
-    frontend = model.config.frontend
-    frames = model.config.backbone_class.input_length(model.config.backbone_config)
+    frontend, cls = model.config.frontend, model.config.backbone_class
+    frames = cls.input_length(model.config.backbone_config)
     log(f"  {task}: {loaded.config.backbone} input {frames} frames ({seconds:g} s clips"
         f"{', the task length' if input_frames == 'task' else ''}), input normalisation "
-        f"{frontend.get('normalization', 'as saved')} (mean {frontend['mean']:.4f}, std {frontend['std']:.4f}"
+        f"{frontend.get('normalization', 'as saved')} (mean {frontend[cls.mean_key]:.4f}, "
+        f"std {frontend[cls.std_key]:.4f}"
         + (f", {frontend['normalization_clips']} training clips" if "normalization_clips" in frontend else "")
         + (f", order seed {frontend['normalization_seed']}" if "normalization_seed" in frontend else "")
         + f"{', kept from an earlier run' if any(reused) else ''})")

@@ -16,14 +16,15 @@ from pathlib import Path
 import torch
 from transformers import ASTModel, FeatureExtractionMixin
 
-from ..models.backbone_ast import PAPER_CHECKPOINT, ASTBackbone, PRETRAINED_LENGTH_KEY, TIMM_LAYER_NORM_EPS, patch_grid
+from ..models.backbone_ast import ASTBackbone, PRETRAINED_LENGTH_KEY, TIMM_LAYER_NORM_EPS, patch_grid
 from ..models.frontends import AST_MEAN, AST_STD
 from ..models.configuration_fusion import AudioFusionConfig
 from ..models.feature_extraction_fusion import FusedAudioFeatureExtractor
 from ..models.modeling_fusion import AudioFusionModel
-from .registry import register_converter
 from ._checkpoint import check_keys, finish_conversion, load_checkpoint, state_dict_of
 
+#: the AudioSet checkpoint the paper used (Hub id)
+PAPER_CHECKPOINT = "MIT/ast-finetuned-audioset-10-10-0.4593"
 ORIGINAL_CHECKPOINT_NAME = "audioset_10_10_0.4593.pth"
 TIMM_HEAD_PREFIXES = ("v.head.", "v.head_dist.", "mlp_head.")
 _FRONTEND_KEYS = ("sampling_rate", "num_mel_bins", "max_length", "mean", "std", "do_normalize")
@@ -202,7 +203,3 @@ def _fused_model(backbone_config: dict, fusion_layers, frontend: dict, max_lengt
     config = AudioFusionConfig(backbone="ast", backbone_config=backbone_config, fusion_layers=None if fusion_layers is None else list(fusion_layers),
                                frontend=frontend)
     return AudioFusionModel(config)
-
-
-register_converter(ASTBackbone, convert_ast_checkpoint, default_checkpoint=PAPER_CHECKPOINT,
-                   checkpoint_help=f"a transformers AST checkpoint (Hub id or folder) or timm .pth, e.g. {PAPER_CHECKPOINT}")

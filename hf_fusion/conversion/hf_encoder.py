@@ -11,8 +11,6 @@ from transformers import AutoFeatureExtractor, AutoModel
 from ..models.configuration_fusion import AudioFusionConfig
 from ..models.feature_extraction_fusion import FusedAudioFeatureExtractor
 from ..models.modeling_fusion import AudioFusionModel
-from ..models.backbone_hf import HFEncoderBackbone
-from .registry import register_converter
 from ._checkpoint import finish_conversion
 
 HF_PREFIX = "hf:"
@@ -60,6 +58,3 @@ def convert_hf_encoder(
     model = AudioFusionModel(fusion_config)
     model.backbone.encoder.load_state_dict(encoder.state_dict(), strict=True)
     return finish_conversion(model, output_dir)
-
-
-register_converter(HFEncoderBackbone, convert_hf_encoder, checkpoint_help="a transformers audio encoder: Hub id or folder")

@@ -18,8 +18,6 @@ from pathlib import Path
 from ..models.configuration_fusion import AudioFusionConfig
 from ..models.feature_extraction_fusion import FusedAudioFeatureExtractor
 from ..models.modeling_fusion import AudioFusionModel
-from ..models.backbone_vggish import VGGishBackbone
-from .registry import register_converter
 from ._checkpoint import check_keys, finish_conversion, load_checkpoint, state_dict_of
 
 CHECKPOINT_NAME = "vggish-10086976.pth"
@@ -70,7 +68,3 @@ def convert_vggish_checkpoint(
     weights = {("embeddings." + k[len(prefix):] if k.startswith(prefix) else k): v for k, v in state.items()}
     model.backbone.load_state_dict(weights, strict=True)
     return finish_conversion(model, output_dir)
-
-
-register_converter(VGGishBackbone, convert_vggish_checkpoint,
-                   checkpoint_help="the torchvggish state dict, e.g. vggish-10086976.pth")

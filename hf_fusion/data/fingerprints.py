@@ -14,20 +14,20 @@ from typing import Any
 import numpy as np
 
 
-def _digest(*parts: bytes, size: int = 16) -> str:
+def content_digest(*parts: bytes, size: int = 16) -> str:
     h = hashlib.blake2b(digest_size=size)
     for part in parts:
         h.update(part)
     return h.hexdigest()
 
 
-def _canonical_json(obj: Any) -> bytes:
+def canonical_json(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, default=str, separators=(",", ":")).encode()
 
 
 def json_digest(obj: Any) -> str:
     """Digest (32 hex characters) of ``obj`` as canonical JSON (sorted keys; non-JSON values as str)."""
-    return _digest(_canonical_json(obj))
+    return content_digest(canonical_json(obj))
 
 
 def dataset_fingerprint(ds, audio_column: str = "audio", extra_columns: tuple[str, ...] = ()) -> str:
@@ -60,7 +60,7 @@ def dataset_fingerprint(ds, audio_column: str = "audio", extra_columns: tuple[st
                     arr = chunk.flatten() if hasattr(chunk, "flatten") and str(chunk.type).startswith(("list", "fixed_size_list")) else chunk
                     values = arr.to_numpy(zero_copy_only=False)
                     if values.dtype == object:  # strings, nested values: hash their JSON, not pointers
-                        h.update(_canonical_json(arr.to_pylist()))
+                        h.update(canonical_json(arr.to_pylist()))
                     else:
                         h.update(memoryview(np.ascontiguousarray(values)).cast("B"))
     return h.hexdigest()

@@ -57,7 +57,7 @@ def _resolve_layers(model, layers) -> list[int]:
     return sorted(config.backbone_class.resolve_layers(config.backbone_config, layers, config.fusion_layers))
 
 
-def _pool_one(model, aligned: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+def pool_one(model, aligned: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Eq.3 of one Eq.1-aligned layer [B, D, T_o] -> [B, D], exactly as ``model.pool([aligned], mask)[1]``
     (no copy); ``mask`` [B, T_o] bool: each clip's valid frames (``model.frame_mask``)."""
     return temporal_pool(aligned, model.config.embedding_pooling, mask=mask)
@@ -470,7 +470,7 @@ class SplitJob:
                 taps = model.tap(inputs, layers, attention_mask=mask)
                 frame_mask = None if mask is None else model.frame_mask(mask)
                 for layer in layers:  # Eq.3 in float32 (taps are bf16/fp16 under dtype=...)
-                    vectors[layer][short] = _pool_one(model, taps[layer].float(), frame_mask).float().cpu().numpy()
+                    vectors[layer][short] = pool_one(model, taps[layer].float(), frame_mask).float().cpu().numpy()
         for i in long:  # alone, window by window: bounded memory whatever the clip's length
             pooled = windowed_embedding(model, self.s.feature_extractor, clips_ok[i], layers, self.window_samples,
                                         self.context)

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from ..data.fingerprints import _canonical_json, _digest
+from ..data.fingerprints import canonical_json, content_digest
 
 # Config keys that do not change what a model computes.
 _VOLATILE_CONFIG_KEYS = {
@@ -70,4 +70,4 @@ def model_key(model, feature_extractor, dtype=None) -> tuple[str, dict[str, Any]
 
         if dtype_name(dtype) != "fp32":  # fp32 keeps the key it always had
             desc["compute_dtype"] = dtype_name(dtype)
-    return _digest(_canonical_json(desc)), desc
+    return content_digest(canonical_json(desc)), desc

@@ -21,7 +21,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..protocol import PAPER_TASK_NAMES
 
-#: template of backbones that are not registered (each registered backbone names its own, ``card_template``)
+#: template of backbones that are not registered (each entry names its own, ``card_template``)
 GENERIC_TEMPLATE = "hf_encoder.md"
 #: task id (the ``task`` column) -> dataset name shown on the Hub.
 TASK_DISPLAY_NAMES = PAPER_TASK_NAMES
@@ -48,28 +48,28 @@ def templates_dir() -> Path:
     )
 
 
-def _backbone_class(backbone: str):
-    from ..models.backbones import BACKBONES
+def _entry(backbone: str):
+    from ..catalog import entries
 
-    return BACKBONES.get(backbone)
+    return entries().get(backbone)
 
 
 def template_for_backbone(backbone: str) -> str:
-    """File name of the family template used for ``backbone`` (its class's ``card_template``)."""
-    cls = _backbone_class(backbone)
-    return cls.card_template if cls is not None else GENERIC_TEMPLATE
+    """File name of the family template used for ``backbone`` (its entry's ``card_template``)."""
+    entry = _entry(backbone)
+    return entry.card_template if entry is not None else GENERIC_TEMPLATE
 
 
 def backbone_license(backbone: str) -> str | None:
-    """License id of the original weights (the backbone class's ``license``)."""
-    cls = _backbone_class(backbone)
-    return None if cls is None else cls.license
+    """License id of the original weights (the backbone entry's ``license``)."""
+    entry = _entry(backbone)
+    return None if entry is None else entry.license
 
 
 def paper_layers(backbone: str) -> list[int] | None:
     """The layers the paper fused for ``backbone`` (Table III), None where the paper did not use it."""
-    cls = _backbone_class(backbone)
-    return None if cls is None or cls.paper_layers is None else list(cls.paper_layers)
+    entry = _entry(backbone)
+    return None if entry is None or entry.paper_layers is None else list(entry.paper_layers)
 
 
 # ---------------------------------------------------------------- evaluation files
@@ -253,14 +253,14 @@ def eval_results_for(model_name: str, results: list[dict[str, Any]]) -> list[Eva
     ]
 
 
-def _pct(accuracy: float | None, std: float | None = None) -> str:
+def percent_text(accuracy: float | None, std: float | None = None) -> str:
     if accuracy is None:
         return "-"
     text = f"{100 * accuracy:.1f}"
     return text + (f" ± {100 * std:.1f}" if std is not None else "")
 
 
-def _looks_like_hub_id(checkpoint: str | None) -> bool:
+def looks_like_hub_id(checkpoint: str | None) -> bool:
     if not checkpoint or Path(checkpoint).exists() or checkpoint.count("/") != 1:
         return False
     from huggingface_hub.utils import HFValidationError, validate_repo_id
@@ -277,7 +277,7 @@ def _flatten(prefix: str, value: Any, out: list[dict[str, str]]) -> None:
         for k, v in value.items():
             _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
     elif isinstance(value, float):
-        out.append({"key": prefix, "value": _pct(value) if 0.0 <= value <= 1.0 else f"{value:.4g}"})
+        out.append({"key": prefix, "value": percent_text(value) if 0.0 <= value <= 1.0 else f"{value:.4g}"})
     else:
         out.append({"key": prefix, "value": ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)})
 
@@ -347,12 +347,12 @@ def selection_context(selection: Mapping[str, Any], layers: list[int]) -> dict[s
         tasks = [t for t, b in best.items() if str(b) == str(layer)]
         out["selection_layer_rows"].append({
             "layer": f"**{layer} ({mark})**" if mark else str(layer),
-            "middle": _pct(mid_avg.get(layer)), "late": _pct(late_avg.get(layer)),
+            "middle": percent_text(mid_avg.get(layer)), "late": percent_text(late_avg.get(layer)),
             "best_for": ", ".join(tasks) if tasks else "",
         })
     for pair, score in sorted((selection.get("pairs") or {}).items(), key=lambda kv: -kv[1]):
         chosen = pair == "-".join(str(x) for x in sorted(x for x in (middle, late) if x is not None))
-        out["selection_pair_rows"].append({"pair": f"**{pair}** (chosen)" if chosen else pair, "score": _pct(score)})
+        out["selection_pair_rows"].append({"pair": f"**{pair}** (chosen)" if chosen else pair, "score": percent_text(score)})
     for key, value in selection.items():
         if key.lower() not in _KNOWN_SELECTION_KEYS:
             _flatten(key, value, out["selection_rows"])
@@ -403,12 +403,12 @@ def card_context(
         "results_model": results_model,
         "results_rows": [
             {"dataset_name": TASK_DISPLAY_NAMES.get(r["task"], r["task"]) + (" †" if r.get("partial") else ""),
-             "accuracy": _pct(r["accuracy"], r["std"])}
+             "accuracy": percent_text(r["accuracy"], r["std"])}
             for r in results
         ],
         "partial_rows": [(TASK_DISPLAY_NAMES.get(r["task"], r["task"]), r["partial"]) for r in results
                          if r.get("partial")],
-        "results_average": _pct(sum(r["accuracy"] for r in results) / len(results)) if results else None,
+        "results_average": percent_text(sum(r["accuracy"] for r in results) / len(results)) if results else None,
         "hub_dataset_tasks": [(TASK_DISPLAY_NAMES.get(r["task"], r["task"]), hub_dataset(r["task"]).dataset_id)
                               for r in results if hub_dataset(r["task"])],
         "short_name_tasks": [r["task"] for r in results if not hub_dataset(r["task"])],
@@ -433,8 +433,8 @@ def card_context(
             accs = [cells[t]["accuracy"] for t in tasks if t in cells]
             row = {
                 "layer": f"**{layer}**" if layer in layers else str(layer),
-                "cells": [_pct(cells[t]["accuracy"], cells[t]["std"]) if t in cells else "-" for t in tasks],
-                "average": _pct(sum(accs) / len(accs)),
+                "cells": [percent_text(cells[t]["accuracy"], cells[t]["std"]) if t in cells else "-" for t in tasks],
+                "average": percent_text(sum(accs) / len(accs)),
             }
             table.append(row)
         ctx["layerwise_tasks"] = [TASK_DISPLAY_NAMES.get(t, t) for t in tasks]
@@ -465,7 +465,7 @@ def build_card_data(
         datasets = sorted({source.dataset_id for r in results if (source := hub_dataset(r["task"]))})
         if datasets:  # only real Hub ids; tasks without one stay out of `datasets`
             kwargs["datasets"] = datasets
-    if _looks_like_hub_id(source_checkpoint):
+    if looks_like_hub_id(source_checkpoint):
         kwargs["base_model"] = source_checkpoint
     return ModelCardData(**kwargs)
 
@@ -521,10 +521,10 @@ def render_model_card(
     )
     variables = {**card_data.to_dict(), **context, "card_data": card_data.to_yaml()}
     content = env.get_template(template_for_backbone(config.backbone)).render(**variables)
-    return ModelCard(_tidy(content))
+    return ModelCard(tidy_card_text(content))
 
 
-def _tidy(markdown: str) -> str:
+def tidy_card_text(markdown: str) -> str:
     """Collapse runs of blank lines left by empty template blocks."""
     lines, blank = [], 0
     for line in markdown.splitlines():

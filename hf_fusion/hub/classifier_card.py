@@ -12,7 +12,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .cards import PARTIAL_SUFFIX, TASK_DISPLAY_NAMES, backbone_license, _looks_like_hub_id, _pct, _tidy, card_context, hub_dataset
+from .cards import PARTIAL_SUFFIX, TASK_DISPLAY_NAMES, backbone_license, looks_like_hub_id, percent_text, tidy_card_text, card_context, hub_dataset
 from .cards import templates_dir
 
 TEMPLATE = "classifier.md"
@@ -74,7 +74,7 @@ def build_classifier_card_data(config, repo_id: str, *, license: str | None = No
     )
     if source:
         kwargs["datasets"] = [source.dataset_id]
-    if _looks_like_hub_id(source_checkpoint):
+    if looks_like_hub_id(source_checkpoint):
         kwargs["base_model"] = source_checkpoint
     return ModelCardData(**kwargs)
 
@@ -96,10 +96,10 @@ def render_classifier_card(config, repo_id: str, *, license: str | None = None, 
         "task_display": TASK_DISPLAY_NAMES.get(probe["task"], probe["task"]),
         "num_labels": config.num_labels,
         "labels_text": ", ".join(f"`{name}`" for name in labels),
-        "test_accuracy_pct": _pct(probe["test_accuracy"]),
-        "valid_accuracy_pct": _pct(probe.get("valid_accuracy")),
-        "seed_accuracies": ", ".join(_pct(a) for a in per_seed) + " %" if per_seed else "-",
-        "mean_pct": (_pct(probe.get("test_accuracy_mean"), probe.get("test_accuracy_std")) + " %"
+        "test_accuracy_pct": percent_text(probe["test_accuracy"]),
+        "valid_accuracy_pct": percent_text(probe.get("valid_accuracy")),
+        "seed_accuracies": ", ".join(percent_text(a) for a in per_seed) + " %" if per_seed else "-",
+        "mean_pct": (percent_text(probe.get("test_accuracy_mean"), probe.get("test_accuracy_std")) + " %"
                      if probe.get("test_accuracy_mean") is not None else "-"),
         "seed_choice_text": ("the seed with the best validation accuracy at that lr"
                              if str(probe.get("seed_choice", "")).startswith("best") else "chosen by hand"),
@@ -111,7 +111,7 @@ def render_classifier_card(config, repo_id: str, *, license: str | None = None, 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(folder)), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True)
     variables = {**card_data.to_dict(), **context, "card_data": card_data.to_yaml()}
-    return ModelCard(_tidy(env.get_template(TEMPLATE).render(**variables)))
+    return ModelCard(tidy_card_text(env.get_template(TEMPLATE).render(**variables)))
 
 
 def classifier_summary(config, repo_id: str) -> dict[str, Any]:

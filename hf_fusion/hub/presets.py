@@ -1,8 +1,7 @@
 """The published fused models as presets: backbone + layers + how to convert the original checkpoint.
 
-Built from the backbone classes' ``preset()`` layers and their registered converters
-(``hf_fusion.conversion.CONVERTERS``: default checkpoint, checkpoint help), read on every access, so a
-backbone registered later has its preset too. Repo names come from ONE rule,
+Built from the backbone entries (``hf_fusion.catalog``: preset layers, converter, default checkpoint,
+checkpoint help), read on every access, so a backbone registered later has its preset too. Repo names come from ONE rule,
 :func:`hf_fusion.models.naming.fusion_model_name` (``ast`` + [5, 12] -> ``ast-fusion-5-12``).
 """
 
@@ -30,20 +29,20 @@ class FusionPreset:
         return fusion_model_name(self.backbone, self.fusion_layers)
 
 
-def _converters():
-    """{backbone class: Converter} (imports torch: only when presets are used, never by the CLI parser)."""
-    from ..conversion import CONVERTERS
+def _convertible():
+    """The entries with a converter (imports torch: only when presets are used, never by the CLI parser)."""
+    from ..catalog import entries
 
-    return CONVERTERS
+    return [entry for entry in entries().values() if entry.converter is not None]
 
 
 def presets() -> dict[str, FusionPreset]:
     """Preset name (``fusion_model_name(backbone, layers)``) -> preset, one per convertible backbone with
     preset layers."""
     out = {}
-    for cls, converter in _converters().items():
-        if cls.preset() is not None:
-            preset = FusionPreset(cls.name, tuple(cls.preset()), converter.default_checkpoint, converter.checkpoint_help)
+    for entry in _convertible():
+        if entry.preset() is not None:
+            preset = FusionPreset(entry.name, tuple(entry.preset()), entry.default_checkpoint, entry.checkpoint_help)
             out[preset.name] = preset
     return out
 
@@ -55,7 +54,7 @@ def preset_for_backbone() -> dict[str, FusionPreset]:
 
 def converters() -> dict[str, str]:
     """Convertible backbone name -> its converter function's name."""
-    return {cls.name: converter.function.__name__ for cls, converter in _converters().items()}
+    return {entry.name: entry.converter.__name__ for entry in _convertible()}
 
 
 # ---------------------------------------------------------------- public API
@@ -83,9 +82,9 @@ def convert_checkpoint(
     preset); ``checkpoint`` None = the preset's default (AST's paper checkpoint id, CREPE ``tiny``).
     ``options`` go to the converter (e.g. ``sample_rate=32000`` for CNN14, ``trust_pickle=True``).
     """
-    from ..conversion import build_fused, converter_for
+    from ..catalog import build_fused, converter_entry
 
-    converter_for(backbone)  # the error lists the convertible backbones
+    converter_entry(backbone)  # the error lists the convertible backbones
     output_dir = Path(output_dir)
     source = None if checkpoint is None else str(checkpoint)
     result = build_fused(backbone, source, fusion_layers, output_dir=output_dir, **options)

@@ -24,7 +24,7 @@ from hf_fusion.models.configuration_fusion import fusion_model_name
 from hf_fusion.models.feature_extraction_fusion import FusedAudioFeatureExtractor
 from hf_fusion.models.modeling_classification import AudioFusionForAudioClassification
 from hf_fusion.models.modeling_fusion import AudioFusionModel
-from hf_fusion.models.naming import repo_name_conflicts
+from hf_fusion.catalog.repo_names import repo_name_conflicts
 
 from .cards import CARD_OPTIONS, render_model_card, results_summary
 from .classifier_card import classifier_model_name, classifier_summary, render_classifier_card
@@ -51,13 +51,15 @@ def validate_hub_repo_id(repo_id: str) -> str:
 
 
 def backbone_aliases(config) -> tuple[str, ...]:
-    """Further words that name this model's backbone in a repo name (the backbone's ``repo_aliases``)."""
-    return config.backbone_class.repo_aliases(dict(config.backbone_config)) or ()
+    """Further words that name this model's backbone in a repo name (its entry's ``repo_aliases``)."""
+    from ..catalog import entry_for
+
+    return entry_for(config.backbone).aliases(dict(config.backbone_config)) or ()
 
 
 def check_repo_name(repo_id: str, backbone: str, layers, aliases: tuple[str, ...] = (), force: bool = False) -> None:
     """Refuse a repo name that contradicts the model (another backbone, other layer numbers; see
-    :func:`hf_fusion.models.naming.repo_name_conflicts`) unless ``force`` (``--force-name``)."""
+    :func:`hf_fusion.catalog.repo_names.repo_name_conflicts`) unless ``force`` (``--force-name``)."""
     org, name = repo_id.split("/")
     problems = repo_name_conflicts(name, backbone, list(layers), aliases)
     if problems and not force:

@@ -17,13 +17,11 @@ from torch import nn
 from transformers import ASTConfig, ASTModel
 from transformers.models.audio_spectrogram_transformer.modeling_audio_spectrogram_transformer import ASTEmbeddings
 
-from .backbone_base import FrontEnd, TappedBackbone, proportional_fusion_layers
-from .frontends import _AST_HOP as AST_HOP
+from .backbone_base import FrontEnd, ResizableInput, TappedBackbone, proportional_fusion_layers
+from .frontends import AST_HOP
 from .frontends import AST_MEAN, AST_STD, ast_fbank, ast_num_frames, ast_samples_for_frames
 from .fusion import align_layer
 
-#: the AudioSet checkpoint the paper used (Hub id)
-PAPER_CHECKPOINT = "MIT/ast-finetuned-audioset-10-10-0.4593"
 #: LayerNorm eps of the original (timm) AST; transformers' ASTConfig default is 1e-12
 TIMM_LAYER_NORM_EPS = 1e-6
 #: backbone_config key: frames of the checkpoint's positional-embedding grid (not an ASTConfig field)
@@ -105,19 +103,14 @@ _GENERIC_CONFIG_KEYS = {"architectures", "id2label", "label2id", "torch_dtype", 
                         "task_specific_params", "_attn_implementation_autoset"}
 
 
-class ASTBackbone(TappedBackbone):
+class ASTBackbone(ResizableInput, TappedBackbone):
     """Taps transformer blocks 1..num_hidden_layers of an Audio Spectrogram Transformer."""
 
     name = "ast"
     has_time_axis = False
-    resizable_input = True
     input_normalizations = {"audioset": (AST_MEAN, AST_STD)}
     input_hop = AST_HOP
     frontend_spec = FrontEnd("ast_fbank", ast_fbank)
-    paper_layers = (5, 12)
-    card_template = "ast.md"
-    license = "bsd-3-clause"
-    repo_words = ("ast",)
 
     @classmethod
     def tap_description(cls, backbone_config: dict[str, Any], layer: int) -> str:

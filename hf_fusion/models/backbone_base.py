@@ -2,9 +2,10 @@
 
 Layer numbers are the paper's, 1-based (docs/reference.md, "Layer numbers"). A backbone receives the
 front end's ``input_values`` and returns, for every requested layer, its Eq.1-aligned features
-[B, D_l, T_o]. Everything else the package knows about a backbone (front end, layers, paper choice,
-card, license, converter, CLI names, windowing) is declared on its class here; ``backbones.BACKBONES``
-is the one registry that the rest of the package reads it from.
+[B, D_l, T_o]. The module contract (front end, layers and dims, frame geometry, window rule, masks,
+taps) is declared on its class here and read through ``backbones.BACKBONES``; where a backbone comes
+from and how it is published (converter, presets, card, license, CLI names) is its entry in
+``hf_fusion.catalog``, which Hub repos do not carry.
 """
 
 from __future__ import annotations
@@ -113,52 +114,14 @@ class TappedBackbone(nn.Module):
     #: examples of clips of different lengths in one batch) and ``frame_mask`` maps it to T_o frames;
     #: then a clip's valid frames (and, with a forced T_o, its Eq.1 kernel) never depend on the batch.
     supports_attention_mask: ClassVar[bool] = False
-    #: True when the backbone takes inputs of one fixed length that can be changed without touching the
-    #: weights (AST: positional embeddings adapted from the checkpoint's grid): then it implements
-    #: :meth:`input_length`, :meth:`input_frames_for_samples`, :meth:`with_input_length` and
-    #: ``set_input_length``, and the per-task protocol (``hf_fusion.app.task_model``) resizes it
+    #: True for a :class:`ResizableInput` backbone (the per-task protocol resizes its input)
     resizable_input: ClassVar[bool] = False
-    #: named input normalisations {name: (mean, std)} of a front end with ``mean`` / ``std`` settings
-    #: (AST: ``{"audioset": ...}``); a task's own statistics can replace them (``task_model``)
-    input_normalizations: ClassVar[dict[str, tuple[float, float]]] = {}
-    #: samples (at the front end's rate) per input frame of a resizable input (AST: the fbank's 160)
-    input_hop: ClassVar[int | None] = None
 
     # ---- facts (read through backbones.BACKBONES; no other module keeps a per-backbone table) ----
     #: the front end (:class:`FrontEnd`: its name in a config's ``frontend["name"]``, function, valid steps)
     frontend_spec: ClassVar[FrontEnd | None] = None
-    #: the layers the paper fused (Table III), None for backbones the paper did not use
-    paper_layers: ClassVar[tuple[int, ...] | None] = None
-    #: the published preset's layers (default: the paper's); None: no preset
-    preset_layers: ClassVar[tuple[int, ...] | None] = None
-    #: model card: the family template in ``hub_cards/`` and the original weights' license (Hub id)
-    card_template: ClassVar[str] = "hf_encoder.md"
-    license: ClassVar[str | None] = None
-    #: words that name this backbone anywhere in a Hub repo name (``push`` refuses a name naming another)
-    repo_words: ClassVar[tuple[str, ...]] = ()
-
-    @classmethod
-    def repo_aliases(cls, backbone_config: dict[str, Any] | None) -> tuple[str, ...] | None:
-        """Further words that name this model in a repo name (e.g. a wrapped model type); None when they
-        cannot be known without its ``backbone_config`` (None given)."""
-        return ()
-
-    @classmethod
-    def preset(cls) -> tuple[int, ...] | None:
-        """The published preset's layers (``preset_layers``, else ``paper_layers``)."""
-        return cls.preset_layers if cls.preset_layers is not None else cls.paper_layers
-
-    @classmethod
-    def parse_cli_name(cls, spec: str) -> tuple[str | None, dict[str, Any]] | None:
-        """A backbone name as typed on the command line -> ``(source, builder options)``, None when ``spec``
-        does not name this backbone. Default: ``name`` or ``name:<checkpoint>``."""
-        name, _, rest = spec.partition(":")
-        return (rest or None, {}) if name == cls.name else None
-
-    @classmethod
-    def cli_names(cls) -> tuple[str, ...]:
-        """The forms ``parse_cli_name`` accepts (for error messages)."""
-        return (cls.name,)
+    #: the fusion layers of a config that names none (:meth:`default_fusion_layers` may compute them instead)
+    default_layers: ClassVar[tuple[int, ...] | None] = None
 
     @classmethod
     def window_rule(cls, frontend: dict[str, Any]) -> WindowRule | None:
@@ -197,35 +160,6 @@ class TappedBackbone(nn.Module):
         """The Eq.3 actually applied: ``"none"`` (the [B, D, 1] frame itself) for taps with no time axis
         and the backbone's own T_o (AST: Eq.1-3 reduce to concatenation), else ``pooling``."""
         return "none" if not cls.has_time_axis and num_output_frames is None else pooling
-
-    # ---- resizable input (``resizable_input``) ----
-    @classmethod
-    def _not_resizable(cls) -> ValueError:
-        return ValueError(f"backbone {cls.name!r} has no fixed input length to change (resizable_input is False)")
-
-    @classmethod
-    def input_length(cls, backbone_config: dict[str, Any]) -> int:
-        """Input frames the backbone takes now."""
-        raise cls._not_resizable()
-
-    @classmethod
-    def input_frames_for_samples(cls, frontend: dict[str, Any], num_samples: int) -> int:
-        """Input frames the front end makes of a clip of ``num_samples`` samples; an error naming the
-        shortest clip when that is fewer than the backbone can take."""
-        raise cls._not_resizable()
-
-    @classmethod
-    def input_frames_for_seconds(cls, seconds: float, frontend: dict[str, Any] | None = None) -> int:
-        """Input frames of a ``seconds``-long clip, sized as EVAR sizes a task (``int(rate * seconds)``
-        samples); ``frontend`` None: the default front end."""
-        frontend = frontend if frontend is not None else cls.resolve_frontend(cls.default_backbone_config(), None)
-        return cls.input_frames_for_samples(frontend, int(int(frontend["sampling_rate"]) * float(seconds)))
-
-    @classmethod
-    def with_input_length(cls, backbone_config: dict[str, Any], frontend: dict[str, Any],
-                          frames: int) -> tuple[dict[str, Any], dict[str, Any]]:
-        """(backbone_config, frontend) for inputs of ``frames`` frames (checked)."""
-        raise cls._not_resizable()
 
     # ---- static description, usable without building the module (config validation, cards) ----
     @classmethod
@@ -290,10 +224,10 @@ class TappedBackbone(nn.Module):
 
     @classmethod
     def default_fusion_layers(cls, backbone_config: dict[str, Any]) -> list[int]:
-        """The paper's (or a sensible) middle + late layer choice; default: the declared :meth:`preset`."""
-        if cls.preset() is None:
-            raise NotImplementedError(f"backbone {cls.name!r} declares no preset layers")
-        return list(cls.preset())
+        """The paper's (or a sensible) middle + late layer choice; default: the declared ``default_layers``."""
+        if cls.default_layers is None:
+            raise NotImplementedError(f"backbone {cls.name!r} declares no default fusion layers")
+        return list(cls.default_layers)
 
     # ---- module behaviour ----
     def __init__(self, backbone_config: dict[str, Any], frontend: dict[str, Any], attn_implementation=None):
@@ -365,13 +299,55 @@ class TappedBackbone(nn.Module):
             for handle in handles:
                 handle.remove()
 
-    def set_input_length(self, frames: int) -> None:
-        """Take inputs of ``frames`` frames from now on (``resizable_input`` backbones)."""
-        raise self._not_resizable()
-
     def set_layer_norm_eps(self, eps: float) -> None:
         """Use ``eps`` in every LayerNorm (backbones built on a transformer)."""
         raise ValueError(f"backbone {self.name!r} has no LayerNorm eps to set")
 
     def init_weights(self, module: nn.Module) -> None:
         """Initialise one sub-module (called by transformers for weights missing from a checkpoint)."""
+
+
+class ResizableInput:
+    """Capability of a backbone that takes inputs of one fixed length, changeable without touching the
+    weights (AST: positional embeddings adapted from the checkpoint's grid). Mixed in before
+    :class:`TappedBackbone`; the per-task protocol (``hf_fusion.app.task_model``) resizes such a backbone
+    and reads and writes the front-end settings named by the ``*_key`` attributes."""
+
+    resizable_input: ClassVar[bool] = True
+    #: front-end settings: the input length in frames, and the normalisation's mean and std
+    length_key: ClassVar[str] = "max_length"
+    mean_key: ClassVar[str] = "mean"
+    std_key: ClassVar[str] = "std"
+    #: named input normalisations {name: (mean, std)} (AST: ``{"audioset": ...}``); a task's own statistics
+    #: can replace them (``task_model``)
+    input_normalizations: ClassVar[dict[str, tuple[float, float]]] = {}
+    #: samples (at the front end's rate) per input frame (AST: the fbank's 160)
+    input_hop: ClassVar[int | None] = None
+
+    @classmethod
+    def input_length(cls, backbone_config: dict[str, Any]) -> int:
+        """Input frames the backbone takes now."""
+        raise NotImplementedError
+
+    @classmethod
+    def input_frames_for_samples(cls, frontend: dict[str, Any], num_samples: int) -> int:
+        """Input frames the front end makes of a clip of ``num_samples`` samples; an error naming the
+        shortest clip when that is fewer than the backbone can take."""
+        raise NotImplementedError
+
+    @classmethod
+    def input_frames_for_seconds(cls, seconds: float, frontend: dict[str, Any] | None = None) -> int:
+        """Input frames of a ``seconds``-long clip, sized as EVAR sizes a task (``int(rate * seconds)``
+        samples); ``frontend`` None: the default front end."""
+        frontend = frontend if frontend is not None else cls.resolve_frontend(cls.default_backbone_config(), None)
+        return cls.input_frames_for_samples(frontend, int(int(frontend["sampling_rate"]) * float(seconds)))
+
+    @classmethod
+    def with_input_length(cls, backbone_config: dict[str, Any], frontend: dict[str, Any],
+                          frames: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(backbone_config, frontend) for inputs of ``frames`` frames (checked)."""
+        raise NotImplementedError
+
+    def set_input_length(self, frames: int) -> None:
+        """Take inputs of ``frames`` frames from now on (in place, weights unchanged)."""
+        raise NotImplementedError

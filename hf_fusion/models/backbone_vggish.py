@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from .backbone_base import FrontEnd, TappedBackbone, WindowRule
-from .frontends import _VG_FRAME as VGGISH_WINDOW
-from .frontends import _VG_HOP as VGGISH_HOP
+from .frontends import VGGISH_FRAME as VGGISH_WINDOW
+from .frontends import VGGISH_HOP
 from .frontends import vggish_log_mel_examples, vggish_num_examples
 from .fusion import align_layer
 
@@ -77,10 +77,7 @@ class VGGishBackbone(TappedBackbone):
     name = "vggish"
     supports_attention_mask = True
     frontend_spec = FrontEnd("vggish_log_mel", vggish_log_mel, (vggish_valid_examples, 1))  # examples of [B, n, 96, 64]
-    paper_layers = (10, 15)
-    card_template = "vggish.md"
-    license = "apache-2.0"
-    repo_words = ("vggish",)
+    default_layers = (10, 15)
 
     @classmethod
     def window_rule(cls, frontend: dict[str, Any]) -> WindowRule:

@@ -1,9 +1,9 @@
 """The registry of backbones by name (``AudioFusionConfig.backbone``): the one place that lists them.
 
-Every fact about a backbone is declared on its class (``backbone_base.TappedBackbone``: front end,
-layers, paper choice, card, license, converter, CLI names, windowing); other modules read those facts
-through :data:`BACKBONES`. Adding a backbone = one ``backbone_<name>.py`` + one entry below (or
-:func:`register_backbone` from outside the package).
+The module contract of a backbone is declared on its class (``backbone_base.TappedBackbone``: front end,
+layers, frame geometry, windowing, masks, taps); other modules read it through :data:`BACKBONES`. A
+shipped backbone = one ``backbone_<name>.py`` + one line below, so that Hub repos carry its code; its
+provenance is its entry in ``hf_fusion.catalog`` (``register_entry`` adds a backbone from outside).
 """
 
 from __future__ import annotations

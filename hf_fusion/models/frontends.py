@@ -38,15 +38,15 @@ __all__ = [
 
 AST_MEAN = -4.2677393
 AST_STD = 4.5689974
-_AST_FRAME, _AST_HOP, _AST_FFT = 400, 160, 512
+_AST_FRAME, AST_HOP, _AST_FFT = 400, 160, 512
 _AST_PREEMPH = 0.97
 _AST_LOG_FLOOR = 1.192092955078125e-07  # float32 machine epsilon, as Kaldi / transformers
 
-_VG_SR, _VG_FRAME, _VG_HOP, _VG_FFT, _VG_MELS = 16000, 400, 160, 512, 64
+_VG_SR, VGGISH_FRAME, VGGISH_HOP, _VG_FFT, _VG_MELS = 16000, 400, 160, 512, 64
 _VG_FMIN, _VG_FMAX, _VG_LOG_OFFSET = 125.0, 7500.0, 0.01
 VGGISH_EXAMPLE_FRAMES = 96
 #: Shortest waveform that yields one VGGish example: 96 frames of 400 samples, hop 160.
-VGGISH_MIN_SAMPLES = _VG_FRAME + _VG_HOP * (VGGISH_EXAMPLE_FRAMES - 1)  # 15600
+VGGISH_MIN_SAMPLES = VGGISH_FRAME + VGGISH_HOP * (VGGISH_EXAMPLE_FRAMES - 1)  # 15600
 
 #: PANNs CNN14 front-end settings per sample rate (the 16 kHz and the original 32 kHz checkpoints).
 PANNS_PRESETS = {
@@ -329,12 +329,12 @@ def _mel_spectrum(x: torch.Tensor, fill, n_frames: int, frame: int, hop: int, n_
 # ----------------------------------------------------------------------------------------------
 def ast_samples_for_frames(num_frames: int) -> int:
     """The fewest samples that give ``num_frames`` Kaldi fbank frames (25 ms frames, 10 ms hop at 16 kHz)."""
-    return _AST_FRAME + _AST_HOP * (int(num_frames) - 1)
+    return _AST_FRAME + AST_HOP * (int(num_frames) - 1)
 
 
 def ast_num_frames(num_samples):
     """Kaldi fbank frames (25 ms / 10 ms at 16 kHz, snip edges) for ``num_samples`` (int or tensor)."""
-    return _num_frames(num_samples, _AST_FRAME, _AST_HOP)
+    return _num_frames(num_samples, _AST_FRAME, AST_HOP)
 
 
 @torch.no_grad()
@@ -365,7 +365,7 @@ def ast_fbank(waveforms: torch.Tensor, sampling_rate: int = 16000, num_mel_bins:
     n_frames = min(ast_num_frames(n), max_length)
     out = torch.zeros(batch, max_length, num_mel_bins, dtype=torch.float32, device=x.device)
     if n_frames > 0:
-        x = x[:, : _AST_FRAME + _AST_HOP * (n_frames - 1)]  # only the samples the kept frames read
+        x = x[:, : _AST_FRAME + AST_HOP * (n_frames - 1)]  # only the samples the kept frames read
         p = _AST_PREEMPH
         window = _const("hann_symmetric", (_AST_FRAME,), x.device, stft_dtype)
 
@@ -373,15 +373,15 @@ def ast_fbank(waveforms: torch.Tensor, sampling_rate: int = 16000, num_mel_bins:
             # Per-frame DC removal then pre-emphasis equals pre-emphasis of the raw frame minus
             # (1 - p) * frame mean, and samples 1..399 of a pre-emphasised frame are the globally
             # pre-emphasised waveform: so pre-emphasis runs once on the waveform, not per frame.
-            raw = xc.unfold(-1, _AST_FRAME, _AST_HOP)  # [b, T, 400] view
+            raw = xc.unfold(-1, _AST_FRAME, AST_HOP)  # [b, T, 400] view
             dc = raw.mean(-1, keepdim=True).mul_(1.0 - p)
             emph = xc[:, 1:] - p * xc[:, :-1]
-            torch.sub(emph.unfold(-1, _AST_FRAME - 1, _AST_HOP), dc, out=buf[..., 1:])
+            torch.sub(emph.unfold(-1, _AST_FRAME - 1, AST_HOP), dc, out=buf[..., 1:])
             torch.sub(raw[..., :1] * (1.0 - p), dc, out=buf[..., :1])
             buf.mul_(window)
 
         mel = _mel("kaldi", (num_mel_bins, _AST_FFT // 2 + 1, sampling_rate, 20.0, sampling_rate / 2), x.device)
-        fbank = _mel_spectrum(x, fill, n_frames, _AST_FRAME, _AST_HOP, _AST_FFT, mel, stft_dtype,
+        fbank = _mel_spectrum(x, fill, n_frames, _AST_FRAME, AST_HOP, _AST_FFT, mel, stft_dtype,
                               finish=lambda m: m.clamp_min_(_AST_LOG_FLOOR).log_())
         if lengths is not None:
             fbank.masked_fill_(_frame_mask(ast_num_frames(lengths), n_frames), 0.0)
@@ -400,8 +400,8 @@ def vggish_num_examples(num_samples):
     Clips shorter than :data:`VGGISH_MIN_SAMPLES` (15600 samples, 0.975 s) count as one zero-padded example.
     """
     if isinstance(num_samples, torch.Tensor):
-        return _num_frames(num_samples.clamp_min(VGGISH_MIN_SAMPLES), _VG_FRAME, _VG_HOP) // VGGISH_EXAMPLE_FRAMES
-    return _num_frames(max(num_samples, VGGISH_MIN_SAMPLES), _VG_FRAME, _VG_HOP) // VGGISH_EXAMPLE_FRAMES
+        return _num_frames(num_samples.clamp_min(VGGISH_MIN_SAMPLES), VGGISH_FRAME, VGGISH_HOP) // VGGISH_EXAMPLE_FRAMES
+    return _num_frames(max(num_samples, VGGISH_MIN_SAMPLES), VGGISH_FRAME, VGGISH_HOP) // VGGISH_EXAMPLE_FRAMES
 
 
 @torch.no_grad()
@@ -449,14 +449,14 @@ def vggish_log_mel_examples(waveforms: torch.Tensor, lengths: torch.Tensor | Seq
     if n < VGGISH_MIN_SAMPLES:
         x = torch.nn.functional.pad(x, (0, VGGISH_MIN_SAMPLES - n))
     n_frames = n_examples * VGGISH_EXAMPLE_FRAMES
-    x = x[:, : _VG_FRAME + _VG_HOP * (n_frames - 1)]
-    window = _const("hann_periodic", (_VG_FRAME,), x.device, stft_dtype)
+    x = x[:, : VGGISH_FRAME + VGGISH_HOP * (n_frames - 1)]
+    window = _const("hann_periodic", (VGGISH_FRAME,), x.device, stft_dtype)
 
     def fill(xc: torch.Tensor, buf: torch.Tensor) -> None:
-        torch.mul(xc.unfold(-1, _VG_FRAME, _VG_HOP), window, out=buf)
+        torch.mul(xc.unfold(-1, VGGISH_FRAME, VGGISH_HOP), window, out=buf)
 
     mel = _mel("htk", (_VG_MELS, _VG_FFT // 2 + 1, _VG_SR, _VG_FMIN, _VG_FMAX), x.device)
-    log_mel = _mel_spectrum(x, fill, n_frames, _VG_FRAME, _VG_HOP, _VG_FFT, mel, stft_dtype, magnitude=True,
+    log_mel = _mel_spectrum(x, fill, n_frames, VGGISH_FRAME, VGGISH_HOP, _VG_FFT, mel, stft_dtype, magnitude=True,
                             finish=lambda m: m.add_(_VG_LOG_OFFSET).log_())
     if lengths is not None:
         valid = vggish_num_examples(lengths) * VGGISH_EXAMPLE_FRAMES

@@ -110,7 +110,8 @@ class AudioFusionModel(AudioFusionPreTrainedModel):
         from the config pads/cuts to the same length."""
         backbone_class = self.config.backbone_class
         if not backbone_class.resizable_input:
-            raise backbone_class._not_resizable()
+            raise ValueError(f"backbone {backbone_class.name!r} has no fixed input length to change (it is not a "
+                             "ResizableInput backbone)")
         backbone_config, frontend = backbone_class.with_input_length(self.config.backbone_config,
                                                                      self.config.frontend, max_length)
         self.backbone.set_input_length(max_length)

