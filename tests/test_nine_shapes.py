@@ -81,7 +81,7 @@ def test_nine_shapes_through_reproduce_paper_and_the_cli(tmp_path, monkeypatch, 
     printed = capsys.readouterr()
     assert exit_info.value.code == 0, printed.err
     assert "fold tasks hold out each fold in turn" in printed.out and "layer choice on valid accuracy" in printed.out
-    assert "protocol (AST): input each task's clip length, fbank normalised with the task statistics" in printed.out
+    assert "protocol (ast): input each task's clip length, normalised with the task statistics" in printed.out
     for task, frames in (("spcv2", 98), ("cremad", 248), ("esc50", 498), ("voxforge", 578), ("vc1", 818),
                          ("gtzan", 2998)):
         assert f"  {task}: ast input {frames} frames" in printed.out

@@ -30,7 +30,8 @@ def test_fails_early_with_everything_missing(tmp_path, monkeypatch, capsys):
     assert code == 2
     for expected in ("task esc50: neither a prepared folder nor a download", "task surge: neither a prepared folder",
                      "vggish checkpoint",
-                     "cnn14 checkpoint", "AST checkpoint MIT/ast-finetuned-audioset-10-10-0.4593"):
+                     "cnn14 checkpoint", "ast checkpoint MIT/ast-finetuned-audioset-10-10-0.4593: not a local file or folder "
+                     "and the Hub cannot serve it"):
         assert expected in err, err
     assert not (tmp_path / "o").exists()  # nothing ran
 

@@ -209,8 +209,8 @@ def test_bench_pipeline_runs_and_reports_every_stage(capsys):
     module.main(["--clips", "4", "--seconds", "1", "--batch-size", "2", "--workers", "0", "1", "--decode-rounds", "2",
                  "--repeats", "1", "--backbones", "crepe"])
     out = capsys.readouterr().out
-    for row in ("| decode+resample | in process |", "| decode+resample | 1 worker(s) |", "| frontend | CREPE",
-                "| backbone | CREPE", "| cache write |", "| pipeline |"):
+    for row in ("| decode+resample | in process |", "| decode+resample | 1 worker(s) |", "| frontend | crepe tiny variant",
+                "| backbone | crepe tiny variant", "| cache write |", "| pipeline |"):
         assert row in out, row
     assert "decode: 1 worker / in process throughput" in out and "per round" in out
     assert "crepe: " in out and "bounds it at" in out and "length bucketing" in out
