@@ -96,12 +96,10 @@ def main() -> None:
                    help="default: every standalone backbone with a window rule (long clips are windowed)")
     args = p.parse_args()
     if args.backbones is None:
-        from hf_fusion.catalog import standalone_backbones
-        from hf_fusion.models.backbones import get_backbone_class
+        from hf_fusion.catalog import paper_size_config, standalone_backbones
 
-        args.backbones = [name for name in standalone_backbones()
-                          if get_backbone_class(name).window_rule(get_backbone_class(name).default_frontend(
-                              get_backbone_class(name).normalize_backbone_config(None))) is not None]
+        configs = [paper_size_config(name) for name in standalone_backbones()]
+        args.backbones = [c.backbone for c in configs if c.backbone_class.window_rule(dict(c.frontend)) is not None]
     lengths = [10.0, 600.0, 3600.0] if args.full else [10.0, 30.0, 60.0]
     budget = 0.6 * _available_mib()
     print(f"peak RSS (MiB, whole process) per clip; window {args.window:g} s; MemAvailable budget {budget:.0f} MiB")

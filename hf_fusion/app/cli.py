@@ -183,10 +183,6 @@ def _describe_folds(tasks: dict, folds) -> None:
                   "the other folds); results averaged over them, per-fold numbers kept")
 
 
-def percent_text(x: float) -> str:
-    return f"{100 * x:.1f}"
-
-
 # ------------------------------------------------------------------ subcommands
 
 
@@ -233,6 +229,7 @@ def _run_layerwise(args):
 
 def _write_study(study, out: Path, groups=None, model=None, choice=None) -> dict:
     from hf_fusion.evaluation import write_study
+    from hf_fusion.hub.cards import percent_text
 
     marks = {choice.middle: "M", choice.late: "L"} if choice is not None else None
     paths = write_study(study, out, groups=groups, model=model, marks=marks)
@@ -256,6 +253,7 @@ def cmd_layerwise(args) -> int:
 def _choose(study, args, caches=None):
     from hf_fusion.app import workflow
     from hf_fusion.evaluation import choose_layers, refine_with_pairs
+    from hf_fusion.hub.cards import percent_text
 
     late = args.late_task or None
     select_on = getattr(args, "select_on", protocol.SELECT_ON[0])
@@ -349,6 +347,8 @@ def cmd_evaluate(args) -> int:
     print("\n" + paths["table"].read_text())
     print(f"wrote {paths['results']}, {paths['table']} (+ .csv/.json); appended to {leaderboard}")
     if args.save_classifier:
+        from hf_fusion.hub.cards import percent_text
+
         (task, data), = tasks.items()
         folder = workflow.save_task_classifier(task_models[task], data, results[loaded.name][1][task],
                                                Path(args.save_classifier), fold=fold)

@@ -499,17 +499,17 @@ def save_task_classifier(task_loaded: LoadedModel, data, result, folder: Path, f
     model (``task_models`` of :func:`extract_tasks`), the task's class names and clip length (the test crop);
     a task prepared from an incomplete download records its gaps as ``probe["partial"]``."""
     from ..evaluation import classifier_from_probe, save_classifier
+    from ..tasks.prepare import gaps_summary
 
     split = next(iter(data))
     labels = getattr(data[split].features["label"], "names", None)
     if not labels:
         raise ValueError(f"{result.task}: the label column has no class names (a ClassLabel), needed for id2label")
-    from ..tasks.prepare import gaps_summary
-
     classifier = classifier_from_probe(task_loaded.model, result, labels, fold=fold,
                                        clip_samples=task_clip_samples(data))
-    if getattr(data, PARTIAL_ATTR, None):  # the card says the number is not the official task's
-        classifier.config.probe["partial"] = gaps_summary(getattr(data, PARTIAL_ATTR))
+    gaps = getattr(data, PARTIAL_ATTR, None)
+    if gaps:  # the card says the number is not the official task's
+        classifier.config.probe["partial"] = gaps_summary(gaps)
     return save_classifier(classifier, folder)
 
 
@@ -535,6 +535,7 @@ def write_results(loaded: LoadedModel, results: dict, out: Path, leaderboard: Pa
     from ..evaluation import LeaderboardEntry, append_entries, fused_table
     from ..tasks.prepare import gaps_summary
 
+    gap_lines = {task: gaps_summary(gaps) for task, gaps in (partial or {}).items() if gaps}
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "results.csv", "w", newline="") as f:
         writer = csv.writer(f)
@@ -542,7 +543,7 @@ def write_results(loaded: LoadedModel, results: dict, out: Path, leaderboard: Pa
         for model_name, (layers, per_task) in results.items():
             names = " ".join(map(str, layers))
             for task, res in per_task.items():
-                gaps = gaps_summary((partial or {}).get(task, []))
+                gaps = gap_lines.get(task, "")
                 writer.writerow([model_name, task, f"{res.accuracy:.6f}", f"{res.std:.6f}", res.lr, names,
                                  f"{res.valid_mean:.6f}", "" if res.per_fold is None else "mean", gaps])
                 for fold, test in (res.per_fold or {}).items():
@@ -562,7 +563,7 @@ def write_results(loaded: LoadedModel, results: dict, out: Path, leaderboard: Pa
     if leaderboard is not None:
         entries = [
             LeaderboardEntry.from_probe(model_name, layers, res, source=loaded.source,
-                                        **({"partial": g} if (g := gaps_summary((partial or {}).get(res.task, []))) else {}))
+                                        **({"partial": gap_lines[res.task]} if res.task in gap_lines else {}))
             for model_name, (layers, per_task) in results.items() for res in per_task.values()
         ]
         append_entries(leaderboard, entries)

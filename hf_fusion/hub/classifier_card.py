@@ -12,7 +12,8 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .cards import PARTIAL_SUFFIX, TASK_DISPLAY_NAMES, backbone_license, looks_like_hub_id, percent_text, tidy_card_text, card_context, hub_dataset
+from .cards import (PARTIAL_SUFFIX, TASK_DISPLAY_NAMES, backbone_license, card_context, hub_dataset, looks_like_hub_id,
+                    percent_text, tidy_card_text)
 from .cards import templates_dir
 
 TEMPLATE = "classifier.md"
